@@ -1,0 +1,365 @@
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use super::store::{Cached, Store, SyncState};
+use super::{ClusterView, Lookup, ResourceKind};
+use crate::model::{
+    Node, NodeSelectorTerm, PersistentVolume, PersistentVolumeClaim, StorageClass,
+    TopologyRequirement, VolumeSnapshot, VolumeSnapshotClass, VolumeSnapshotContent,
+};
+
+const DRIVER: &str = "driver=";
+const DEFAULT: &str = "default";
+const LABEL: &str = "label:";
+
+impl Cached for VolumeSnapshotClass {
+    const KIND: ResourceKind = ResourceKind::VolumeSnapshotClass;
+    fn key(&self) -> (&str, &str) {
+        ("", &self.metadata.name)
+    }
+    fn index_values(&self) -> Vec<String> {
+        vec![format!("{DRIVER}{}", self.driver)]
+    }
+}
+
+impl Cached for VolumeSnapshot {
+    const KIND: ResourceKind = ResourceKind::VolumeSnapshot;
+    fn key(&self) -> (&str, &str) {
+        (
+            self.metadata.namespace.as_deref().unwrap_or_default(),
+            &self.metadata.name,
+        )
+    }
+}
+
+impl Cached for VolumeSnapshotContent {
+    const KIND: ResourceKind = ResourceKind::VolumeSnapshotContent;
+    fn key(&self) -> (&str, &str) {
+        ("", &self.metadata.name)
+    }
+}
+
+impl Cached for StorageClass {
+    const KIND: ResourceKind = ResourceKind::StorageClass;
+    fn key(&self) -> (&str, &str) {
+        ("", &self.metadata.name)
+    }
+    fn index_values(&self) -> Vec<String> {
+        if self.is_default() {
+            vec![DEFAULT.to_owned()]
+        } else {
+            Vec::new()
+        }
+    }
+}
+
+impl Cached for PersistentVolumeClaim {
+    const KIND: ResourceKind = ResourceKind::PersistentVolumeClaim;
+    fn key(&self) -> (&str, &str) {
+        (
+            self.metadata.namespace.as_deref().unwrap_or_default(),
+            &self.metadata.name,
+        )
+    }
+}
+
+impl Cached for PersistentVolume {
+    const KIND: ResourceKind = ResourceKind::PersistentVolume;
+    fn key(&self) -> (&str, &str) {
+        ("", &self.metadata.name)
+    }
+}
+
+impl Cached for Node {
+    const KIND: ResourceKind = ResourceKind::Node;
+    fn key(&self) -> (&str, &str) {
+        ("", &self.metadata.name)
+    }
+    fn index_values(&self) -> Vec<String> {
+        self.labels()
+            .iter()
+            .map(|(k, v)| format!("{LABEL}{k}={v}"))
+            .collect()
+    }
+}
+
+/// The in-memory cluster view: one indexed store per kind.
+pub struct ClusterIndex {
+    pub snapshot_classes: Store<VolumeSnapshotClass>,
+    pub snapshots: Store<VolumeSnapshot>,
+    pub snapshot_contents: Store<VolumeSnapshotContent>,
+    pub storage_classes: Store<StorageClass>,
+    pub pvcs: Store<PersistentVolumeClaim>,
+    pub pvs: Store<PersistentVolume>,
+    pub nodes: Store<Node>,
+}
+
+impl ClusterIndex {
+    /// Every store starts in `state`: `Pending` until watches list, or `Synced` for a file.
+    pub fn new(state: SyncState) -> Self {
+        Self {
+            snapshot_classes: Store::new(state.clone()),
+            snapshots: Store::new(state.clone()),
+            snapshot_contents: Store::new(state.clone()),
+            storage_classes: Store::new(state.clone()),
+            pvcs: Store::new(state.clone()),
+            pvs: Store::new(state.clone()),
+            nodes: Store::new(state),
+        }
+    }
+
+    /// A view with no source at all: every lookup is unavailable, with this reason.
+    pub fn unavailable(reason: impl Into<String>) -> Self {
+        Self::new(SyncState::Pending(reason.into()))
+    }
+
+    /// The sync state of each kind, for readiness and diagnostics.
+    pub fn states(&self) -> Vec<(ResourceKind, SyncState)> {
+        vec![
+            (
+                ResourceKind::VolumeSnapshotClass,
+                self.snapshot_classes.state(),
+            ),
+            (ResourceKind::VolumeSnapshot, self.snapshots.state()),
+            (
+                ResourceKind::VolumeSnapshotContent,
+                self.snapshot_contents.state(),
+            ),
+            (ResourceKind::StorageClass, self.storage_classes.state()),
+            (ResourceKind::PersistentVolumeClaim, self.pvcs.state()),
+            (ResourceKind::PersistentVolume, self.pvs.state()),
+            (ResourceKind::Node, self.nodes.state()),
+        ]
+    }
+
+    /// Object counts per kind.
+    pub fn counts(&self) -> Vec<(ResourceKind, usize)> {
+        vec![
+            (
+                ResourceKind::VolumeSnapshotClass,
+                self.snapshot_classes.len(),
+            ),
+            (ResourceKind::VolumeSnapshot, self.snapshots.len()),
+            (
+                ResourceKind::VolumeSnapshotContent,
+                self.snapshot_contents.len(),
+            ),
+            (ResourceKind::StorageClass, self.storage_classes.len()),
+            (ResourceKind::PersistentVolumeClaim, self.pvcs.len()),
+            (ResourceKind::PersistentVolume, self.pvs.len()),
+            (ResourceKind::Node, self.nodes.len()),
+        ]
+    }
+
+    fn node_names_with_label(&self, key: &str, value: &str) -> Lookup<BTreeSet<String>> {
+        Ok(self
+            .nodes
+            .by_index(&format!("{LABEL}{key}={value}"))?
+            .iter()
+            .map(|n| n.metadata.name.clone())
+            .collect())
+    }
+}
+
+impl ClusterView for ClusterIndex {
+    fn snapshot_class(&self, name: &str) -> Lookup<Option<Arc<VolumeSnapshotClass>>> {
+        self.snapshot_classes.get("", name)
+    }
+
+    fn snapshot_classes_for_driver(&self, driver: &str) -> Lookup<Vec<Arc<VolumeSnapshotClass>>> {
+        let mut classes = self
+            .snapshot_classes
+            .by_index(&format!("{DRIVER}{driver}"))?;
+        classes.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        Ok(classes)
+    }
+
+    fn snapshot(&self, namespace: &str, name: &str) -> Lookup<Option<Arc<VolumeSnapshot>>> {
+        self.snapshots.get(namespace, name)
+    }
+
+    fn snapshot_content(&self, name: &str) -> Lookup<Option<Arc<VolumeSnapshotContent>>> {
+        self.snapshot_contents.get("", name)
+    }
+
+    fn storage_class(&self, name: &str) -> Lookup<Option<Arc<StorageClass>>> {
+        self.storage_classes.get("", name)
+    }
+
+    fn default_storage_classes(&self) -> Lookup<Vec<Arc<StorageClass>>> {
+        let mut classes = self.storage_classes.by_index(DEFAULT)?;
+        classes.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        Ok(classes)
+    }
+
+    fn pvc(&self, namespace: &str, name: &str) -> Lookup<Option<Arc<PersistentVolumeClaim>>> {
+        self.pvcs.get(namespace, name)
+    }
+
+    fn pv(&self, name: &str) -> Lookup<Option<Arc<PersistentVolume>>> {
+        self.pvs.get("", name)
+    }
+
+    fn node(&self, name: &str) -> Lookup<Option<Arc<Node>>> {
+        self.nodes.get("", name)
+    }
+
+    fn node_label_values(&self, key: &str) -> Lookup<BTreeMap<String, usize>> {
+        Ok(self
+            .nodes
+            .index_range(&format!("{LABEL}{key}="))?
+            .into_iter()
+            .map(|(value, nodes)| (value, nodes.len()))
+            .collect())
+    }
+
+    fn count_nodes_matching_topology(&self, term: &[TopologyRequirement]) -> Lookup<usize> {
+        if term.is_empty() {
+            return Ok(self.nodes.scan(|it| it.count())?);
+        }
+        let mut matching: Option<BTreeSet<String>> = None;
+        for requirement in term {
+            let mut nodes = BTreeSet::new();
+            for value in &requirement.values {
+                nodes.extend(self.node_names_with_label(&requirement.key, value)?);
+            }
+            matching = Some(match matching {
+                None => nodes,
+                Some(prev) => prev.intersection(&nodes).cloned().collect(),
+            });
+        }
+        Ok(matching.map_or(0, |m| m.len()))
+    }
+
+    fn count_nodes_matching_selector(&self, term: &NodeSelectorTerm) -> Lookup<usize> {
+        // Narrow to candidates through the label index when the term has an `In` expression
+        // or names nodes; only a term made solely of other operators needs a scan.
+        let candidates: Option<Vec<Arc<Node>>> = if let Some(by_name) = term
+            .match_fields
+            .iter()
+            .find(|f| f.key == "metadata.name" && f.operator == "In")
+        {
+            let mut nodes = Vec::new();
+            for name in &by_name.values {
+                nodes.extend(self.nodes.get("", name)?);
+            }
+            Some(nodes)
+        } else if let Some(expr) = term.match_expressions.iter().find(|e| e.operator == "In") {
+            let mut nodes = Vec::new();
+            for value in &expr.values {
+                nodes.extend(
+                    self.nodes
+                        .by_index(&format!("{LABEL}{}={value}", expr.key))?,
+                );
+            }
+            Some(nodes)
+        } else {
+            None
+        };
+        match candidates {
+            Some(nodes) => Ok(nodes
+                .iter()
+                .filter(|n| term.matches(n.name(), n.labels()))
+                .count()),
+            None => self
+                .nodes
+                .scan(|it| it.filter(|n| term.matches(n.name(), n.labels())).count()),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(name: &str, labels: &[(&str, &str)]) -> Node {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": name, "labels": labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>()}
+        }))
+        .unwrap()
+    }
+
+    fn req(key: &str, values: &[&str]) -> TopologyRequirement {
+        TopologyRequirement {
+            key: key.into(),
+            values: values.iter().map(|v| v.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn pending_stores_are_unavailable_with_their_reason() {
+        let index = ClusterIndex::unavailable("no --state file");
+        let err = index.snapshot("default", "s").unwrap_err();
+        assert_eq!(err.kind, ResourceKind::VolumeSnapshot);
+        assert_eq!(err.reason, "no --state file");
+    }
+
+    #[test]
+    fn node_label_index_counts_and_intersects() {
+        let index = ClusterIndex::new(SyncState::Synced);
+        index.nodes.replace([
+            node("n1", &[("zone", "b"), ("rack", "r1")]),
+            node("n2", &[("zone", "b"), ("rack", "r2")]),
+            node("n3", &[("zone", "c"), ("rack", "r1")]),
+        ]);
+        assert_eq!(
+            index.node_label_values("zone").unwrap(),
+            BTreeMap::from([("b".into(), 2), ("c".into(), 1)])
+        );
+        assert_eq!(
+            index
+                .count_nodes_matching_topology(&[req("zone", &["b"]), req("rack", &["r1"])])
+                .unwrap(),
+            1
+        );
+        assert_eq!(
+            index
+                .count_nodes_matching_topology(&[req("zone", &["d"])])
+                .unwrap(),
+            0
+        );
+        assert_eq!(
+            index
+                .count_nodes_matching_topology(&[req("zone", &["b", "c"])])
+                .unwrap(),
+            3
+        );
+    }
+
+    #[test]
+    fn apply_and_delete_keep_indexes_in_step() {
+        let index = ClusterIndex::new(SyncState::Synced);
+        index.nodes.apply(node("n1", &[("zone", "b")]));
+        index.nodes.apply(node("n1", &[("zone", "c")]));
+        assert_eq!(index.nodes.len(), 1);
+        assert_eq!(
+            index.node_label_values("zone").unwrap(),
+            BTreeMap::from([("c".into(), 1)])
+        );
+        index.nodes.delete("", "n1");
+        assert!(index.node_label_values("zone").unwrap().is_empty());
+        assert!(index.nodes.is_empty());
+    }
+
+    #[test]
+    fn snapshot_classes_are_indexed_by_driver() {
+        let index = ClusterIndex::new(SyncState::Synced);
+        let class = |name: &str, driver: &str| -> VolumeSnapshotClass {
+            serde_json::from_value(
+                serde_json::json!({"metadata": {"name": name}, "driver": driver}),
+            )
+            .unwrap()
+        };
+        index
+            .snapshot_classes
+            .replace([class("b", "d1"), class("a", "d1"), class("c", "d2")]);
+        let names: Vec<_> = index
+            .snapshot_classes_for_driver("d1")
+            .unwrap()
+            .iter()
+            .map(|c| c.metadata.name.clone())
+            .collect();
+        assert_eq!(names, ["a", "b"]);
+        assert!(index.snapshot_classes_for_driver("d3").unwrap().is_empty());
+    }
+}

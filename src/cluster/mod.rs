@@ -1,0 +1,109 @@
+//! The read-only cluster view the rules consult.
+//!
+//! Rules never call the API server: they read [`ClusterView`], whose one implementation,
+//! [`ClusterIndex`], is an in-memory set of indexed stores. `--state FILE` fills it once from a
+//! file ([`state_file`]); in a cluster, watches keep it current. Every lookup is a hash or
+//! B-tree lookup (by namespace/name, by driver, by label), never a scan of all objects.
+
+mod index;
+pub mod state_file;
+mod store;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
+
+pub use index::ClusterIndex;
+pub use store::{Cached, Store, SyncState};
+
+use crate::model::{
+    Node, NodeSelectorTerm, PersistentVolume, PersistentVolumeClaim, StorageClass,
+    TopologyRequirement, VolumeSnapshot, VolumeSnapshotClass, VolumeSnapshotContent,
+};
+
+/// The kinds of objects the cluster view holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum ResourceKind {
+    VolumeSnapshotClass,
+    VolumeSnapshot,
+    VolumeSnapshotContent,
+    StorageClass,
+    PersistentVolumeClaim,
+    PersistentVolume,
+    Node,
+}
+
+impl ResourceKind {
+    pub const ALL: [ResourceKind; 7] = [
+        Self::VolumeSnapshotClass,
+        Self::VolumeSnapshot,
+        Self::VolumeSnapshotContent,
+        Self::StorageClass,
+        Self::PersistentVolumeClaim,
+        Self::PersistentVolume,
+        Self::Node,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::VolumeSnapshotClass => "VolumeSnapshotClass",
+            Self::VolumeSnapshot => "VolumeSnapshot",
+            Self::VolumeSnapshotContent => "VolumeSnapshotContent",
+            Self::StorageClass => "StorageClass",
+            Self::PersistentVolumeClaim => "PersistentVolumeClaim",
+            Self::PersistentVolume => "PersistentVolume",
+            Self::Node => "Node",
+        }
+    }
+
+    /// The kind for an object's `kind` field (also accepts the `...List` kinds).
+    pub fn from_kind(kind: &str) -> Option<Self> {
+        let kind = kind.strip_suffix("List").unwrap_or(kind);
+        Self::ALL.into_iter().find(|k| k.as_str() == kind)
+    }
+
+    /// Whether the kind comes from the external-snapshotter CRDs (which a cluster may lack).
+    pub fn is_snapshot_crd(self) -> bool {
+        matches!(
+            self,
+            Self::VolumeSnapshotClass | Self::VolumeSnapshot | Self::VolumeSnapshotContent
+        )
+    }
+}
+
+impl fmt::Display for ResourceKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a lookup could not be answered: the rule cannot decide, and the policy says what then.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{kind} objects are not available: {reason}")]
+pub struct Unavailable {
+    pub kind: ResourceKind,
+    pub reason: String,
+}
+
+pub type Lookup<T> = Result<T, Unavailable>;
+
+/// What the rules may know about the cluster. Read-only; cheap; never blocks on the network.
+pub trait ClusterView: Send + Sync {
+    fn snapshot_class(&self, name: &str) -> Lookup<Option<Arc<VolumeSnapshotClass>>>;
+    /// Every VolumeSnapshotClass of a CSI driver (indexed by driver).
+    fn snapshot_classes_for_driver(&self, driver: &str) -> Lookup<Vec<Arc<VolumeSnapshotClass>>>;
+    fn snapshot(&self, namespace: &str, name: &str) -> Lookup<Option<Arc<VolumeSnapshot>>>;
+    fn snapshot_content(&self, name: &str) -> Lookup<Option<Arc<VolumeSnapshotContent>>>;
+    fn storage_class(&self, name: &str) -> Lookup<Option<Arc<StorageClass>>>;
+    /// The StorageClasses annotated as the cluster default (normally zero or one).
+    fn default_storage_classes(&self) -> Lookup<Vec<Arc<StorageClass>>>;
+    fn pvc(&self, namespace: &str, name: &str) -> Lookup<Option<Arc<PersistentVolumeClaim>>>;
+    fn pv(&self, name: &str) -> Lookup<Option<Arc<PersistentVolume>>>;
+    fn node(&self, name: &str) -> Lookup<Option<Arc<Node>>>;
+    /// How many nodes carry each value of a label key: `{"cn-hangzhou-b": 3}`.
+    fn node_label_values(&self, key: &str) -> Lookup<BTreeMap<String, usize>>;
+    /// How many nodes satisfy every requirement (`key` in `values`) of one topology term.
+    fn count_nodes_matching_topology(&self, term: &[TopologyRequirement]) -> Lookup<usize>;
+    /// How many nodes satisfy a node selector term (PV node affinity).
+    fn count_nodes_matching_selector(&self, term: &NodeSelectorTerm) -> Lookup<usize>;
+}

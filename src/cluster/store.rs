@@ -1,0 +1,216 @@
+//! A generic indexed store of one kind of object, fed either by a state file or by a watch.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+
+use super::{ResourceKind, Unavailable};
+
+/// An object the store can hold: where it lives, and the secondary index values it has.
+pub trait Cached: Send + Sync + 'static {
+    const KIND: ResourceKind;
+    /// Namespace (`""` for cluster-scoped objects) and name.
+    fn key(&self) -> (&str, &str);
+    /// Secondary index values (e.g. the driver of a snapshot class, `key=value` per node label).
+    fn index_values(&self) -> Vec<String> {
+        Vec::new()
+    }
+}
+
+/// Whether a store can answer lookups.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SyncState {
+    /// The first full list has not arrived yet (or no source was configured).
+    Pending(String),
+    /// The store reflects the cluster (or the state file).
+    Synced,
+    /// The kind does not exist in the cluster (the snapshot CRDs are not installed).
+    Missing(String),
+}
+
+struct Inner<T> {
+    state: SyncState,
+    /// namespace → name → object; nested so lookups by `&str` need no allocation.
+    objects: HashMap<String, HashMap<String, Arc<T>>>,
+    /// index value → set of (namespace, name).
+    index: BTreeMap<String, BTreeSet<(String, String)>>,
+    len: usize,
+}
+
+impl<T> Inner<T> {
+    fn empty(state: SyncState) -> Self {
+        Self {
+            state,
+            objects: HashMap::new(),
+            index: BTreeMap::new(),
+            len: 0,
+        }
+    }
+}
+
+pub struct Store<T> {
+    inner: RwLock<Inner<T>>,
+}
+
+impl<T: Cached> Store<T> {
+    pub fn new(state: SyncState) -> Self {
+        Self {
+            inner: RwLock::new(Inner::empty(state)),
+        }
+    }
+
+    // A poisoned lock only means another thread panicked mid-update; the maps are still
+    // consistent enough to read, and refusing every review would wedge the cluster.
+    fn read(&self) -> RwLockReadGuard<'_, Inner<T>> {
+        self.inner.read().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn write(&self) -> RwLockWriteGuard<'_, Inner<T>> {
+        self.inner.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn unavailable(state: &SyncState) -> Option<Unavailable> {
+        match state {
+            SyncState::Synced => None,
+            SyncState::Pending(reason) | SyncState::Missing(reason) => Some(Unavailable {
+                kind: T::KIND,
+                reason: reason.clone(),
+            }),
+        }
+    }
+
+    pub fn state(&self) -> SyncState {
+        self.read().state.clone()
+    }
+
+    pub fn set_state(&self, state: SyncState) {
+        self.write().state = state;
+    }
+
+    pub fn len(&self) -> usize {
+        self.read().len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn get(&self, namespace: &str, name: &str) -> Result<Option<Arc<T>>, Unavailable> {
+        let inner = self.read();
+        if let Some(err) = Self::unavailable(&inner.state) {
+            return Err(err);
+        }
+        Ok(inner
+            .objects
+            .get(namespace)
+            .and_then(|m| m.get(name))
+            .cloned())
+    }
+
+    /// Objects whose index values include `value`.
+    pub fn by_index(&self, value: &str) -> Result<Vec<Arc<T>>, Unavailable> {
+        let inner = self.read();
+        if let Some(err) = Self::unavailable(&inner.state) {
+            return Err(err);
+        }
+        Ok(Self::lookup_index(&inner, value))
+    }
+
+    fn lookup_index(inner: &Inner<T>, value: &str) -> Vec<Arc<T>> {
+        inner
+            .index
+            .get(value)
+            .into_iter()
+            .flatten()
+            .filter_map(|(ns, name)| inner.objects.get(ns).and_then(|m| m.get(name)).cloned())
+            .collect()
+    }
+
+    /// The keys filed under each index value starting with `prefix`, with the value's suffix.
+    pub fn index_range(
+        &self,
+        prefix: &str,
+    ) -> Result<Vec<(String, BTreeSet<(String, String)>)>, Unavailable> {
+        let inner = self.read();
+        if let Some(err) = Self::unavailable(&inner.state) {
+            return Err(err);
+        }
+        Ok(inner
+            .index
+            .range(prefix.to_owned()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+            .map(|(k, v)| (k[prefix.len()..].to_owned(), v.clone()))
+            .collect())
+    }
+
+    /// Runs `f` over every object (for the rare lookups no index can serve).
+    pub fn scan<R>(
+        &self,
+        f: impl FnOnce(&mut dyn Iterator<Item = &Arc<T>>) -> R,
+    ) -> Result<R, Unavailable> {
+        let inner = self.read();
+        if let Some(err) = Self::unavailable(&inner.state) {
+            return Err(err);
+        }
+        let mut iter = inner.objects.values().flat_map(|m| m.values());
+        Ok(f(&mut iter))
+    }
+
+    /// Inserts or replaces one object (a watch `Apply`).
+    pub fn apply(&self, obj: T) {
+        let mut inner = self.write();
+        Self::insert(&mut inner, Arc::new(obj));
+    }
+
+    /// Removes one object (a watch `Delete`).
+    pub fn delete(&self, namespace: &str, name: &str) {
+        let mut inner = self.write();
+        Self::remove(&mut inner, namespace, name);
+    }
+
+    /// Replaces the whole content at once and marks the store synced (the end of a list or
+    /// relist): until then the previous content keeps serving, so a relist after `410 Gone`
+    /// never empties the cache.
+    pub fn replace(&self, objects: impl IntoIterator<Item = T>) {
+        let mut fresh = Inner::empty(SyncState::Synced);
+        for obj in objects {
+            Self::insert(&mut fresh, Arc::new(obj));
+        }
+        *self.write() = fresh;
+    }
+
+    fn insert(inner: &mut Inner<T>, obj: Arc<T>) {
+        let (ns, name) = obj.key();
+        let (ns, name) = (ns.to_owned(), name.to_owned());
+        Self::remove(inner, &ns, &name);
+        for value in obj.index_values() {
+            inner
+                .index
+                .entry(value)
+                .or_default()
+                .insert((ns.clone(), name.clone()));
+        }
+        inner.objects.entry(ns).or_default().insert(name, obj);
+        inner.len += 1;
+    }
+
+    fn remove(inner: &mut Inner<T>, ns: &str, name: &str) {
+        let Some(by_name) = inner.objects.get_mut(ns) else {
+            return;
+        };
+        let Some(old) = by_name.remove(name) else {
+            return;
+        };
+        if by_name.is_empty() {
+            inner.objects.remove(ns);
+        }
+        inner.len -= 1;
+        for value in old.index_values() {
+            if let Some(set) = inner.index.get_mut(&value) {
+                set.remove(&(ns.to_owned(), name.to_owned()));
+                if set.is_empty() {
+                    inner.index.remove(&value);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,26 @@
+//! storage-admission: admission webhooks and a small controller that make CSI snapshot and
+//! topology-aware storage workflows safe.
+//!
+//! The layout is the architecture:
+//! - [`model`]: the slim, typed views of the objects the rules read (only the fields they read).
+//! - [`cluster`]: the read-only cluster view the rules consult, and its indexed in-memory store
+//!   (fed by a state file with `--state`, or by watches in a cluster).
+//! - [`policy`]: the versioned policy file: per-rule modes, exemptions and knobs.
+//! - [`rules`]: the pure rules, one module each: (object, old object, cluster view, policy) →
+//!   outcome. The webhook and the controller call the same functions.
+//! - [`admission`]: the edge: AdmissionReview in, AdmissionReview out.
+//! - [`server`]: HTTPS serving, certificate reload, admin endpoints, metrics.
+//! - [`offline`]: `storage-admission review`, the same engine on files.
+#![forbid(unsafe_code)]
+#![deny(rust_2018_idioms)]
+
+pub mod admission;
+pub mod certs;
+pub mod cluster;
+pub mod model;
+pub mod offline;
+pub mod policy;
+pub mod rules;
+pub mod server;
+pub mod telemetry;
+pub mod yaml;

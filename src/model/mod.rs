@@ -1,0 +1,68 @@
+//! Slim, typed views of the Kubernetes objects the rules read.
+//!
+//! Each type deserialises straight from the API server's JSON and keeps only the fields a rule
+//! reads: `managedFields`, `last-applied-configuration` and every other annotation the rules do
+//! not look at are dropped while parsing, so the same types serve the request path (one parse,
+//! no `serde_json::Value` tree) and the caches (small objects). Field names follow the
+//! Kubernetes API and the external-snapshotter CRDs (`snapshot.storage.k8s.io/v1`).
+
+pub mod labels;
+mod meta;
+mod node;
+mod quantity;
+mod snapshot;
+mod storage;
+
+pub use meta::{ObjectMeta, OwnerReference, null_as_default};
+pub use node::Node;
+pub use quantity::{Quantity, QuantityError};
+pub use snapshot::{
+    SnapshotError, VolumeSnapshot, VolumeSnapshotClass, VolumeSnapshotContent,
+    VolumeSnapshotContentSource, VolumeSnapshotContentSpec, VolumeSnapshotContentStatus,
+    VolumeSnapshotRef, VolumeSnapshotSource, VolumeSnapshotSpec, VolumeSnapshotStatus,
+};
+pub use storage::{
+    AllowedTopologyTerm, NodeSelectorRequirement, NodeSelectorTerm, PersistentVolume,
+    PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeSpec, StorageClass,
+    TopologyRequirement, TypedLocalObjectReference, TypedObjectReference, VolumeBindingMode,
+};
+
+/// Well-known annotation and label keys the rules read or write.
+pub mod keys {
+    /// Marks the default VolumeSnapshotClass of a CSI driver.
+    pub const DEFAULT_SNAPSHOT_CLASS: &str = "snapshot.storage.kubernetes.io/is-default-class";
+    /// Marks the cluster's default StorageClass (GA key).
+    pub const DEFAULT_STORAGE_CLASS: &str = "storageclass.kubernetes.io/is-default-class";
+    /// Marks the cluster's default StorageClass (beta key, still honoured by the API server).
+    pub const DEFAULT_STORAGE_CLASS_BETA: &str = "storageclass.beta.kubernetes.io/is-default-class";
+    /// Legacy way of naming a PVC's class, still honoured by the PV controller.
+    pub const PVC_STORAGE_CLASS_BETA: &str = "volume.beta.kubernetes.io/storage-class";
+    /// Lets a restore change the volume mode of a snapshot (set on the VolumeSnapshotContent).
+    pub const ALLOW_VOLUME_MODE_CHANGE: &str =
+        "snapshot.storage.kubernetes.io/allow-volume-mode-change";
+    /// Opts a topology-restricted StorageClass out of the binding-mode rule (deliberate Immediate).
+    pub const ALLOW_IMMEDIATE_BINDING: &str = "storage-admission.io/allow-immediate-binding";
+    /// The provisioner of statically provisioned local volumes.
+    pub const NO_PROVISIONER: &str = "kubernetes.io/no-provisioner";
+
+    pub const ZONE: &str = "topology.kubernetes.io/zone";
+    pub const REGION: &str = "topology.kubernetes.io/region";
+    pub const ZONE_BETA: &str = "failure-domain.beta.kubernetes.io/zone";
+    pub const REGION_BETA: &str = "failure-domain.beta.kubernetes.io/region";
+    pub const HOSTNAME: &str = "kubernetes.io/hostname";
+
+    /// Annotations the model keeps; every other annotation is dropped while parsing.
+    pub const KEPT_ANNOTATIONS: &[&str] = &[
+        DEFAULT_SNAPSHOT_CLASS,
+        DEFAULT_STORAGE_CLASS,
+        DEFAULT_STORAGE_CLASS_BETA,
+        PVC_STORAGE_CLASS_BETA,
+        ALLOW_VOLUME_MODE_CHANGE,
+        ALLOW_IMMEDIATE_BINDING,
+    ];
+}
+
+/// `"true"` as Kubernetes annotations spell it (the API server compares the string exactly).
+pub(crate) fn annotation_is_true(value: Option<&String>) -> bool {
+    value.is_some_and(|v| v == "true")
+}

@@ -1,0 +1,23 @@
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::meta::ObjectMeta;
+
+/// A Node: only its name and labels matter to the rules.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct Node {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+}
+
+impl Node {
+    pub fn name(&self) -> &str {
+        &self.metadata.name
+    }
+
+    pub fn labels(&self) -> &BTreeMap<String, String> {
+        static EMPTY: BTreeMap<String, String> = BTreeMap::new();
+        self.metadata.labels.as_ref().unwrap_or(&EMPTY)
+    }
+}

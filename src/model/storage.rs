@@ -1,0 +1,386 @@
+//! `storage.k8s.io/v1` StorageClass and core/v1 PersistentVolumeClaim and PersistentVolume.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+
+use super::meta::{ObjectMeta, null_as_default};
+use super::{Quantity, annotation_is_true, keys};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+pub enum VolumeBindingMode {
+    Immediate,
+    WaitForFirstConsumer,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StorageClass {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub provisioner: String,
+    /// The API server defaults an absent mode to `Immediate` before admission.
+    #[serde(default)]
+    pub volume_binding_mode: Option<VolumeBindingMode>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub allowed_topologies: Vec<AllowedTopologyTerm>,
+}
+
+/// One `allowedTopologies` term: every expression must match (AND); terms are ORed.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AllowedTopologyTerm {
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub match_label_expressions: Vec<TopologyRequirement>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct TopologyRequirement {
+    #[serde(default)]
+    pub key: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub values: Vec<String>,
+}
+
+impl StorageClass {
+    pub fn is_default(&self) -> bool {
+        annotation_is_true(self.metadata.annotation(keys::DEFAULT_STORAGE_CLASS))
+            || annotation_is_true(self.metadata.annotation(keys::DEFAULT_STORAGE_CLASS_BETA))
+    }
+
+    /// The effective binding mode (absent means `Immediate`, as the API server defaults it).
+    pub fn binding_mode(&self) -> VolumeBindingMode {
+        self.volume_binding_mode
+            .unwrap_or(VolumeBindingMode::Immediate)
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PersistentVolumeClaim {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: PersistentVolumeClaimSpec,
+    #[serde(default)]
+    pub status: Option<PersistentVolumeClaimStatus>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PersistentVolumeClaimSpec {
+    /// `Some("")` asks explicitly for no class (static binding only).
+    #[serde(default)]
+    pub storage_class_name: Option<String>,
+    #[serde(default)]
+    pub volume_name: Option<String>,
+    #[serde(default)]
+    pub volume_mode: Option<String>,
+    #[serde(default)]
+    pub data_source: Option<TypedLocalObjectReference>,
+    #[serde(default)]
+    pub data_source_ref: Option<TypedObjectReference>,
+    #[serde(default)]
+    pub resources: ResourceRequirements,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct ResourceRequirements {
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub requests: BTreeMap<String, Quantity>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct PersistentVolumeClaimStatus {
+    #[serde(default)]
+    pub phase: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TypedLocalObjectReference {
+    #[serde(default)]
+    pub api_group: Option<String>,
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub name: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TypedObjectReference {
+    #[serde(default)]
+    pub api_group: Option<String>,
+    #[serde(default)]
+    pub kind: String,
+    #[serde(default)]
+    pub name: String,
+    #[serde(default)]
+    pub namespace: Option<String>,
+}
+
+impl PersistentVolumeClaim {
+    /// The class the claim asks for: `spec.storageClassName`, or the legacy beta annotation.
+    /// `None` means "the cluster's default class"; `Some("")` means "no class".
+    pub fn requested_class(&self) -> Option<&str> {
+        self.spec.storage_class_name.as_deref().or_else(|| {
+            self.metadata
+                .annotation(keys::PVC_STORAGE_CLASS_BETA)
+                .map(String::as_str)
+        })
+    }
+
+    pub fn requested_storage(&self) -> Option<&Quantity> {
+        self.spec.resources.requests.get("storage")
+    }
+
+    /// `Filesystem` unless the claim says otherwise (the API server's default).
+    pub fn volume_mode(&self) -> &str {
+        self.spec.volume_mode.as_deref().unwrap_or("Filesystem")
+    }
+
+    pub fn bound_volume(&self) -> Option<&str> {
+        self.spec.volume_name.as_deref().filter(|n| !n.is_empty())
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PersistentVolume {
+    #[serde(default)]
+    pub metadata: ObjectMeta,
+    #[serde(default)]
+    pub spec: PersistentVolumeSpec,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct PersistentVolumeSpec {
+    #[serde(default)]
+    pub storage_class_name: Option<String>,
+    #[serde(default)]
+    pub csi: Option<CsiSource>,
+    #[serde(default)]
+    pub local: Option<LocalSource>,
+    #[serde(default)]
+    pub node_affinity: Option<VolumeNodeAffinity>,
+    #[serde(default)]
+    pub volume_mode: Option<String>,
+    #[serde(default)]
+    pub claim_ref: Option<ClaimRef>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CsiSource {
+    #[serde(default)]
+    pub driver: String,
+    #[serde(default)]
+    pub volume_handle: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct LocalSource {
+    #[serde(default)]
+    pub path: String,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct ClaimRef {
+    #[serde(default)]
+    pub namespace: Option<String>,
+    #[serde(default)]
+    pub name: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct VolumeNodeAffinity {
+    #[serde(default)]
+    pub required: Option<NodeSelector>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeSelector {
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub node_selector_terms: Vec<NodeSelectorTerm>,
+}
+
+/// A node selector term: every expression must match (AND); terms are ORed.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NodeSelectorTerm {
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub match_expressions: Vec<NodeSelectorRequirement>,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub match_fields: Vec<NodeSelectorRequirement>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct NodeSelectorRequirement {
+    #[serde(default)]
+    pub key: String,
+    #[serde(default)]
+    pub operator: String,
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub values: Vec<String>,
+}
+
+impl PersistentVolume {
+    pub fn csi_driver(&self) -> Option<&str> {
+        self.spec
+            .csi
+            .as_ref()
+            .map(|c| c.driver.as_str())
+            .filter(|d| !d.is_empty())
+    }
+
+    pub fn node_selector_terms(&self) -> &[NodeSelectorTerm] {
+        self.spec
+            .node_affinity
+            .as_ref()
+            .and_then(|a| a.required.as_ref())
+            .map(|r| r.node_selector_terms.as_slice())
+            .unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn storage_class_defaults_and_topologies() {
+        let sc: StorageClass = serde_json::from_str(
+            r#"{"metadata":{"name":"csi-disk","annotations":{"storageclass.kubernetes.io/is-default-class":"true"}},
+                "provisioner":"diskplugin.csi.alibabacloud.com",
+                "allowedTopologies":[{"matchLabelExpressions":[{"key":"topology.kubernetes.io/zone","values":["cn-hangzhou-d"]}]}]}"#,
+        )
+        .unwrap();
+        assert!(sc.is_default());
+        assert_eq!(sc.binding_mode(), VolumeBindingMode::Immediate);
+        assert_eq!(
+            sc.allowed_topologies[0].match_label_expressions[0].values,
+            ["cn-hangzhou-d"]
+        );
+        assert!(serde_json::from_str::<StorageClass>(r#"{"volumeBindingMode":"Later"}"#).is_err());
+    }
+
+    #[test]
+    fn pvc_class_storage_and_sources() {
+        let pvc: PersistentVolumeClaim = serde_json::from_str(
+            r#"{"metadata":{"name":"r","namespace":"default","annotations":{"volume.beta.kubernetes.io/storage-class":"old"}},
+                "spec":{"resources":{"requests":{"storage":"20Gi"}},
+                        "dataSourceRef":{"apiGroup":"snapshot.storage.k8s.io","kind":"VolumeSnapshot","name":"s","namespace":"backup"}}}"#,
+        )
+        .unwrap();
+        assert_eq!(pvc.requested_class(), Some("old"));
+        assert_eq!(pvc.volume_mode(), "Filesystem");
+        assert_eq!(
+            pvc.requested_storage().unwrap().as_integer(),
+            Some(21_474_836_480)
+        );
+        assert_eq!(
+            pvc.spec.data_source_ref.unwrap().namespace.as_deref(),
+            Some("backup")
+        );
+        assert!(
+            serde_json::from_str::<PersistentVolumeClaim>(
+                r#"{"spec":{"resources":{"requests":{"storage":"lots"}}}}"#
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn pv_driver_and_affinity() {
+        let pv: PersistentVolume = serde_json::from_str(
+            r#"{"metadata":{"name":"pv1"},"spec":{"csi":{"driver":"d","volumeHandle":"h"},
+                "nodeAffinity":{"required":{"nodeSelectorTerms":[{"matchExpressions":[{"key":"kubernetes.io/hostname","operator":"In","values":["n1"]}]}]}}}}"#,
+        )
+        .unwrap();
+        assert_eq!(pv.csi_driver(), Some("d"));
+        assert_eq!(
+            pv.node_selector_terms()[0].match_expressions[0].values,
+            ["n1"]
+        );
+    }
+}
+
+impl NodeSelectorTerm {
+    /// Kubernetes node-selector semantics: every expression and field requirement must hold;
+    /// a term with no requirements matches no node.
+    pub fn matches(&self, node_name: &str, labels: &BTreeMap<String, String>) -> bool {
+        if self.match_expressions.is_empty() && self.match_fields.is_empty() {
+            return false;
+        }
+        self.match_expressions
+            .iter()
+            .all(|r| r.matches(labels.get(&r.key).map(String::as_str)))
+            && self
+                .match_fields
+                .iter()
+                .all(|r| r.key == "metadata.name" && r.matches(Some(node_name)))
+    }
+}
+
+impl NodeSelectorRequirement {
+    fn matches(&self, value: Option<&str>) -> bool {
+        let numeric = |v: Option<&str>| v.and_then(|v| v.parse::<i64>().ok());
+        let bound = || self.values.first().and_then(|b| b.parse::<i64>().ok());
+        match self.operator.as_str() {
+            "In" => value.is_some_and(|v| self.values.iter().any(|x| x == v)),
+            "NotIn" => value.is_none_or(|v| !self.values.iter().any(|x| x == v)),
+            "Exists" => value.is_some(),
+            "DoesNotExist" => value.is_none(),
+            "Gt" => matches!((numeric(value), bound()), (Some(v), Some(b)) if v > b),
+            "Lt" => matches!((numeric(value), bound()), (Some(v), Some(b)) if v < b),
+            _ => false,
+        }
+    }
+}
+
+#[cfg(test)]
+mod selector_tests {
+    use super::*;
+
+    fn req(key: &str, op: &str, values: &[&str]) -> NodeSelectorRequirement {
+        NodeSelectorRequirement {
+            key: key.into(),
+            operator: op.into(),
+            values: values.iter().map(|v| v.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn node_selector_operators() {
+        let labels: BTreeMap<String, String> = [
+            ("zone".to_string(), "b".to_string()),
+            ("cpus".to_string(), "8".to_string()),
+        ]
+        .into();
+        let term = |e: Vec<NodeSelectorRequirement>| NodeSelectorTerm {
+            match_expressions: e,
+            match_fields: vec![],
+        };
+        assert!(term(vec![req("zone", "In", &["a", "b"])]).matches("n", &labels));
+        assert!(!term(vec![req("zone", "NotIn", &["b"])]).matches("n", &labels));
+        assert!(term(vec![req("rack", "DoesNotExist", &[])]).matches("n", &labels));
+        assert!(
+            term(vec![req("cpus", "Gt", &["4"]), req("zone", "Exists", &[])]).matches("n", &labels)
+        );
+        assert!(!term(vec![req("cpus", "Lt", &["4"])]).matches("n", &labels));
+        assert!(
+            !term(vec![]).matches("n", &labels),
+            "an empty term matches nothing"
+        );
+        let by_name = NodeSelectorTerm {
+            match_expressions: vec![],
+            match_fields: vec![req("metadata.name", "In", &["n"])],
+        };
+        assert!(by_name.matches("n", &labels));
+        assert!(!by_name.matches("m", &labels));
+    }
+}

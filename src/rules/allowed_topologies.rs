@@ -1,0 +1,14 @@
+//! TODO(rule): being written.
+
+use crate::cluster::ClusterView;
+use crate::model::StorageClass;
+use crate::policy::AllowedTopologiesConfig;
+use crate::rules::{Input, Outcome, RuleResult};
+
+pub fn check(
+    _input: &Input<'_, StorageClass>,
+    _view: &dyn ClusterView,
+    _cfg: &AllowedTopologiesConfig,
+) -> RuleResult {
+    Ok(Outcome::allow())
+}

@@ -1,0 +1,90 @@
+//! Building JSON patch operations. Pointers are built from tokens, so label and annotation
+//! keys containing `/` are escaped (`~1`) correctly.
+
+use json_patch::{AddOperation, PatchOperation, ReplaceOperation};
+use jsonptr::PointerBuf;
+use serde_json::Value;
+
+/// A JSON pointer from unescaped tokens: `pointer(["metadata", "labels", "a/b"])` is
+/// `/metadata/labels/a~1b`.
+pub fn pointer<'t>(tokens: impl IntoIterator<Item = &'t str>) -> PointerBuf {
+    PointerBuf::from_tokens(tokens)
+}
+
+pub fn add(path: PointerBuf, value: Value) -> PatchOperation {
+    PatchOperation::Add(AddOperation { path, value })
+}
+
+pub fn replace(path: PointerBuf, value: Value) -> PatchOperation {
+    PatchOperation::Replace(ReplaceOperation { path, value })
+}
+
+/// Operations that set `metadata.labels[key] = value` for each pair, creating the labels map
+/// when the object has none. `has_labels` says whether `metadata.labels` exists.
+pub fn set_labels<'a>(
+    has_labels: bool,
+    labels: impl IntoIterator<Item = (&'a str, &'a str)>,
+) -> Vec<PatchOperation> {
+    let mut ops = Vec::new();
+    let mut created = has_labels;
+    for (key, value) in labels {
+        if !created {
+            ops.push(add(
+                pointer(["metadata", "labels"]),
+                Value::Object(Default::default()),
+            ));
+            created = true;
+        }
+        ops.push(add(
+            pointer(["metadata", "labels", key]),
+            Value::String(value.to_owned()),
+        ));
+    }
+    ops
+}
+
+/// A short human description of operations, for warn mode: `add /spec/x = "y"`.
+pub fn describe(ops: &[PatchOperation]) -> String {
+    ops.iter()
+        .map(|op| match op {
+            PatchOperation::Add(o) => format!("add {} = {}", o.path, o.value),
+            PatchOperation::Replace(o) => format!("replace {} = {}", o.path, o.value),
+            PatchOperation::Remove(o) => format!("remove {}", o.path),
+            PatchOperation::Move(o) => format!("move {} to {}", o.from, o.path),
+            PatchOperation::Copy(o) => format!("copy {} to {}", o.from, o.path),
+            PatchOperation::Test(o) => format!("test {} = {}", o.path, o.value),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_slashes_and_creates_the_labels_map() {
+        let ops = set_labels(false, [("topology.kubernetes.io/zone", "cn-hangzhou-b")]);
+        let json = serde_json::to_value(&ops).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!([
+                {"op": "add", "path": "/metadata/labels", "value": {}},
+                {"op": "add", "path": "/metadata/labels/topology.kubernetes.io~1zone", "value": "cn-hangzhou-b"}
+            ])
+        );
+        let mut doc = serde_json::json!({"metadata": {"name": "n"}});
+        json_patch::patch(&mut doc, &ops).unwrap();
+        assert_eq!(
+            doc["metadata"]["labels"]["topology.kubernetes.io/zone"],
+            "cn-hangzhou-b"
+        );
+    }
+
+    #[test]
+    fn existing_labels_map_is_not_recreated() {
+        let ops = set_labels(true, [("rack", "r1")]);
+        assert_eq!(ops.len(), 1);
+        assert_eq!(describe(&ops), "add /metadata/labels/rack = \"r1\"");
+    }
+}

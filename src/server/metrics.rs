@@ -1,0 +1,189 @@
+//! Prometheus metrics. Every label value comes from a fixed set (webhook, kind, operation,
+//! decision, rule, status, reason): never an object name or an error string.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
+
+use crate::admission::{RuleReport, Webhook};
+use crate::cluster::ResourceKind;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReviewLabels {
+    pub webhook: &'static str,
+    pub resource: &'static str,
+    pub operation: &'static str,
+    pub decision: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WebhookLabels {
+    pub webhook: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RuleLabels {
+    pub rule: &'static str,
+    pub status: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectLabels {
+    pub webhook: &'static str,
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ResultLabels {
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabels {
+    pub kind: &'static str,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub reviews: Family<ReviewLabels, Counter>,
+    pub review_duration: Family<WebhookLabels, Histogram>,
+    pub rules: Family<RuleLabels, Counter>,
+    pub rejected: Family<RejectLabels, Counter>,
+    pub tls_reloads: Family<ResultLabels, Counter>,
+    pub policy_reloads: Family<ResultLabels, Counter>,
+    pub cached_objects: Family<KindLabels, Gauge>,
+    pub open_connections: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("storage_admission");
+        let reviews = Family::<ReviewLabels, Counter>::default();
+        registry.register(
+            "reviews",
+            "Admission reviews answered, by webhook, resource, operation and decision",
+            reviews.clone(),
+        );
+        // 50µs .. ~1.6s: the interesting part is well under a millisecond.
+        let review_duration = Family::<WebhookLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.000_05, 2.0, 16))
+        });
+        registry.register(
+            "review_duration_seconds",
+            "Time from the request body being read to the response being encoded",
+            review_duration.clone(),
+        );
+        let rules = Family::<RuleLabels, Counter>::default();
+        registry.register(
+            "rule_evaluations",
+            "Rule evaluations, by rule and outcome",
+            rules.clone(),
+        );
+        let rejected = Family::<RejectLabels, Counter>::default();
+        registry.register(
+            "rejected_requests",
+            "Requests answered with a 4xx before any rule ran, by reason",
+            rejected.clone(),
+        );
+        let tls_reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "tls_reloads",
+            "Serving certificate reloads, by result",
+            tls_reloads.clone(),
+        );
+        let policy_reloads = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "policy_reloads",
+            "Policy file reloads, by result",
+            policy_reloads.clone(),
+        );
+        let cached_objects = Family::<KindLabels, Gauge>::default();
+        registry.register(
+            "cached_objects",
+            "Objects in the cluster view, by kind",
+            cached_objects.clone(),
+        );
+        let open_connections = Gauge::default();
+        registry.register(
+            "open_connections",
+            "Open webhook connections",
+            open_connections.clone(),
+        );
+        Self {
+            registry,
+            reviews,
+            review_duration,
+            rules,
+            rejected,
+            tls_reloads,
+            policy_reloads,
+            cached_objects,
+            open_connections,
+        }
+    }
+
+    pub fn observe_review(
+        &self,
+        webhook: Webhook,
+        kind: &str,
+        operation: &'static str,
+        decision: &'static str,
+        rules: &[RuleReport],
+        seconds: f64,
+    ) {
+        self.reviews
+            .get_or_create(&ReviewLabels {
+                webhook: webhook.as_str(),
+                resource: resource_label(kind),
+                operation,
+                decision,
+            })
+            .inc();
+        self.review_duration
+            .get_or_create(&WebhookLabels {
+                webhook: webhook.as_str(),
+            })
+            .observe(seconds);
+        for report in rules {
+            self.rules
+                .get_or_create(&RuleLabels {
+                    rule: report.rule.as_str(),
+                    status: report.status.as_str(),
+                })
+                .inc();
+        }
+    }
+
+    pub fn reject(&self, webhook: Webhook, reason: &'static str) {
+        self.rejected
+            .get_or_create(&RejectLabels {
+                webhook: webhook.as_str(),
+                reason,
+            })
+            .inc();
+    }
+
+    /// The text exposition format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        // Writing to a String cannot fail.
+        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        out
+    }
+}
+
+/// A bounded `resource` label: the kinds this service handles, or `other`.
+pub fn resource_label(kind: &str) -> &'static str {
+    ResourceKind::from_kind(kind)
+        .filter(|k| k.as_str() == kind)
+        .map_or("other", ResourceKind::as_str)
+}

@@ -1,0 +1,212 @@
+//! The webhook routes: `POST /mutate` and `POST /validate`. Handlers only read the body, call
+//! [`admission::handle`] and record the outcome; the decision itself is synchronous and pure.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arc_swap::ArcSwap;
+use axum::Router;
+use axum::body::Body;
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use http_body_util::{BodyExt, LengthLimitError, Limited};
+
+use super::metrics::Metrics;
+use crate::admission::{self, ReviewError, Webhook};
+use crate::cluster::ClusterView;
+use crate::policy::Policy;
+
+/// The API server sends objects of up to ~3 MiB, and both the object and the old object on
+/// UPDATE: 8 MiB leaves room for the envelope and is still a firm bound on memory per request.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 8 * 1024 * 1024;
+/// The API server's own webhook timeout is at most 30s; a body still arriving after 10s is a
+/// stalled or hostile client.
+pub const DEFAULT_BODY_TIMEOUT: Duration = Duration::from_secs(10);
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_body_bytes: usize,
+    pub body_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            body_timeout: DEFAULT_BODY_TIMEOUT,
+        }
+    }
+}
+
+/// What the handlers share: the cluster view, the current policy (swapped on reload), metrics.
+#[derive(Clone)]
+pub struct AppState {
+    pub view: Arc<dyn ClusterView>,
+    pub policy: Arc<ArcSwap<Policy>>,
+    pub metrics: Arc<Metrics>,
+    pub limits: Limits,
+}
+
+impl AppState {
+    pub fn new(view: Arc<dyn ClusterView>, policy: Policy) -> Self {
+        Self {
+            view,
+            policy: Arc::new(ArcSwap::from_pointee(policy)),
+            metrics: Arc::new(Metrics::new()),
+            limits: Limits::default(),
+        }
+    }
+}
+
+/// The webhook router, public so tests drive it in-process with `tower::ServiceExt::oneshot`.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/mutate", post(mutate))
+        .route("/validate", post(validate))
+        .with_state(state)
+}
+
+async fn mutate(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    review(state, Webhook::Mutate, headers, body).await
+}
+
+async fn validate(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
+    review(state, Webhook::Validate, headers, body).await
+}
+
+async fn review(state: AppState, webhook: Webhook, headers: HeaderMap, body: Body) -> Response {
+    let reject = |status: StatusCode, reason: &'static str, message: String| {
+        state.metrics.reject(webhook, reason);
+        tracing::warn!(webhook = webhook.as_str(), reason, %message, "rejected request");
+        status_response(status, reason, &message)
+    };
+
+    if !is_json(&headers) {
+        let got = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("none");
+        return reject(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "content_type",
+            format!("Content-Type must be application/json, got {got}"),
+        );
+    }
+    let limit = state.limits.max_body_bytes;
+    let collected = tokio::time::timeout(
+        state.limits.body_timeout,
+        Limited::new(body, limit).collect(),
+    )
+    .await;
+    let bytes = match collected {
+        Err(_) => {
+            return reject(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!(
+                    "request body not received within {:?}",
+                    state.limits.body_timeout
+                ),
+            );
+        }
+        Ok(Err(err)) if err.downcast_ref::<LengthLimitError>().is_some() => {
+            return reject(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("request body is larger than the {limit}-byte limit"),
+            );
+        }
+        Ok(Err(err)) => {
+            return reject(
+                StatusCode::BAD_REQUEST,
+                "body_read",
+                format!("cannot read request body: {err}"),
+            );
+        }
+        Ok(Ok(collected)) => collected.to_bytes(),
+    };
+
+    let started = Instant::now();
+    let policy = state.policy.load();
+    match admission::handle(webhook, &bytes, &*state.view, &policy) {
+        Ok(reviewed) => {
+            let req = &reviewed.request;
+            let verdict = &reviewed.verdict;
+            let decision = verdict.decision();
+            state.metrics.observe_review(
+                webhook,
+                &req.kind.kind,
+                req.operation.as_str(),
+                decision,
+                &verdict.rules,
+                started.elapsed().as_secs_f64(),
+            );
+            let span = tracing::info_span!(
+                "review",
+                uid = %req.uid,
+                webhook = webhook.as_str(),
+                kind = %req.kind.kind,
+                namespace = req.namespace.as_deref().unwrap_or(""),
+                name = req.name.as_deref().unwrap_or(""),
+                operation = req.operation.as_str(),
+                decision,
+            );
+            let _entered = span.enter();
+            match &verdict.denial {
+                Some(denial) => tracing::info!(message = %denial.message, "denied"),
+                None if !verdict.warnings.is_empty() || !verdict.patch.is_empty() => {
+                    tracing::info!(warnings = ?verdict.warnings, patch_ops = verdict.patch.len(), "admitted")
+                }
+                None => tracing::debug!("admitted"),
+            }
+            tracing::trace!(request = %String::from_utf8_lossy(&bytes), "review payload");
+            json_response(StatusCode::OK, reviewed.body)
+        }
+        Err(err) => {
+            let (status, reason) = match &err {
+                ReviewError::Json(_) => (StatusCode::BAD_REQUEST, "json"),
+                ReviewError::Shape(_) => (StatusCode::BAD_REQUEST, "shape"),
+                ReviewError::ApiVersion(_) | ReviewError::MissingApiVersion => {
+                    (StatusCode::BAD_REQUEST, "api_version")
+                }
+                ReviewError::Kind(_) => (StatusCode::BAD_REQUEST, "kind"),
+                ReviewError::MissingRequest => (StatusCode::BAD_REQUEST, "no_request"),
+                ReviewError::MissingUid => (StatusCode::BAD_REQUEST, "no_uid"),
+                ReviewError::Encode(_) => (StatusCode::INTERNAL_SERVER_ERROR, "encode"),
+            };
+            reject(status, reason, err.to_string())
+        }
+    }
+}
+
+fn is_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
+}
+
+fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
+    let mut response = (status, body).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// A `metav1.Status`-shaped error body: what kube tooling expects to read on a failure.
+fn status_response(status: StatusCode, reason: &'static str, message: &str) -> Response {
+    let body = serde_json::json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "status": "Failure",
+        "message": message,
+        "reason": reason,
+        "code": status.as_u16(),
+    });
+    json_response(status, body.to_string().into_bytes())
+}

@@ -1,0 +1,165 @@
+//! Golden AdmissionReview tests.
+//!
+//! Each folder under `tests/golden/` holding a `review.json` is a case. The review is sent
+//! through the real router (in-process, `tower::ServiceExt::oneshot`) to every webhook that
+//! has an expected file beside it — `mutate.expected.json`, `validate.expected.json` — and the
+//! whole response is compared, with the base64 patch decoded to JSON so a diff is readable.
+//! The cluster is the nearest `state.yaml` (the folder, then its parents up to
+//! `tests/golden/`), the policy the nearest `policy.yaml` (else the built-in policy).
+//!
+//! `UPDATE_GOLDEN=1 cargo nextest run --test golden` rewrites the expected files; a new case
+//! with no expected file gets both.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{Request, StatusCode};
+use base64::Engine as _;
+use http_body_util::BodyExt;
+use serde_json::Value;
+use tower::ServiceExt;
+
+use storage_admission::cluster::state_file;
+use storage_admission::policy::Policy;
+use storage_admission::server::{AppState, router};
+
+const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden");
+
+fn cases(dir: &Path, out: &mut Vec<PathBuf>) {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    entries.sort();
+    for path in entries {
+        if path.is_dir() {
+            if path.join("review.json").is_file() {
+                out.push(path.clone());
+            }
+            cases(&path, out);
+        }
+    }
+}
+
+fn nearest(case: &Path, file: &str) -> Option<PathBuf> {
+    let root = Path::new(ROOT);
+    let mut dir = Some(case);
+    while let Some(d) = dir {
+        if d.join(file).is_file() {
+            return Some(d.join(file));
+        }
+        if d == root {
+            break;
+        }
+        dir = d.parent();
+    }
+    None
+}
+
+/// The response with its patch decoded; fails if the patch is not a base64 string.
+fn normalise(mut response: Value) -> Result<Value, String> {
+    if let Some(patch) = response.pointer_mut("/response/patch") {
+        let Value::String(encoded) = patch else {
+            return Err(format!(
+                "response.patch must be a base64 string, got {patch}"
+            ));
+        };
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(encoded.as_bytes())
+            .map_err(|e| format!("response.patch is not base64: {e}"))?;
+        *patch = serde_json::from_slice(&bytes)
+            .map_err(|e| format!("decoded patch is not JSON: {e}"))?;
+    }
+    Ok(response)
+}
+
+async fn send(app: &axum::Router, path: &str, body: Vec<u8>) -> (StatusCode, Value) {
+    let request = Request::post(path)
+        .header("content-type", "application/json")
+        .body(Body::from(body))
+        .unwrap();
+    let response = app.clone().oneshot(request).await.unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        serde_json::from_slice(&bytes)
+            .unwrap_or_else(|e| panic!("{path}: response is not JSON ({e})")),
+    )
+}
+
+#[tokio::test]
+async fn golden_reviews() {
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    let mut all = Vec::new();
+    cases(Path::new(ROOT), &mut all);
+    assert!(
+        all.len() >= 7,
+        "expected the captured reviews at least, found {} cases",
+        all.len()
+    );
+
+    let mut failures = Vec::new();
+    let mut checked = 0;
+    for case in &all {
+        let name = case.strip_prefix(ROOT).unwrap().display().to_string();
+        let state = nearest(case, "state.yaml").expect("tests/golden/state.yaml is the fallback");
+        let view = state_file::load(&state)
+            .unwrap_or_else(|e| panic!("{name}: {e}"))
+            .index;
+        let policy = match nearest(case, "policy.yaml") {
+            Some(p) => Policy::load(&p).unwrap_or_else(|e| panic!("{name}: {e}")),
+            None => Policy::builtin(),
+        };
+        let app = router(AppState::new(Arc::new(view), policy));
+        let review = std::fs::read(case.join("review.json")).unwrap();
+
+        let mut webhooks: Vec<&str> = ["mutate", "validate"]
+            .into_iter()
+            .filter(|w| case.join(format!("{w}.expected.json")).is_file())
+            .collect();
+        if webhooks.is_empty() && update {
+            webhooks = vec!["mutate", "validate"];
+        }
+        if webhooks.is_empty() {
+            failures.push(format!("{name}: no mutate.expected.json or validate.expected.json (run with UPDATE_GOLDEN=1)"));
+        }
+        for webhook in webhooks {
+            let (status, response) = send(&app, &format!("/{webhook}"), review.clone()).await;
+            let expected_path = case.join(format!("{webhook}.expected.json"));
+            let actual = match normalise(response) {
+                Ok(v) => serde_json::json!({"httpStatus": status.as_u16(), "body": v}),
+                Err(e) => {
+                    failures.push(format!("{name} /{webhook}: {e}"));
+                    continue;
+                }
+            };
+            let actual_text = serde_json::to_string_pretty(&actual).unwrap() + "\n";
+            checked += 1;
+            if update {
+                std::fs::write(&expected_path, &actual_text).unwrap();
+                continue;
+            }
+            let expected_text = std::fs::read_to_string(&expected_path).unwrap();
+            let expected: Value = serde_json::from_str(&expected_text)
+                .unwrap_or_else(|e| panic!("{}: {e}", expected_path.display()));
+            if expected != actual {
+                failures.push(format!(
+                    "{name} /{webhook}:\n{}",
+                    pretty_assertions::StrComparison::new(
+                        &serde_json::to_string_pretty(&expected).unwrap(),
+                        &actual_text
+                    )
+                ));
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} golden mismatches:\n\n{}",
+        failures.len(),
+        failures.join("\n\n")
+    );
+    assert!(checked > 0);
+}
