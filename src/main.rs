@@ -1,1 +1,428 @@
-fn main() {}
+//! The `storage-admission` command line.
+#![forbid(unsafe_code)]
+
+use std::io::Read as _;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use storage_admission::cluster::{ClusterIndex, state_file};
+use storage_admission::policy::Policy;
+use storage_admission::server::serve::ConnLimits;
+use storage_admission::server::{Limits, ServeConfig, Server};
+use storage_admission::telemetry::{self, LogFormat};
+use storage_admission::{certs, offline};
+
+const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("STORAGE_ADMISSION_GIT_COMMIT"),
+    ")"
+);
+
+/// The demo cluster `serve --dev` uses when no --state is given (see tests/golden/state.yaml).
+const DEMO_STATE: &str = include_str!("../tests/golden/state.yaml");
+
+#[derive(Parser)]
+#[command(name = "storage-admission", version = VERSION, about = "Admission webhooks that make CSI snapshot and topology-aware storage workflows safe")]
+struct Cli {
+    /// Log format.
+    #[arg(long, value_enum, default_value = "text", global = true)]
+    log_format: LogFormat,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the webhooks over HTTPS (with --state or --dev: no API server needed).
+    Serve(ServeArgs),
+    /// Review manifests or AdmissionReviews offline: mutate, then validate, as the API server would.
+    Review(ReviewArgs),
+    /// Policy file tools.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+    /// Write a CA and a serving certificate for a Service (ca.crt, tls.crt, tls.key).
+    Certs(CertsArgs),
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    /// HTTPS address of the webhooks.
+    #[arg(long, default_value = "0.0.0.0:8443")]
+    listen: SocketAddr,
+    /// Plain-HTTP address of /livez, /readyz and /metrics.
+    #[arg(long, default_value = "0.0.0.0:8080")]
+    admin_listen: SocketAddr,
+    /// Serving certificate (PEM; a chain is allowed, leaf first). Reloaded when it changes.
+    #[arg(long, requires = "tls_key", conflicts_with = "dev")]
+    tls_cert: Option<PathBuf>,
+    /// Private key of the serving certificate (PEM).
+    #[arg(long, requires = "tls_cert", conflicts_with = "dev")]
+    tls_key: Option<PathBuf>,
+    /// Development mode: a throw-away CA and certificate for localhost, and the demo cluster
+    /// state unless --state is given.
+    #[arg(long)]
+    dev: bool,
+    /// Where --dev writes its certificates.
+    #[arg(long, requires = "dev")]
+    dev_dir: Option<PathBuf>,
+    /// Cluster state file (a kubectl List or YAML stream): no API server is contacted.
+    #[arg(long)]
+    state: Option<PathBuf>,
+    /// Policy file (default: the built-in policy, policies/default.yaml). Reloaded when it changes.
+    #[arg(long)]
+    policy: Option<PathBuf>,
+    /// How often certificate and policy files are checked for changes.
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    reload_interval: Duration,
+    /// How long in-flight reviews may take to finish after SIGTERM.
+    #[arg(long, default_value = "20s", value_parser = parse_duration)]
+    shutdown_grace: Duration,
+    /// Maximum simultaneous webhook connections.
+    #[arg(long, default_value_t = 1024)]
+    max_connections: usize,
+    /// Maximum review body size in bytes (the API server sends up to ~3 MiB objects, twice on UPDATE).
+    #[arg(long, default_value_t = storage_admission::server::router::DEFAULT_MAX_BODY_BYTES)]
+    max_body_bytes: usize,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum Output {
+    Text,
+    Json,
+}
+
+#[derive(Args)]
+struct ReviewArgs {
+    /// Policy file (default: the built-in policy).
+    #[arg(long)]
+    policy: Option<PathBuf>,
+    /// Cluster state file; without it, checks that need cluster state are skipped with a warning.
+    #[arg(long)]
+    state: Option<PathBuf>,
+    /// Output: a readable summary, or the AdmissionReview responses.
+    #[arg(short, long, value_enum, default_value = "text")]
+    output: Output,
+    /// Manifest or AdmissionReview file(s) (YAML or JSON); `-` or nothing reads standard input.
+    files: Vec<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Validate policy files; prints each file's verdict.
+    Check {
+        #[arg(required = true)]
+        files: Vec<PathBuf>,
+    },
+}
+
+#[derive(Args)]
+struct CertsArgs {
+    /// Name of the webhook's Service.
+    #[arg(long, default_value = "storage-admission")]
+    service: String,
+    /// Namespace of the Service.
+    #[arg(long, default_value = "storage-admission")]
+    namespace: String,
+    /// Directory to write ca.crt, tls.crt and tls.key into.
+    #[arg(long)]
+    out: PathBuf,
+    /// Validity in days.
+    #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(i64).range(1..=3650))]
+    days: i64,
+}
+
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = number
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 500ms, 5s or 2m"))?;
+    match unit {
+        "ms" => Ok(Duration::from_millis(n)),
+        "s" | "" => Ok(Duration::from_secs(n)),
+        "m" => Ok(Duration::from_secs(n * 60)),
+        _ => Err(format!("{s:?} is not a duration like 500ms, 5s or 2m")),
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    telemetry::init(cli.log_format);
+    match cli.command {
+        Command::Serve(args) => serve(args),
+        Command::Review(args) => review(args),
+        Command::Policy {
+            command: PolicyCommand::Check { files },
+        } => policy_check(&files),
+        Command::Certs(args) => write_certs(args),
+    }
+}
+
+fn fail(message: impl std::fmt::Display) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::from(offline::EXIT_BAD_INPUT)
+}
+
+/// The policy, and the file (path and text) it came from when one was given.
+type LoadedPolicy = (Policy, Option<(PathBuf, Vec<u8>)>);
+
+fn load_policy(path: Option<&Path>) -> Result<LoadedPolicy, String> {
+    match path {
+        None => Ok((Policy::builtin(), None)),
+        Some(path) => {
+            let bytes = std::fs::read(path)
+                .map_err(|e| format!("cannot read policy file {}: {e}", path.display()))?;
+            let text = std::str::from_utf8(&bytes)
+                .map_err(|_| format!("policy file {} is not UTF-8", path.display()))?;
+            let policy = Policy::parse(text).map_err(|e| format!("{}: {e}", path.display()))?;
+            Ok((policy, Some((path.to_owned(), bytes))))
+        }
+    }
+}
+
+fn load_state(path: &Path) -> Result<ClusterIndex, String> {
+    let loaded = state_file::load(path).map_err(|e| e.to_string())?;
+    if !loaded.ignored_kinds.is_empty() {
+        tracing::info!(file = %path.display(), kinds = ?loaded.ignored_kinds, "state file kinds no rule reads were ignored");
+    }
+    Ok(loaded.index)
+}
+
+fn serve(args: ServeArgs) -> ExitCode {
+    let (policy, policy_file) = match load_policy(args.policy.as_deref()) {
+        Ok(p) => p,
+        Err(e) => return fail(e),
+    };
+    let index = match (&args.state, args.dev) {
+        (Some(path), _) => match load_state(path) {
+            Ok(index) => index,
+            Err(e) => return fail(e),
+        },
+        (None, true) => match state_file::parse(DEMO_STATE, Path::new("tests/golden/state.yaml")) {
+            Ok(loaded) => {
+                tracing::info!(
+                    "--dev without --state: serving the demo cluster of tests/golden/state.yaml"
+                );
+                loaded.index
+            }
+            Err(e) => return fail(e),
+        },
+        (None, false) => {
+            return fail(
+                "serve needs --state FILE (a cluster state file) or --dev; the watch-fed cluster view is not part of `serve`",
+            );
+        }
+    };
+    let (tls_cert, tls_key) = if args.dev {
+        let dir = args
+            .dev_dir
+            .clone()
+            .unwrap_or_else(|| std::env::temp_dir().join("storage-admission-dev"));
+        let names = vec![
+            "localhost".to_owned(),
+            "127.0.0.1".to_owned(),
+            "::1".to_owned(),
+        ];
+        let written = match certs::generate(&names, "storage-admission dev", 7)
+            .and_then(|g| certs::write(&dir, &g))
+        {
+            Ok(w) => w,
+            Err(e) => return fail(e),
+        };
+        let port = args.listen.port();
+        let review = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/golden/captured/mutate-create-volumesnapshot-disk-snapshot/review.json");
+        println!(
+            "development certificates (valid 7 days) written to {}:",
+            dir.display()
+        );
+        println!("  CA:          {}", written.ca_cert.display());
+        println!("  certificate: {}", written.cert.display());
+        println!("  key:         {}", written.key.display());
+        println!("try it (from any directory):");
+        println!(
+            "  curl --cacert {} -H 'Content-Type: application/json' --data @{} https://localhost:{port}/mutate",
+            written.ca_cert.display(),
+            review.display()
+        );
+        (written.cert, written.key)
+    } else {
+        match (args.tls_cert.clone(), args.tls_key.clone()) {
+            (Some(c), Some(k)) => (c, k),
+            _ => return fail("serve needs --tls-cert and --tls-key, or --dev"),
+        }
+    };
+
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => return fail(format!("cannot start the runtime: {e}")),
+    };
+    let config = ServeConfig {
+        listen: args.listen,
+        admin_listen: args.admin_listen,
+        tls_cert,
+        tls_key,
+        index: Arc::new(index),
+        policy,
+        policy_file,
+        reload_interval: args.reload_interval,
+        conn_limits: ConnLimits {
+            max_connections: args.max_connections,
+            shutdown_grace: args.shutdown_grace,
+            ..ConnLimits::default()
+        },
+        limits: Limits {
+            max_body_bytes: args.max_body_bytes,
+            ..Limits::default()
+        },
+    };
+    runtime.block_on(async move {
+        let server = match Server::start(config).await {
+            Ok(s) => s,
+            Err(e) => return fail(e),
+        };
+        wait_for_signal().await;
+        tracing::info!("shutdown signal received");
+        server.shutdown();
+        // Exit 0 either way: the process did what SIGTERM asks, and the log says whether
+        // any connection was cut off after the grace period.
+        server.wait().await;
+        ExitCode::SUCCESS
+    })
+}
+
+async fn wait_for_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}
+
+fn review(args: ReviewArgs) -> ExitCode {
+    let (policy, _) = match load_policy(args.policy.as_deref()) {
+        Ok(p) => p,
+        Err(e) => return fail(e),
+    };
+    let index = match &args.state {
+        Some(path) => match load_state(path) {
+            Ok(index) => index,
+            Err(e) => return fail(e),
+        },
+        None => {
+            ClusterIndex::unavailable("no --state file was given to `storage-admission review`")
+        }
+    };
+    let files = if args.files.is_empty() {
+        vec![PathBuf::from("-")]
+    } else {
+        args.files
+    };
+    let mut results = Vec::new();
+    for file in &files {
+        let text = if file.as_os_str() == "-" {
+            let mut text = String::new();
+            if let Err(e) = std::io::stdin().read_to_string(&mut text) {
+                return fail(format!("cannot read standard input: {e}"));
+            }
+            text
+        } else {
+            match std::fs::read_to_string(file) {
+                Ok(t) => t,
+                Err(e) => return fail(format!("cannot read {}: {e}", file.display())),
+            }
+        };
+        match offline::review_text(&text, &index, &policy) {
+            Ok(r) => results.extend(r),
+            Err(e) => return fail(format!("{}: {e}", file.display())),
+        }
+    }
+    match args.output {
+        Output::Text => print!("{}", offline::render_text(&results)),
+        Output::Json => {
+            for r in &results {
+                match r.to_review_json() {
+                    Ok(v) => println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default()),
+                    Err(e) => return fail(e),
+                }
+            }
+        }
+    }
+    if results.iter().all(offline::Result1::allowed) {
+        ExitCode::from(offline::EXIT_ALLOWED)
+    } else {
+        ExitCode::from(offline::EXIT_DENIED)
+    }
+}
+
+fn policy_check(files: &[PathBuf]) -> ExitCode {
+    let mut ok = true;
+    for file in files {
+        match Policy::load(file) {
+            Ok(_) => println!("{}: valid", file.display()),
+            Err(e) => {
+                println!("{}: {e}", file.display());
+                ok = false;
+            }
+        }
+    }
+    if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(offline::EXIT_BAD_INPUT)
+    }
+}
+
+fn write_certs(args: CertsArgs) -> ExitCode {
+    let result = certs::check_dns_label("service", &args.service)
+        .and_then(|()| certs::check_dns_label("namespace", &args.namespace))
+        .and_then(|()| {
+            certs::generate(
+                &certs::service_names(&args.service, &args.namespace),
+                &args.service,
+                args.days,
+            )
+        })
+        .and_then(|generated| certs::write(&args.out, &generated));
+    match result {
+        Ok(written) => {
+            println!(
+                "wrote {}, {} and {}",
+                written.ca_cert.display(),
+                written.cert.display(),
+                written.key.display()
+            );
+            println!(
+                "the certificate is valid for {} days for: {}",
+                args.days,
+                certs::service_names(&args.service, &args.namespace).join(", ")
+            );
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}

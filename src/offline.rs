@@ -1,1 +1,364 @@
+//! `storage-admission review`: the webhook's decisions on files, without a cluster.
+//!
+//! Input is an AdmissionReview, or plain manifests (YAML or JSON, one or many documents,
+//! `List`s flattened) which are wrapped as CREATE reviews. Each is run through the mutating
+//! rules, the patch is applied, and the result through the validating rules — as the API
+//! server would. Users run it in CI on their manifests, like `kyverno apply` or `gator verify`.
 
+use std::fmt::Write as _;
+
+use serde_json::{Value, json};
+
+use crate::admission::review::{self, AdmissionRequest, ReviewError};
+use crate::admission::{Verdict, Webhook, decide};
+use crate::cluster::ClusterView;
+use crate::policy::Policy;
+
+/// Exit codes of `review`.
+pub const EXIT_ALLOWED: u8 = 0;
+pub const EXIT_BAD_INPUT: u8 = 2;
+pub const EXIT_DENIED: u8 = 3;
+
+#[derive(Debug, thiserror::Error)]
+pub enum OfflineError {
+    #[error("input is not valid YAML or JSON: {0}")]
+    Syntax(String),
+    #[error("document {document}: {message}")]
+    Document { document: usize, message: String },
+    #[error("document {document}: {source}")]
+    Review {
+        document: usize,
+        source: ReviewError,
+    },
+    #[error("document {document}: the mutating patch does not apply to the object: {message}")]
+    Patch { document: usize, message: String },
+}
+
+/// The outcome of one input object: both phases merged as the API server would report them.
+pub struct Result1 {
+    pub kind: String,
+    pub name: String,
+    pub api_version: String,
+    pub uid: String,
+    pub mutate: Verdict,
+    /// `None` when the mutating phase already denied (the API server stops there).
+    pub validate: Option<Verdict>,
+}
+
+impl Result1 {
+    pub fn allowed(&self) -> bool {
+        self.mutate.allowed && self.validate.as_ref().is_none_or(|v| v.allowed)
+    }
+
+    fn denial_message(&self) -> Option<&str> {
+        self.mutate
+            .denial
+            .as_ref()
+            .or_else(|| self.validate.as_ref().and_then(|v| v.denial.as_ref()))
+            .map(|d| d.message.as_str())
+    }
+
+    fn warnings(&self) -> impl Iterator<Item = &String> {
+        self.mutate
+            .warnings
+            .iter()
+            .chain(self.validate.iter().flat_map(|v| v.warnings.iter()))
+    }
+
+    /// The AdmissionReview the API server's answer amounts to: the mutating patch, the first
+    /// denial, every warning.
+    pub fn to_review_json(&self) -> Result<Value, ReviewError> {
+        let mut merged = self.mutate.clone();
+        if let Some(validate) = &self.validate {
+            merged.warnings.extend(validate.warnings.iter().cloned());
+            if !validate.allowed {
+                merged.allowed = false;
+                merged.denial = validate.denial.clone();
+                merged.patch.clear();
+            }
+        }
+        let bytes = review::encode(&self.api_version, &self.uid, &merged)?;
+        serde_json::from_slice(&bytes).map_err(|e| ReviewError::Encode(e.to_string()))
+    }
+}
+
+/// Reviews every object in `text`.
+pub fn review_text(
+    text: &str,
+    view: &dyn ClusterView,
+    policy: &Policy,
+) -> Result<Vec<Result1>, OfflineError> {
+    let documents = crate::yaml::documents(text).map_err(OfflineError::Syntax)?;
+    let mut inputs = Vec::new();
+    for (i, doc) in documents.into_iter().enumerate() {
+        let document = i + 1;
+        match doc {
+            Value::Null => {}
+            Value::Object(mut map) => {
+                if map.get("kind").and_then(Value::as_str) == Some("AdmissionReview") {
+                    inputs.push((document, Value::Object(map)));
+                } else if let Some(items) = map.remove("items") {
+                    let Value::Array(items) = items else {
+                        return Err(OfflineError::Document {
+                            document,
+                            message: "`items` must be a list".into(),
+                        });
+                    };
+                    for item in items {
+                        inputs.push((document, wrap(document, item, inputs.len())?));
+                    }
+                } else {
+                    let n = inputs.len();
+                    inputs.push((document, wrap(document, Value::Object(map), n)?));
+                }
+            }
+            _ => {
+                return Err(OfflineError::Document {
+                    document,
+                    message: "expected a Kubernetes object, a List or an AdmissionReview".into(),
+                });
+            }
+        }
+    }
+    inputs
+        .into_iter()
+        .map(|(document, review)| run(document, review, view, policy))
+        .collect()
+}
+
+/// Wraps a manifest as the CREATE review the API server would send.
+fn wrap(document: usize, object: Value, n: usize) -> Result<Value, OfflineError> {
+    let fail = |message: &str| OfflineError::Document {
+        document,
+        message: message.to_owned(),
+    };
+    let api_version = object
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .ok_or_else(|| fail("the object has no apiVersion"))?;
+    let kind = object
+        .get("kind")
+        .and_then(Value::as_str)
+        .ok_or_else(|| fail("the object has no kind"))?;
+    let (group, version) = match api_version.split_once('/') {
+        Some((g, v)) => (g, v),
+        None => ("", api_version),
+    };
+    let meta = object.get("metadata");
+    let name = meta
+        .and_then(|m| m.get("name"))
+        .and_then(Value::as_str)
+        .unwrap_or_default();
+    let cluster_scoped = matches!(
+        kind,
+        "Node"
+            | "PersistentVolume"
+            | "StorageClass"
+            | "VolumeSnapshotClass"
+            | "VolumeSnapshotContent"
+    );
+    // kubectl would use the context's namespace; offline, that is `default`.
+    let namespace = (!cluster_scoped).then(|| {
+        meta.and_then(|m| m.get("namespace"))
+            .and_then(Value::as_str)
+            .unwrap_or("default")
+    });
+    let mut object = object.clone();
+    if let (Some(ns), Some(meta)) = (
+        namespace,
+        object.get_mut("metadata").and_then(Value::as_object_mut),
+    ) {
+        meta.entry("namespace").or_insert_with(|| json!(ns));
+    }
+    let mut request = json!({
+        "uid": format!("offline-review-{}", n + 1),
+        "kind": {"group": group, "version": version, "kind": kind},
+        "resource": {"group": group, "version": version, "resource": plural(kind)},
+        "name": name,
+        "operation": "CREATE",
+        "userInfo": {"username": "storage-admission-review", "groups": ["system:authenticated"]},
+        "object": object,
+        "oldObject": null,
+        "dryRun": true,
+    });
+    if let Some(ns) = namespace {
+        request["namespace"] = json!(ns);
+    }
+    Ok(json!({"apiVersion": review::API_VERSION, "kind": review::KIND, "request": request}))
+}
+
+fn plural(kind: &str) -> String {
+    match kind {
+        "StorageClass" | "VolumeSnapshotClass" => format!("{}es", kind.to_ascii_lowercase()),
+        _ => format!("{}s", kind.to_ascii_lowercase()),
+    }
+}
+
+fn run(
+    document: usize,
+    mut review_json: Value,
+    view: &dyn ClusterView,
+    policy: &Policy,
+) -> Result<Result1, OfflineError> {
+    let decode = |value: &Value| -> Result<(String, AdmissionRequest), OfflineError> {
+        let bytes = serde_json::to_vec(value).map_err(|e| OfflineError::Document {
+            document,
+            message: e.to_string(),
+        })?;
+        review::decode(&bytes).map_err(|source| OfflineError::Review { document, source })
+    };
+    let (api_version, request) = decode(&review_json)?;
+    let mutate = decide(Webhook::Mutate.phase(), &request, view, policy);
+    let (kind, name) = (request.kind.kind.clone(), display_name(&request));
+    let uid = request.uid.clone();
+    if !mutate.allowed {
+        return Ok(Result1 {
+            kind,
+            name,
+            api_version,
+            uid,
+            mutate,
+            validate: None,
+        });
+    }
+    let request = if mutate.patch.is_empty() {
+        request
+    } else {
+        let object =
+            review_json
+                .pointer_mut("/request/object")
+                .ok_or_else(|| OfflineError::Patch {
+                    document,
+                    message: "no request.object".into(),
+                })?;
+        json_patch::patch(object, &mutate.patch).map_err(|e| OfflineError::Patch {
+            document,
+            message: e.to_string(),
+        })?;
+        decode(&review_json)?.1
+    };
+    let validate = decide(Webhook::Validate.phase(), &request, view, policy);
+    Ok(Result1 {
+        kind,
+        name,
+        api_version,
+        uid,
+        mutate,
+        validate: Some(validate),
+    })
+}
+
+fn display_name(req: &AdmissionRequest) -> String {
+    let name = req
+        .name
+        .as_deref()
+        .filter(|n| !n.is_empty())
+        .unwrap_or("<generated name>");
+    match req.namespace.as_deref().filter(|n| !n.is_empty()) {
+        Some(ns) => format!("{ns}/{name}"),
+        None => name.to_owned(),
+    }
+}
+
+/// The readable summary of `-o text`.
+pub fn render_text(results: &[Result1]) -> String {
+    let mut out = String::new();
+    for r in results {
+        let verdict = if !r.allowed() {
+            "DENIED"
+        } else if !r.mutate.patch.is_empty() {
+            "allowed, patched"
+        } else {
+            "allowed"
+        };
+        let _ = writeln!(out, "{} {}: {verdict}", r.kind, r.name);
+        if let Some(message) = r.denial_message() {
+            for line in message.lines() {
+                let _ = writeln!(out, "  denied: {line}");
+            }
+        }
+        for warning in r.warnings() {
+            let _ = writeln!(out, "  warning: {warning}");
+        }
+        if r.allowed() && !r.mutate.patch.is_empty() {
+            let patch = serde_json::to_string(&r.mutate.patch).unwrap_or_default();
+            let _ = writeln!(out, "  patch: {patch}");
+        }
+    }
+    let denied = results.iter().filter(|r| !r.allowed()).count();
+    let _ = writeln!(
+        out,
+        "{} reviewed, {} allowed, {denied} denied",
+        results.len(),
+        results.len() - denied
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::ClusterIndex;
+
+    #[test]
+    fn wraps_manifests_as_create_reviews() {
+        let review = wrap(
+            1,
+            json!({"apiVersion": "snapshot.storage.k8s.io/v1", "kind": "VolumeSnapshot", "metadata": {"name": "s"}, "spec": {}}),
+            0,
+        )
+        .unwrap();
+        assert_eq!(review["request"]["operation"], "CREATE");
+        assert_eq!(review["request"]["namespace"], "default");
+        assert_eq!(
+            review["request"]["object"]["metadata"]["namespace"],
+            "default"
+        );
+        assert_eq!(review["request"]["resource"]["resource"], "volumesnapshots");
+        assert_eq!(
+            review["request"]["kind"]["group"],
+            "snapshot.storage.k8s.io"
+        );
+
+        let sc = wrap(1, json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "c"}}), 0).unwrap();
+        assert!(sc["request"].get("namespace").is_none());
+        assert_eq!(sc["request"]["resource"]["resource"], "storageclasses");
+    }
+
+    #[test]
+    fn bad_documents_are_named() {
+        let view = ClusterIndex::unavailable("none");
+        let policy = Policy::builtin();
+        let err = review_text("kind: Node\n", &view, &policy)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("document 1") && err.contains("apiVersion"),
+            "{err}"
+        );
+        let err = review_text("- a\n- b\n", &view, &policy)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("expected a Kubernetes object"), "{err}");
+        let err = review_text("{\"apiVersion\":\"admission.k8s.io/v1beta1\",\"kind\":\"AdmissionReview\",\"request\":{}}", &view, &policy)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("v1beta1"), "{err}");
+    }
+
+    #[test]
+    fn unhandled_kinds_are_allowed() {
+        let view = ClusterIndex::unavailable("none");
+        let results = review_text(
+            "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c}\n",
+            &view,
+            &Policy::builtin(),
+        )
+        .unwrap();
+        assert!(results[0].allowed());
+        assert!(render_text(&results).contains("ConfigMap default/c: allowed"));
+    }
+}

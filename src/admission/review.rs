@@ -130,12 +130,27 @@ pub fn decode(body: &[u8]) -> Result<(String, AdmissionRequest), ReviewError> {
         return Err(ReviewError::MissingRequest);
     }
     let mut de = serde_json::Deserializer::from_str(raw.get());
-    let request: AdmissionRequest = serde_path_to_error::deserialize(&mut de)
-        .map_err(|e| ReviewError::Shape(format!("request.{}: {}", e.path(), e.inner())))?;
+    let request: AdmissionRequest = serde_path_to_error::deserialize(&mut de).map_err(|e| {
+        ReviewError::Shape(format!(
+            "request.{}: {}",
+            e.path(),
+            without_position(e.inner())
+        ))
+    })?;
     if request.uid.is_empty() {
         return Err(ReviewError::MissingUid);
     }
     Ok((api_version, request))
+}
+
+/// A serde error without its " at line L column C" suffix: once the field path is named, a
+/// position inside an embedded object only confuses.
+pub(crate) fn without_position(err: &serde_json::Error) -> String {
+    let text = err.to_string();
+    match text.rfind(" at line ") {
+        Some(pos) if err.line() > 0 => text[..pos].to_owned(),
+        _ => text,
+    }
 }
 
 #[derive(Serialize)]
@@ -210,7 +225,8 @@ mod tests {
 
     #[test]
     fn every_kind_of_bad_envelope_has_its_own_error() {
-        let cases: &[(&str, fn(&ReviewError) -> bool)] = &[
+        type Check = fn(&ReviewError) -> bool;
+        let cases: &[(&str, Check)] = &[
             ("{", |e| matches!(e, ReviewError::Json(_))),
             ("[]", |e| matches!(e, ReviewError::Shape(_))),
             (r#"{"kind":"AdmissionReview"}"#, |e| {

@@ -215,7 +215,7 @@ impl ClusterView for ClusterIndex {
 
     fn count_nodes_matching_topology(&self, term: &[TopologyRequirement]) -> Lookup<usize> {
         if term.is_empty() {
-            return Ok(self.nodes.scan(|it| it.count())?);
+            return self.nodes.scan(|it| it.count());
         }
         let mut matching: Option<BTreeSet<String>> = None;
         for requirement in term {

@@ -27,12 +27,15 @@ pub enum SyncState {
     Missing(String),
 }
 
+/// (namespace, name); the namespace is empty for cluster-scoped objects.
+pub type ObjectKey = (String, String);
+
 struct Inner<T> {
     state: SyncState,
     /// namespace → name → object; nested so lookups by `&str` need no allocation.
     objects: HashMap<String, HashMap<String, Arc<T>>>,
     /// index value → set of (namespace, name).
-    index: BTreeMap<String, BTreeSet<(String, String)>>,
+    index: BTreeMap<String, BTreeSet<ObjectKey>>,
     len: usize,
 }
 
@@ -129,7 +132,7 @@ impl<T: Cached> Store<T> {
     pub fn index_range(
         &self,
         prefix: &str,
-    ) -> Result<Vec<(String, BTreeSet<(String, String)>)>, Unavailable> {
+    ) -> Result<Vec<(String, BTreeSet<ObjectKey>)>, Unavailable> {
         let inner = self.read();
         if let Some(err) = Self::unavailable(&inner.state) {
             return Err(err);

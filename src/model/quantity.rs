@@ -128,7 +128,7 @@ impl Quantity {
     /// The value as a whole number when it is one (bytes, for storage sizes).
     pub fn as_integer(&self) -> Option<i128> {
         let divisor = 10u128.pow(self.scale);
-        if self.numerator % divisor != 0 {
+        if !self.numerator.is_multiple_of(divisor) {
             return None;
         }
         let value = i128::try_from(self.numerator / divisor).ok()?;

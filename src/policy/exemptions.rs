@@ -47,7 +47,7 @@ impl Exemptions {
         {
             return true;
         }
-        if self.users.iter().any(|u| *u == user.username) {
+        if self.users.contains(&user.username) {
             return true;
         }
         if self.groups.iter().any(|g| user.groups.contains(g)) {
