@@ -56,6 +56,7 @@ pub struct Metrics {
     pub policy_reloads: Family<ResultLabels, Counter>,
     pub cached_objects: Family<KindLabels, Gauge>,
     pub open_connections: Gauge,
+    pub in_flight: Gauge,
 }
 
 impl Default for Metrics {
@@ -118,7 +119,14 @@ impl Metrics {
             "Open webhook connections",
             open_connections.clone(),
         );
+        let in_flight = Gauge::default();
+        registry.register(
+            "in_flight_reviews",
+            "Reviews being received or decided right now",
+            in_flight.clone(),
+        );
         Self {
+            in_flight,
             registry,
             reviews,
             review_duration,

@@ -77,6 +77,24 @@ async fn validate(State(state): State<AppState>, headers: HeaderMap, body: Body)
 }
 
 async fn review(state: AppState, webhook: Webhook, headers: HeaderMap, body: Body) -> Response {
+    // A guard, so a review abandoned by its client (future dropped) is still counted out.
+    struct InFlight<'a>(&'a prometheus_client::metrics::gauge::Gauge);
+    impl Drop for InFlight<'_> {
+        fn drop(&mut self) {
+            self.0.dec();
+        }
+    }
+    state.metrics.in_flight.inc();
+    let _in_flight = InFlight(&state.metrics.in_flight);
+    review_inner(&state, webhook, headers, body).await
+}
+
+async fn review_inner(
+    state: &AppState,
+    webhook: Webhook,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     let reject = |status: StatusCode, reason: &'static str, message: String| {
         state.metrics.reject(webhook, reason);
         tracing::warn!(webhook = webhook.as_str(), reason, %message, "rejected request");

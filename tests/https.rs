@@ -1,0 +1,270 @@
+//! The webhook over real TLS, as the API server talks to it: HTTP/1.1 with keep-alive and
+//! HTTP/2, certificate reload while requests flow, and graceful shutdown with a review in flight.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use storage_admission::server::serve::ConnLimits;
+use storage_admission::server::tls::Reload;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const SNAPSHOT: &str = "mutate-create-volumesnapshot-disk-snapshot";
+const RESTORE: &str = "validate-create-persistentvolumeclaim-restore-pvc";
+
+/// Waits for a condition the server reaches on its own (bounded, so a bug fails the test
+/// instead of hanging it). Yields instead of sleeping: this is waiting for a state, not a time.
+async fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    tokio::time::timeout(Duration::from_secs(10), async {
+        while !cond() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("timed out waiting for {what}"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http1_keep_alive_serves_many_reviews_on_one_connection() {
+    let t = start(ConnLimits::default()).await;
+    let mut conn = h1(t.server.https_addr, &t.certs.ca).await;
+    for (path, case) in [
+        ("/mutate", SNAPSHOT),
+        ("/validate", RESTORE),
+        ("/mutate", SNAPSHOT),
+    ] {
+        conn.ready().await.unwrap();
+        let review = golden_review(case);
+        let uid =
+            serde_json::from_slice::<serde_json::Value>(&review).unwrap()["request"]["uid"].clone();
+        let (status, body) = read(
+            conn.send_request(review_request(path, review))
+                .await
+                .unwrap(),
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(body["response"]["uid"], uid);
+        assert_eq!(body["apiVersion"], "admission.k8s.io/v1");
+    }
+    assert_eq!(
+        t.server.metrics.open_connections.get(),
+        1,
+        "all three reviews used one connection"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_multiplexes_concurrent_reviews() {
+    let t = start(ConnLimits::default()).await;
+    let conn = h2(t.server.https_addr, &t.certs.ca).await;
+    let mut tasks = Vec::new();
+    for i in 0..16 {
+        let mut conn = conn.clone();
+        let (path, case) = if i % 2 == 0 {
+            ("/mutate", SNAPSHOT)
+        } else {
+            ("/validate", RESTORE)
+        };
+        tasks.push(tokio::spawn(async move {
+            conn.ready().await.unwrap();
+            read(
+                conn.send_request(review_request(path, golden_review(case)))
+                    .await
+                    .unwrap(),
+            )
+            .await
+        }));
+    }
+    for task in tasks {
+        let (status, body) = task.await.unwrap();
+        assert_eq!(status, 200);
+        assert!(body["response"]["allowed"].is_boolean());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn certificate_reload_keeps_serving_and_rejects_a_broken_pair() {
+    let t = start(ConnLimits::default()).await;
+    let addr = t.server.https_addr;
+    let old_ca = t.certs.ca.clone();
+
+    // A client sends reviews continuously on one keep-alive connection while the pair rotates.
+    let (halfway_tx, halfway_rx) = tokio::sync::oneshot::channel();
+    let (rotated_tx, rotated_rx) = tokio::sync::oneshot::channel::<()>();
+    let traffic = tokio::spawn({
+        let ca = old_ca.clone();
+        async move {
+            let mut conn = h1(addr, &ca).await;
+            let mut ok = 0;
+            let mut halfway = Some(halfway_tx);
+            let mut rotated = Some(rotated_rx);
+            for i in 0..100 {
+                if i == 50 {
+                    let _ = halfway.take().unwrap().send(());
+                    rotated.take().unwrap().await.unwrap();
+                }
+                conn.ready().await.unwrap();
+                let (status, _) = read(
+                    conn.send_request(review_request("/mutate", golden_review(SNAPSHOT)))
+                        .await
+                        .unwrap(),
+                )
+                .await;
+                if status == 200 {
+                    ok += 1;
+                }
+            }
+            ok
+        }
+    });
+
+    halfway_rx.await.unwrap();
+    let new_dir = t.certs.dir.join("new");
+    let new = write_certs(&new_dir);
+    std::fs::copy(&new.cert, &t.certs.cert).unwrap();
+    std::fs::copy(&new.key, &t.certs.key).unwrap();
+    assert_eq!(t.server.cert.reload().unwrap(), Reload::Reloaded);
+    assert_eq!(
+        t.server.cert.reload().unwrap(),
+        Reload::Unchanged,
+        "unchanged files are not reloaded again"
+    );
+    rotated_tx.send(()).unwrap();
+    assert_eq!(
+        traffic.await.unwrap(),
+        100,
+        "every review on the open connection succeeded"
+    );
+
+    // New connections get the new certificate: trusted by the new CA only.
+    assert!(tls_connect(addr, &new.ca, &[b"http/1.1"]).await.is_ok());
+    assert!(tls_connect(addr, &old_ca, &[b"http/1.1"]).await.is_err());
+
+    // A broken pair (key of another certificate) is rejected; the current one keeps serving.
+    let other = write_certs(&t.certs.dir.join("other"));
+    std::fs::copy(&other.key, &t.certs.key).unwrap();
+    let err = t.server.cert.reload().unwrap_err().to_string();
+    assert!(err.contains("does not belong to the certificate"), "{err}");
+    std::fs::write(&t.certs.cert, b"not a certificate").unwrap();
+    assert!(t.server.cert.reload().is_err());
+    let mut conn = h1(addr, &new.ca).await;
+    let (status, _) = read(
+        conn.send_request(review_request("/validate", golden_review(RESTORE)))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_finishes_the_review_in_flight() {
+    let t = start(ConnLimits::default()).await;
+    let addr = t.server.https_addr;
+    let review = golden_review(RESTORE);
+    let (head, tail) = review.split_at(review.len() / 2);
+
+    // Start a review by hand: headers and half the body, so it is in flight at shutdown.
+    let mut stream = tls_connect(addr, &t.certs.ca, &[b"http/1.1"])
+        .await
+        .unwrap();
+    let request_head = format!(
+        "POST /validate HTTP/1.1\r\nhost: localhost\r\ncontent-type: application/json\r\ncontent-length: {}\r\n\r\n",
+        review.len()
+    );
+    stream.write_all(request_head.as_bytes()).await.unwrap();
+    stream.write_all(head).await.unwrap();
+    stream.flush().await.unwrap();
+    let metrics = t.server.metrics.clone();
+    until("the review to be in flight", || {
+        metrics.in_flight.get() == 1
+    })
+    .await;
+
+    t.server.shutdown();
+    assert!(
+        t.server.health.readiness().is_err(),
+        "readiness goes false at once"
+    );
+    let admin = t.server.admin_addr;
+
+    // The listener is closed: a new connection cannot complete.
+    until("the listener to close", || {
+        std::net::TcpStream::connect(addr).is_err()
+    })
+    .await;
+
+    // The review in flight still gets its answer.
+    stream.write_all(tail).await.unwrap();
+    stream.flush().await.unwrap();
+    let mut response = Vec::new();
+    stream.read_to_end(&mut response).await.unwrap();
+    let response = String::from_utf8(response).unwrap();
+    assert!(response.starts_with("HTTP/1.1 200 OK"), "{response}");
+    assert!(
+        response.contains("acb0c50a-27c9-4d95-ab79-bb93c71d2dd1"),
+        "the response echoes the uid"
+    );
+    assert!(
+        t.server.wait().await,
+        "everything drained within the grace period"
+    );
+    assert!(
+        std::net::TcpStream::connect(admin).is_err(),
+        "the admin port is closed too"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_tls_handshakes_are_dropped() {
+    let t = start(ConnLimits {
+        handshake_timeout: Duration::from_millis(200),
+        ..ConnLimits::default()
+    })
+    .await;
+    // A client that connects and never speaks (slowloris at the TLS layer).
+    let mut tcp = tokio::net::TcpStream::connect(t.server.https_addr)
+        .await
+        .unwrap();
+    let mut buf = [0u8; 16];
+    let n = tokio::time::timeout(Duration::from_secs(10), tcp.read(&mut buf))
+        .await
+        .expect("the server must close a connection that never completes its handshake")
+        .unwrap_or(0);
+    assert_eq!(n, 0, "closed without a response");
+    // And the server still serves everyone else.
+    let mut conn = h1(t.server.https_addr, &t.certs.ca).await;
+    let (status, _) = read(
+        conn.send_request(review_request("/mutate", golden_review(SNAPSHOT)))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(status, 200);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn only_tls_12_and_13_are_offered_and_admin_is_plain_http() {
+    let t = start(ConnLimits::default()).await;
+    let stream = tls_connect(t.server.https_addr, &t.certs.ca, &[b"http/1.1"])
+        .await
+        .unwrap();
+    let version = stream.get_ref().1.protocol_version().unwrap();
+    assert!(matches!(
+        version,
+        rustls::ProtocolVersion::TLSv1_3 | rustls::ProtocolVersion::TLSv1_2
+    ));
+
+    let mut admin = tokio::net::TcpStream::connect(t.server.admin_addr)
+        .await
+        .unwrap();
+    admin
+        .write_all(b"GET /readyz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = String::new();
+    admin.read_to_string(&mut out).await.unwrap();
+    assert!(out.starts_with("HTTP/1.1 200"), "{out}");
+}
