@@ -1,0 +1,197 @@
+//! The command line as a user runs it: exit codes, messages, files written.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_storage-admission");
+const ROOT: &str = env!("CARGO_MANIFEST_DIR");
+
+fn run(args: &[&str], stdin: Option<&str>) -> Output {
+    use std::io::Write;
+    let mut child = Command::new(BIN)
+        .args(args)
+        .current_dir(ROOT)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    drop(child.stdin.take());
+    child.wait_with_output().unwrap()
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn version_names_the_commit() {
+    let out = run(&["--version"], None);
+    assert!(out.status.success());
+    assert!(stdout(&out).contains("(commit "), "{}", stdout(&out));
+}
+
+#[test]
+fn policy_check_accepts_the_default_and_names_the_bad_field() {
+    let out = run(&["policy", "check", "policies/default.yaml"], None);
+    assert!(out.status.success(), "{}", stdout(&out));
+    assert!(stdout(&out).contains("policies/default.yaml: valid"));
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "apiVersion: storage-admission.io/v1alpha1\nkind: AdmissionPolicy\nrules:\n  restoreReadiness:\n    mode: sometimes\n").unwrap();
+    let out = run(&["policy", "check", bad.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stdout(&out).contains("sometimes"), "{}", stdout(&out));
+}
+
+#[test]
+fn review_reads_manifests_from_stdin_and_exits_0_when_allowed() {
+    let manifest = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n";
+    let out = run(&["review", "-"], Some(manifest));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    assert!(stdout(&out).contains("1 reviewed, 1 allowed, 0 denied"));
+}
+
+#[test]
+fn review_json_output_is_an_admission_review_per_object() {
+    let review = Path::new(ROOT)
+        .join("tests/golden/captured/mutate-create-volumesnapshot-disk-snapshot/review.json");
+    let out = run(
+        &[
+            "review",
+            "-o",
+            "json",
+            "--state",
+            "tests/golden/state.yaml",
+            review.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let json: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(json["kind"], "AdmissionReview");
+    assert_eq!(
+        json["response"]["uid"],
+        "12df998f-5f20-4add-be10-fb0294891c8f"
+    );
+}
+
+#[test]
+fn review_exits_2_on_bad_input() {
+    let out = run(&["review", "-"], Some("kind: [unclosed"));
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("not valid YAML or JSON"),
+        "{}",
+        stderr(&out)
+    );
+    let out = run(&["review", "no-such-file.yaml"], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("no-such-file.yaml"));
+    let out = run(&["review", "--state", "no-such-state.yaml", "-"], Some(""));
+    assert_eq!(out.status.code(), Some(2));
+}
+
+#[test]
+fn review_exits_3_when_anything_is_denied() {
+    // An object the rules cannot read is refused (400 inside the review): a denial.
+    let manifest = "apiVersion: snapshot.storage.k8s.io/v1\nkind: VolumeSnapshot\nmetadata:\n  name: s\nspec:\n  source:\n    persistentVolumeClaimName: [not, a, string]\n";
+    let out = run(&["review", "-"], Some(manifest));
+    assert_eq!(out.status.code(), Some(3), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("VolumeSnapshot default/s: DENIED"),
+        "{}",
+        stdout(&out)
+    );
+}
+
+#[test]
+fn certs_writes_a_ca_and_a_serving_pair() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(
+        &[
+            "certs",
+            "--service",
+            "webhook",
+            "--namespace",
+            "storage",
+            "--out",
+            dir.path().to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stdout(&out).contains("webhook.storage.svc.cluster.local"));
+    for f in ["ca.crt", "tls.crt", "tls.key"] {
+        assert!(dir.path().join(f).is_file(), "{f}");
+    }
+    let out = run(
+        &[
+            "certs",
+            "--service",
+            "Bad_Name",
+            "--out",
+            dir.path().to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("Bad_Name"));
+}
+
+#[test]
+fn serve_refuses_to_start_without_a_certificate_or_state() {
+    let out = run(
+        &[
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--state"), "{}", stderr(&out));
+    let out = run(
+        &[
+            "serve",
+            "--state",
+            "tests/golden/state.yaml",
+            "--tls-cert",
+            "/nonexistent.crt",
+            "--tls-key",
+            "/nonexistent.key",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ],
+        None,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("/nonexistent.crt"),
+        "{}",
+        stderr(&out)
+    );
+}
