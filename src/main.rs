@@ -41,6 +41,8 @@ struct Cli {
 enum Command {
     /// Serve the webhooks over HTTPS (with --state or --dev: no API server needed).
     Serve(ServeArgs),
+    /// Serve the webhooks with a live, watch-fed view of the cluster (in-cluster or KUBECONFIG).
+    Run(RunArgs),
     /// Review manifests or AdmissionReviews offline: mutate, then validate, as the API server would.
     Review(ReviewArgs),
     /// Policy file tools.
@@ -52,8 +54,9 @@ enum Command {
     Certs(CertsArgs),
 }
 
+/// Flags `serve` and `run` share: listeners, TLS, policy, limits.
 #[derive(Args)]
-struct ServeArgs {
+struct CommonArgs {
     /// HTTPS address of the webhooks.
     #[arg(long, default_value = "0.0.0.0:8443")]
     listen: SocketAddr,
@@ -61,21 +64,11 @@ struct ServeArgs {
     #[arg(long, default_value = "0.0.0.0:8080")]
     admin_listen: SocketAddr,
     /// Serving certificate (PEM; a chain is allowed, leaf first). Reloaded when it changes.
-    #[arg(long, requires = "tls_key", conflicts_with = "dev")]
+    #[arg(long, requires = "tls_key")]
     tls_cert: Option<PathBuf>,
     /// Private key of the serving certificate (PEM).
-    #[arg(long, requires = "tls_cert", conflicts_with = "dev")]
+    #[arg(long, requires = "tls_cert")]
     tls_key: Option<PathBuf>,
-    /// Development mode: a throw-away CA and certificate for localhost, and the demo cluster
-    /// state unless --state is given.
-    #[arg(long)]
-    dev: bool,
-    /// Where --dev writes its certificates.
-    #[arg(long, requires = "dev")]
-    dev_dir: Option<PathBuf>,
-    /// Cluster state file (a kubectl List or YAML stream): no API server is contacted.
-    #[arg(long)]
-    state: Option<PathBuf>,
     /// Policy file (default: the built-in policy, policies/default.yaml). Reloaded when it changes.
     #[arg(long)]
     policy: Option<PathBuf>,
@@ -91,6 +84,31 @@ struct ServeArgs {
     /// Maximum review body size in bytes (the API server sends up to ~3 MiB objects, twice on UPDATE).
     #[arg(long, default_value_t = storage_admission::server::router::DEFAULT_MAX_BODY_BYTES)]
     max_body_bytes: usize,
+}
+
+#[derive(Args)]
+struct ServeArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// Development mode: a throw-away CA and certificate for localhost, and the demo cluster
+    /// state unless --state is given.
+    #[arg(long, conflicts_with_all = ["tls_cert", "tls_key"])]
+    dev: bool,
+    /// Where --dev writes its certificates.
+    #[arg(long, requires = "dev")]
+    dev_dir: Option<PathBuf>,
+    /// Cluster state file (a kubectl List or YAML stream): no API server is contacted.
+    #[arg(long)]
+    state: Option<PathBuf>,
+}
+
+#[derive(Args)]
+struct RunArgs {
+    #[command(flatten)]
+    common: CommonArgs,
+    /// The service's own namespace (default: the kubeconfig context's, or the pod's).
+    #[arg(long, env = "POD_NAMESPACE")]
+    namespace: Option<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -157,6 +175,7 @@ fn main() -> ExitCode {
     telemetry::init(cli.log_format);
     match cli.command {
         Command::Serve(args) => serve(args),
+        Command::Run(args) => run(args),
         Command::Review(args) => review(args),
         Command::Policy {
             command: PolicyCommand::Check { files },
@@ -196,10 +215,6 @@ fn load_state(path: &Path) -> Result<ClusterIndex, String> {
 }
 
 fn serve(args: ServeArgs) -> ExitCode {
-    let (policy, policy_file) = match load_policy(args.policy.as_deref()) {
-        Ok(p) => p,
-        Err(e) => return fail(e),
-    };
     let index = match (&args.state, args.dev) {
         (Some(path), _) => match load_state(path) {
             Ok(index) => index,
@@ -216,89 +231,134 @@ fn serve(args: ServeArgs) -> ExitCode {
         },
         (None, false) => {
             return fail(
-                "serve needs --state FILE (a cluster state file) or --dev; the watch-fed cluster view is not part of `serve`",
+                "serve needs --state FILE (a cluster state file) or --dev; `run` watches a real cluster",
             );
         }
     };
-    let (tls_cert, tls_key) = if args.dev {
+    let tls = if args.dev {
         let dir = args
             .dev_dir
             .clone()
             .unwrap_or_else(|| std::env::temp_dir().join("storage-admission-dev"));
-        let names = vec![
-            "localhost".to_owned(),
-            "127.0.0.1".to_owned(),
-            "::1".to_owned(),
-        ];
-        let written = match certs::generate(&names, "storage-admission dev", 7)
-            .and_then(|g| certs::write(&dir, &g))
-        {
-            Ok(w) => w,
+        match dev_certs(&dir, args.common.listen.port()) {
+            Ok(pair) => pair,
             Err(e) => return fail(e),
-        };
-        let port = args.listen.port();
-        let review = Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/golden/captured/mutate-create-volumesnapshot-disk-snapshot/review.json");
-        println!(
-            "development certificates (valid 7 days) written to {}:",
-            dir.display()
-        );
-        println!("  CA:          {}", written.ca_cert.display());
-        println!("  certificate: {}", written.cert.display());
-        println!("  key:         {}", written.key.display());
-        println!("try it (from any directory):");
-        println!(
-            "  curl --cacert {} -H 'Content-Type: application/json' --data @{} https://localhost:{port}/mutate",
-            written.ca_cert.display(),
-            review.display()
-        );
-        (written.cert, written.key)
+        }
     } else {
-        match (args.tls_cert.clone(), args.tls_key.clone()) {
+        match (args.common.tls_cert.clone(), args.common.tls_key.clone()) {
             (Some(c), Some(k)) => (c, k),
             _ => return fail("serve needs --tls-cert and --tls-key, or --dev"),
         }
     };
+    let runtime = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => return fail(e),
+    };
+    runtime.block_on(serve_until_signal(&args.common, tls, Arc::new(index)))
+}
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
+fn run(args: RunArgs) -> ExitCode {
+    let tls = match (args.common.tls_cert.clone(), args.common.tls_key.clone()) {
+        (Some(c), Some(k)) => (c, k),
+        _ => return fail("run needs --tls-cert and --tls-key"),
+    };
+    let runtime = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => return fail(e),
+    };
+    runtime.block_on(async move {
+        let client = match kube::Client::try_default().await {
+            Ok(c) => c,
+            Err(e) => {
+                return fail(format!(
+                    "cannot reach the Kubernetes API (in-cluster config or KUBECONFIG): {e}; for no cluster at all use `serve --state FILE`"
+                ));
+            }
+        };
+        let namespace = args.namespace.clone().unwrap_or_else(|| client.default_namespace().to_owned());
+        tracing::info!(%namespace, "watching the cluster");
+        let index = Arc::new(ClusterIndex::unavailable("waiting for the first list from the API server"));
+        let watches = storage_admission::cluster::watch::spawn_all(client, index.clone());
+        let code = serve_until_signal(&args.common, tls, index).await;
+        for watch in watches {
+            watch.abort();
+        }
+        code
+    })
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, String> {
+    tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => return fail(format!("cannot start the runtime: {e}")),
+        .map_err(|e| format!("cannot start the runtime: {e}"))
+}
+
+/// Writes throw-away certificates for localhost and prints how to try the server.
+fn dev_certs(dir: &Path, port: u16) -> Result<(PathBuf, PathBuf), certs::CertError> {
+    let names = vec![
+        "localhost".to_owned(),
+        "127.0.0.1".to_owned(),
+        "::1".to_owned(),
+    ];
+    let written = certs::write(dir, &certs::generate(&names, "storage-admission dev", 7)?)?;
+    let review = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden/captured/mutate-create-volumesnapshot-disk-snapshot/review.json");
+    println!(
+        "development certificates (valid 7 days) written to {}:",
+        dir.display()
+    );
+    println!("  CA:          {}", written.ca_cert.display());
+    println!("  certificate: {}", written.cert.display());
+    println!("  key:         {}", written.key.display());
+    println!("try it (from any directory):");
+    println!(
+        "  curl --cacert {} -H 'Content-Type: application/json' --data @{} https://localhost:{port}/mutate",
+        written.ca_cert.display(),
+        review.display()
+    );
+    Ok((written.cert, written.key))
+}
+
+async fn serve_until_signal(
+    common: &CommonArgs,
+    (tls_cert, tls_key): (PathBuf, PathBuf),
+    index: Arc<ClusterIndex>,
+) -> ExitCode {
+    let (policy, policy_file) = match load_policy(common.policy.as_deref()) {
+        Ok(p) => p,
+        Err(e) => return fail(e),
     };
     let config = ServeConfig {
-        listen: args.listen,
-        admin_listen: args.admin_listen,
+        listen: common.listen,
+        admin_listen: common.admin_listen,
         tls_cert,
         tls_key,
-        index: Arc::new(index),
+        index,
         policy,
         policy_file,
-        reload_interval: args.reload_interval,
+        reload_interval: common.reload_interval,
         conn_limits: ConnLimits {
-            max_connections: args.max_connections,
-            shutdown_grace: args.shutdown_grace,
+            max_connections: common.max_connections,
+            shutdown_grace: common.shutdown_grace,
             ..ConnLimits::default()
         },
         limits: Limits {
-            max_body_bytes: args.max_body_bytes,
+            max_body_bytes: common.max_body_bytes,
             ..Limits::default()
         },
     };
-    runtime.block_on(async move {
-        let server = match Server::start(config).await {
-            Ok(s) => s,
-            Err(e) => return fail(e),
-        };
-        wait_for_signal().await;
-        tracing::info!("shutdown signal received");
-        server.shutdown();
-        // Exit 0 either way: the process did what SIGTERM asks, and the log says whether
-        // any connection was cut off after the grace period.
-        server.wait().await;
-        ExitCode::SUCCESS
-    })
+    let server = match Server::start(config).await {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    wait_for_signal().await;
+    tracing::info!("shutdown signal received");
+    server.shutdown();
+    // Exit 0 either way: the process did what SIGTERM asks, and the log says whether any
+    // connection was cut off after the grace period.
+    server.wait().await;
+    ExitCode::SUCCESS
 }
 
 async fn wait_for_signal() {

@@ -195,3 +195,31 @@ fn serve_refuses_to_start_without_a_certificate_or_state() {
         stderr(&out)
     );
 }
+
+#[test]
+fn run_explains_when_no_cluster_is_reachable() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "run",
+            "--tls-cert",
+            "x.crt",
+            "--tls-key",
+            "x.key",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .env("KUBECONFIG", dir.path().join("no-such-kubeconfig"))
+        .env("HOME", dir.path())
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot reach the Kubernetes API") && err.contains("serve --state"),
+        "{err}"
+    );
+}

@@ -8,6 +8,7 @@
 mod index;
 pub mod state_file;
 mod store;
+pub mod watch;
 
 use std::collections::BTreeMap;
 use std::fmt;
@@ -60,6 +61,30 @@ impl ResourceKind {
     pub fn from_kind(kind: &str) -> Option<Self> {
         let kind = kind.strip_suffix("List").unwrap_or(kind);
         Self::ALL.into_iter().find(|k| k.as_str() == kind)
+    }
+
+    /// API group (`""` for core).
+    pub fn group(self) -> &'static str {
+        match self {
+            Self::VolumeSnapshotClass | Self::VolumeSnapshot | Self::VolumeSnapshotContent => {
+                "snapshot.storage.k8s.io"
+            }
+            Self::StorageClass => "storage.k8s.io",
+            Self::PersistentVolumeClaim | Self::PersistentVolume | Self::Node => "",
+        }
+    }
+
+    /// The resource name in API paths.
+    pub fn plural(self) -> &'static str {
+        match self {
+            Self::VolumeSnapshotClass => "volumesnapshotclasses",
+            Self::VolumeSnapshot => "volumesnapshots",
+            Self::VolumeSnapshotContent => "volumesnapshotcontents",
+            Self::StorageClass => "storageclasses",
+            Self::PersistentVolumeClaim => "persistentvolumeclaims",
+            Self::PersistentVolume => "persistentvolumes",
+            Self::Node => "nodes",
+        }
     }
 
     /// Whether the kind comes from the external-snapshotter CRDs (which a cluster may lack).

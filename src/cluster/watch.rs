@@ -1,0 +1,333 @@
+//! The live cluster view: one kube-rs watcher per kind feeding its [`Store`].
+//!
+//! Objects arrive as `DynamicObject`s and are converted straight into the slim model types,
+//! so `managedFields`, `last-applied-configuration` and every field no rule reads never reach
+//! the cache. A (re)list is buffered and swapped in whole at `InitDone`: after an API server
+//! restart or a `410 Gone` the previous content keeps serving until the fresh list is complete.
+//! A kind whose API does not exist (the snapshot CRDs are not installed) is marked missing, so
+//! the snapshot rules say so instead of failing every request, and the watcher keeps retrying
+//! with backoff, picking the CRDs up once they are installed.
+
+use std::sync::Arc;
+
+use futures::StreamExt;
+use kube::api::{ApiResource, DynamicObject};
+use kube::runtime::WatchStreamExt;
+use kube::runtime::watcher::{self, Event};
+use kube::{Api, Client};
+use serde::de::DeserializeOwned;
+
+use super::{Cached, ClusterIndex, ResourceKind, Store, SyncState};
+
+/// Applies one watcher event to a store. `buffer` holds a list in progress.
+/// Returns how many objects could not be converted (they are skipped, with a log line).
+pub fn apply_event<T: Cached + DeserializeOwned>(
+    store: &Store<T>,
+    buffer: &mut Option<Vec<T>>,
+    event: Event<DynamicObject>,
+) -> usize {
+    match event {
+        Event::Init => {
+            *buffer = Some(Vec::new());
+            0
+        }
+        Event::InitApply(obj) => match convert::<T>(&obj) {
+            Some(o) => {
+                buffer.get_or_insert_with(Vec::new).push(o);
+                0
+            }
+            None => 1,
+        },
+        Event::InitDone => {
+            store.replace(buffer.take().unwrap_or_default());
+            0
+        }
+        Event::Apply(obj) => match convert::<T>(&obj) {
+            Some(o) => {
+                store.apply(o);
+                0
+            }
+            None => 1,
+        },
+        Event::Delete(obj) => {
+            let ns = obj.metadata.namespace.as_deref().unwrap_or_default();
+            let name = obj.metadata.name.as_deref().unwrap_or_default();
+            store.delete(ns, name);
+            0
+        }
+    }
+}
+
+fn convert<T: DeserializeOwned>(obj: &DynamicObject) -> Option<T> {
+    let result = serde_json::to_value(obj).and_then(serde_json::from_value::<T>);
+    match result {
+        Ok(o) => Some(o),
+        Err(error) => {
+            // One unreadable object must not take the whole cache down: skip it, loudly.
+            tracing::warn!(
+                kind = obj.types.as_ref().map(|t| t.kind.as_str()).unwrap_or_default(),
+                namespace = obj.metadata.namespace.as_deref().unwrap_or_default(),
+                name = obj.metadata.name.as_deref().unwrap_or_default(),
+                %error,
+                "object skipped: the rules cannot read it"
+            );
+            None
+        }
+    }
+}
+
+/// Whether a watcher error means the API itself does not exist (a missing CRD).
+pub fn is_missing_api(error: &watcher::Error) -> bool {
+    match error {
+        watcher::Error::InitialListFailed(kube::Error::Api(status))
+        | watcher::Error::WatchStartFailed(kube::Error::Api(status))
+        | watcher::Error::WatchFailed(kube::Error::Api(status)) => status.is_not_found(),
+        watcher::Error::WatchError(status) => status.is_not_found(),
+        _ => false,
+    }
+}
+
+/// What a store should say after a watcher error.
+pub fn state_after_error<T: Cached>(store: &Store<T>, error: &watcher::Error) -> Option<SyncState> {
+    if is_missing_api(error) {
+        let reason = if T::KIND.is_snapshot_crd() {
+            format!(
+                "the {} API ({}/v1) is not served: the external-snapshotter CRDs are not installed in this cluster",
+                T::KIND,
+                T::KIND.group()
+            )
+        } else {
+            format!("the {} API is not served by this cluster", T::KIND)
+        };
+        return Some(SyncState::Missing(reason));
+    }
+    // Any other error: keep serving what we have; a store that never synced stays pending.
+    match store.state() {
+        SyncState::Missing(_) => Some(SyncState::Pending(format!(
+            "watching {}s: {error}",
+            T::KIND
+        ))),
+        _ => None,
+    }
+}
+
+fn api_resource(kind: ResourceKind) -> ApiResource {
+    let group = kind.group();
+    ApiResource {
+        group: group.to_owned(),
+        version: "v1".to_owned(),
+        api_version: if group.is_empty() {
+            "v1".to_owned()
+        } else {
+            format!("{group}/v1")
+        },
+        kind: kind.as_str().to_owned(),
+        plural: kind.plural().to_owned(),
+    }
+}
+
+/// Runs one kind's watch until the task is dropped.
+async fn run<T: Cached + DeserializeOwned>(client: Client, store: &Store<T>) {
+    let api: Api<DynamicObject> = Api::all_with(client, &api_resource(T::KIND));
+    let mut stream = watcher::watcher(api, watcher::Config::default())
+        .default_backoff()
+        .boxed();
+    let mut buffer = None;
+    while let Some(item) = stream.next().await {
+        match item {
+            Ok(event) => {
+                let done = matches!(event, Event::InitDone);
+                apply_event(store, &mut buffer, event);
+                if done {
+                    tracing::info!(kind = %T::KIND, objects = store.len(), "cache synced");
+                }
+            }
+            Err(error) => {
+                if let Some(state) = state_after_error(store, &error) {
+                    if matches!(state, SyncState::Missing(_))
+                        && !matches!(store.state(), SyncState::Missing(_))
+                    {
+                        tracing::warn!(kind = %T::KIND, %error, "API not served; rules that need it will say so; retrying");
+                    }
+                    store.set_state(state);
+                } else {
+                    tracing::warn!(kind = %T::KIND, %error, "watch failed; retrying with backoff");
+                }
+            }
+        }
+    }
+}
+
+/// Starts a watch per kind feeding `index`. The tasks run until aborted.
+pub fn spawn_all(client: Client, index: Arc<ClusterIndex>) -> Vec<tokio::task::JoinHandle<()>> {
+    macro_rules! spawn {
+        ($field:ident) => {{
+            let (client, index) = (client.clone(), index.clone());
+            tokio::spawn(async move { run(client, &index.$field).await })
+        }};
+    }
+    vec![
+        spawn!(snapshot_classes),
+        spawn!(snapshots),
+        spawn!(snapshot_contents),
+        spawn!(storage_classes),
+        spawn!(pvcs),
+        spawn!(pvs),
+        spawn!(nodes),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::ClusterView;
+    use crate::model::VolumeSnapshot;
+    use kube::core::Status;
+
+    fn snapshot(name: &str, ready: bool) -> DynamicObject {
+        serde_json::from_value(serde_json::json!({
+            "apiVersion": "snapshot.storage.k8s.io/v1",
+            "kind": "VolumeSnapshot",
+            "metadata": {"name": name, "namespace": "default", "managedFields": [{"manager": "kubectl"}],
+                         "annotations": {"kubectl.kubernetes.io/last-applied-configuration": "{}"}},
+            "spec": {"source": {"persistentVolumeClaimName": "disk-pvc"}},
+            "status": {"readyToUse": ready}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn list_then_watch_events_keep_the_store_current() {
+        let index = ClusterIndex::unavailable("starting");
+        let store = &index.snapshots;
+        let mut buffer = None;
+        assert!(
+            index.snapshot("default", "a").is_err(),
+            "unavailable until the first list"
+        );
+
+        apply_event(store, &mut buffer, Event::Init);
+        apply_event(store, &mut buffer, Event::InitApply(snapshot("a", false)));
+        apply_event(store, &mut buffer, Event::InitApply(snapshot("b", true)));
+        apply_event(store, &mut buffer, Event::InitDone);
+        assert_eq!(store.len(), 2);
+        assert!(
+            !index
+                .snapshot("default", "a")
+                .unwrap()
+                .unwrap()
+                .ready_to_use()
+        );
+        assert!(
+            index
+                .snapshot("default", "a")
+                .unwrap()
+                .unwrap()
+                .metadata
+                .annotations
+                .is_empty()
+        );
+
+        apply_event(store, &mut buffer, Event::Apply(snapshot("a", true)));
+        assert!(
+            index
+                .snapshot("default", "a")
+                .unwrap()
+                .unwrap()
+                .ready_to_use()
+        );
+        apply_event(store, &mut buffer, Event::Delete(snapshot("b", true)));
+        assert_eq!(index.snapshot("default", "b").unwrap(), None);
+    }
+
+    #[test]
+    fn a_relist_keeps_serving_the_old_content_until_it_completes() {
+        let index = ClusterIndex::unavailable("starting");
+        let store = &index.snapshots;
+        let mut buffer = None;
+        for e in [
+            Event::Init,
+            Event::InitApply(snapshot("old", true)),
+            Event::InitDone,
+        ] {
+            apply_event(store, &mut buffer, e);
+        }
+        // 410 Gone or an API server restart: the watcher relists.
+        apply_event(store, &mut buffer, Event::Init);
+        apply_event(store, &mut buffer, Event::InitApply(snapshot("new", true)));
+        assert!(
+            index.snapshot("default", "old").unwrap().is_some(),
+            "still serving during the relist"
+        );
+        assert_eq!(index.snapshot("default", "new").unwrap(), None);
+        apply_event(store, &mut buffer, Event::InitDone);
+        assert_eq!(
+            index.snapshot("default", "old").unwrap(),
+            None,
+            "deleted while we were away"
+        );
+        assert!(index.snapshot("default", "new").unwrap().is_some());
+    }
+
+    #[test]
+    fn unreadable_objects_are_skipped_not_fatal() {
+        let index = ClusterIndex::unavailable("starting");
+        let mut buffer = None;
+        let mut bad = snapshot("bad", true);
+        bad.data["status"]["restoreSize"] = serde_json::json!("lots");
+        apply_event(&index.snapshots, &mut buffer, Event::Init);
+        assert_eq!(
+            apply_event(&index.snapshots, &mut buffer, Event::InitApply(bad)),
+            1
+        );
+        apply_event(
+            &index.snapshots,
+            &mut buffer,
+            Event::InitApply(snapshot("good", true)),
+        );
+        apply_event(&index.snapshots, &mut buffer, Event::InitDone);
+        assert_eq!(index.snapshots.len(), 1);
+    }
+
+    #[test]
+    fn a_missing_crd_is_reported_and_recovers() {
+        let index = ClusterIndex::unavailable("starting");
+        let not_found = watcher::Error::InitialListFailed(kube::Error::Api(Box::new(
+            Status::failure(
+                "the server could not find the requested resource",
+                "NotFound",
+            )
+            .with_code(404),
+        )));
+        assert!(is_missing_api(&not_found));
+        let state = state_after_error(&index.snapshots, &not_found).unwrap();
+        index.snapshots.set_state(state);
+        let err = index.snapshot("default", "s").unwrap_err();
+        assert!(
+            err.reason
+                .contains("external-snapshotter CRDs are not installed"),
+            "{}",
+            err.reason
+        );
+        // Once the CRDs are installed, the watcher lists and the store is served again.
+        let mut buffer = None;
+        for e in [
+            Event::Init,
+            Event::InitApply(snapshot("s", true)),
+            Event::InitDone,
+        ] {
+            apply_event::<VolumeSnapshot>(&index.snapshots, &mut buffer, e);
+        }
+        assert!(index.snapshot("default", "s").unwrap().is_some());
+
+        let forbidden = watcher::Error::InitialListFailed(kube::Error::Api(Box::new(
+            Status::failure("forbidden", "Forbidden").with_code(403),
+        )));
+        assert!(!is_missing_api(&forbidden));
+        assert_eq!(
+            state_after_error(&index.snapshots, &forbidden),
+            None,
+            "other errors keep the cache"
+        );
+    }
+}
