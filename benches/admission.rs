@@ -1,0 +1,106 @@
+//! The in-process cost of a review — parse, decide, build the patch, serialise — for each
+//! captured payload, and the rules alone, against cluster views of 10 and 100,000 objects of
+//! each kind, to show the cost does not grow with the cluster.
+//!
+//! `cargo bench --bench admission` (numbers in the README's Performance section).
+
+use std::hint::black_box;
+use std::path::Path;
+
+use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use serde_json::json;
+
+use storage_admission::admission::{self, review, Webhook};
+use storage_admission::cluster::{state_file, ClusterIndex};
+use storage_admission::model::{Node, PersistentVolumeClaim, VolumeSnapshot, VolumeSnapshotClass};
+use storage_admission::policy::Policy;
+
+const CASES: &[(&str, Webhook)] = &[
+    ("mutate-create-volumesnapshot-disk-snapshot", Webhook::Mutate),
+    ("mutate-create-volumesnapshotclass-default-snapclass", Webhook::Validate),
+    ("validate-create-persistentvolumeclaim-restore-pvc", Webhook::Validate),
+    ("mutate-create-storageclass-csi-disk-topology", Webhook::Mutate),
+    ("mutate-create-storageclass-csi-disk-topology", Webhook::Validate),
+    ("mutate-create-storageclass-local-storage", Webhook::Mutate),
+    ("mutate-create-node-cn-hangzhou-b-node2", Webhook::Mutate),
+];
+
+fn review_bytes(case: &str) -> Vec<u8> {
+    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/captured").join(case).join("review.json"))
+        .unwrap()
+}
+
+/// The demo cluster plus `extra` synthetic snapshots, snapshot classes, PVCs and nodes.
+fn cluster(extra: usize) -> ClusterIndex {
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/state.yaml");
+    let index = state_file::load(&demo).unwrap().index;
+    for i in 0..extra {
+        let ns = format!("ns-{}", i % 100);
+        index.snapshots.apply(
+            serde_json::from_value::<VolumeSnapshot>(json!({
+                "metadata": {"name": format!("snap-{i}"), "namespace": ns},
+                "spec": {"source": {"persistentVolumeClaimName": format!("pvc-{i}")}, "volumeSnapshotClassName": "default-snapclass"},
+                "status": {"readyToUse": true, "restoreSize": "10Gi", "boundVolumeSnapshotContentName": format!("content-{i}")}
+            }))
+            .unwrap(),
+        );
+        index.pvcs.apply(
+            serde_json::from_value::<PersistentVolumeClaim>(json!({
+                "metadata": {"name": format!("pvc-{i}"), "namespace": ns},
+                "spec": {"storageClassName": "csi-disk", "resources": {"requests": {"storage": "10Gi"}}}
+            }))
+            .unwrap(),
+        );
+        index.snapshot_classes.apply(
+            serde_json::from_value::<VolumeSnapshotClass>(json!({
+                "metadata": {"name": format!("class-{i}")}, "driver": format!("driver-{}.example.com", i % 1000)
+            }))
+            .unwrap(),
+        );
+        index.nodes.apply(
+            serde_json::from_value::<Node>(json!({
+                "metadata": {"name": format!("node-{i}"), "labels": {
+                    "kubernetes.io/hostname": format!("node-{i}"),
+                    "topology.kubernetes.io/zone": format!("zone-{}", i % 50),
+                    "topology.kubernetes.io/region": "region-1"
+                }}
+            }))
+            .unwrap(),
+        );
+    }
+    index
+}
+
+fn whole_path(c: &mut Criterion) {
+    let policy = Policy::builtin();
+    for size in [10usize, 100_000] {
+        let view = cluster(size);
+        let mut group = c.benchmark_group(format!("review/cluster-{size}"));
+        for (case, webhook) in CASES {
+            let body = review_bytes(case);
+            group.throughput(Throughput::Bytes(body.len() as u64));
+            group.bench_with_input(BenchmarkId::new(webhook.as_str(), case), &body, |b, body| {
+                b.iter(|| admission::handle(*webhook, black_box(body), &view, &policy).unwrap().body)
+            });
+        }
+        group.finish();
+    }
+}
+
+fn decode_only(c: &mut Criterion) {
+    // The floor every review pays: the envelope parse and the response encode, no rules.
+    let mut group = c.benchmark_group("envelope");
+    for (case, _) in CASES.iter().take(1) {
+        let body = review_bytes(case);
+        group.bench_function(*case, |b| {
+            b.iter(|| {
+                let (api_version, request) = review::decode(black_box(&body)).unwrap();
+                review::encode(&api_version, &request.uid, &admission::Verdict::allow()).unwrap()
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, whole_path, decode_only);
+criterion_main!(benches);
