@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Load test over TLS with keep-alive, HTTP/1.1 (wrk, as the API server talks) and HTTP/2
+# (h2load), against the release binary with the default policy and, in the same run, the
+# same binary with every rule off (the no-logic baseline). Every figure is reported next to
+# the baseline's: this machine is shared and noisy, so ratios are what compare across runs.
+#
+#   benches/load.sh                 # DURATION=10s CONNECTIONS=32 THREADS=2 RATE=2000 by default
+#
+# Prints requests/s and p50/p99/p99.9 latency per review and protocol, the open-loop p99 at
+# RATE reviews/s (h2load --rps), and each server's idle and peak RSS.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10s}
+CONNECTIONS=${CONNECTIONS:-32}
+THREADS=${THREADS:-2}
+RATE=${RATE:-2000}
+PORT=${PORT:-19443}
+BASE_PORT=$((PORT + 1))
+
+need() { command -v "$1" >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq "$2" >/dev/null; }; }
+need wrk wrk
+need h2load nghttp2-client
+
+cargo build --release --quiet
+BIN=target/release/storage-admission
+WORK=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+
+start() { # name port policy-args...
+  local name=$1 port=$2; shift 2
+  "$BIN" serve --dev --dev-dir "$WORK/$name-certs" --state tests/golden/state.yaml \
+    --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$((port + 100))" "$@" \
+    >"$WORK/$name.out" 2>"$WORK/$name.log" &
+  echo $! >"$WORK/$name.pid"
+  for _ in $(seq 100); do
+    curl -sf "http://127.0.0.1:$((port + 100))/readyz" >/dev/null && return 0
+    sleep 0.1
+  done
+  echo "server $name did not become ready"; cat "$WORK/$name.log"; exit 1
+}
+rss() { awk '/^VmRSS/ {print $2/1024 " MB"}' "/proc/$(cat "$WORK/$1.pid")/status"; }
+hwm() { awk '/^VmHWM/ {print $2/1024 " MB"}' "/proc/$(cat "$WORK/$1.pid")/status"; }
+
+start rules "$PORT"
+start baseline "$BASE_PORT" --policy benches/baseline-policy.yaml
+echo "idle RSS: rules $(rss rules), baseline $(rss baseline)"
+
+cat >"$WORK/post.lua" <<'LUA'
+local f = io.open(os.getenv("REVIEW"), "rb")
+wrk.method = "POST"
+wrk.body = f:read("*a")
+f:close()
+wrk.headers["Content-Type"] = "application/json"
+done = function(summary, latency, requests)
+  io.write(string.format("rps=%.0f p50=%.3fms p99=%.3fms p99.9=%.3fms errors=%d\n",
+    summary.requests / (summary.duration / 1e6), latency:percentile(50) / 1000,
+    latency:percentile(99) / 1000, latency:percentile(99.9) / 1000,
+    summary.errors.status + summary.errors.connect + summary.errors.read + summary.errors.write + summary.errors.timeout))
+end
+LUA
+
+CASES=(
+  "mutate mutate-create-volumesnapshot-disk-snapshot"
+  "validate validate-create-persistentvolumeclaim-restore-pvc"
+  "validate mutate-create-volumesnapshotclass-default-snapclass"
+  "mutate mutate-create-storageclass-csi-disk-topology"
+  "validate mutate-create-storageclass-csi-disk-topology"
+  "mutate mutate-create-node-cn-hangzhou-b-node2"
+)
+
+printf '\n%-9s %-52s %-6s %-60s %s\n' webhook review proto "rules" "baseline / ratio"
+for entry in "${CASES[@]}"; do
+  read -r hook review <<<"$entry"
+  file="tests/golden/captured/$review/review.json"
+  for target in rules baseline; do
+    port=$PORT; [ $target = baseline ] && port=$BASE_PORT
+    REVIEW=$file wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -s "$WORK/post.lua" \
+      "https://127.0.0.1:$port/$hook" | tail -1 >"$WORK/h1-$target"
+    h2load -n 0 -D "${DURATION%s}" -c "$CONNECTIONS" -m 10 -t "$THREADS" -d "$file" \
+      -H 'content-type: application/json' "https://127.0.0.1:$port/$hook" >"$WORK/h2-$target" 2>&1 || true
+  done
+  r=$(sed 's/.*rps=\([0-9]*\).*/\1/' "$WORK/h1-rules"); b=$(sed 's/.*rps=\([0-9]*\).*/\1/' "$WORK/h1-baseline")
+  printf '%-9s %-52s %-6s %-60s %s / %s%%\n' "$hook" "$review" h1 "$(cat "$WORK/h1-rules")" "$b" "$((100 * r / b))"
+  r=$(awk '/^finished in/ {print int($4)}' "$WORK/h2-rules"); b=$(awk '/^finished in/ {print int($4)}' "$WORK/h2-baseline")
+  lat=$(awk '/^time for request/ {print "mean=" $5 " max=" $3}' "$WORK/h2-rules")
+  printf '%-9s %-52s %-6s %-60s %s / %s%%\n' "$hook" "$review" h2 "rps=$r $lat" "$b" "$((100 * r / (b > 0 ? b : 1)))"
+done
+
+echo
+echo "open loop: $RATE reviews/s for $DURATION over HTTP/2 (h2load --rps), mutate VolumeSnapshot"
+file="tests/golden/captured/mutate-create-volumesnapshot-disk-snapshot/review.json"
+for target in rules baseline; do
+  port=$PORT; [ $target = baseline ] && port=$BASE_PORT
+  secs=${DURATION%s}
+  h2load -n $((RATE * secs)) -c 10 --rps $((RATE / 10)) -t "$THREADS" -d "$file" \
+    -H 'content-type: application/json' "https://127.0.0.1:$port/mutate" >"$WORK/open-$target" 2>&1 || true
+  echo "$target: $(grep -E '^requests:' "$WORK/open-$target") | $(grep -E '^time for request' "$WORK/open-$target")"
+done
+echo
+echo "peak RSS: rules $(hwm rules), baseline $(hwm baseline)"
