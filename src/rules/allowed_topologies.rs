@@ -46,7 +46,15 @@ pub fn check(
     let name = sc.metadata.display_name();
     let wanted = terms
         .iter()
-        .map(|t| describe_term(t))
+        .map(|t| {
+            let text = describe_term(t);
+            // Parenthesised so "a or (b and c)" cannot be misread.
+            if terms.len() > 1 && t.len() > 1 {
+                format!("({text})")
+            } else {
+                text
+            }
+        })
         .collect::<Vec<_>>()
         .join(" or ");
     // The empty term is satisfied by every node: this counts the cluster's nodes.
@@ -62,16 +70,24 @@ pub fn check(
         .collect();
     keys.sort_unstable();
     keys.dedup();
-    let mut have = Vec::new();
+    let mut present = Vec::new();
+    let mut absent = Vec::new();
     for key in &keys {
         let values = view.node_label_values(key)?;
-        have.push(if values.is_empty() {
-            format!("no node has {key}")
+        if values.is_empty() {
+            absent.push(*key);
         } else if keys.len() == 1 {
-            format!("nodes have {}", list(values.keys()))
+            present.push(list(values.keys()));
         } else {
-            format!("nodes have {key} {}", list(values.keys()))
-        });
+            present.push(format!("{key} {}", list(values.keys())));
+        }
+    }
+    let mut have = Vec::new();
+    if !present.is_empty() {
+        have.push(format!("nodes have {}", present.join(" and ")));
+    }
+    if !absent.is_empty() {
+        have.push(format!("no node has {}", absent.join(" or ")));
     }
     Ok(Outcome::warn(format!(
         "StorageClass {name} matches no current node, so pods using it will stay Pending: it allows {wanted}; {}. Fix allowedTopologies or add such nodes.",
@@ -194,7 +210,7 @@ mod tests {
         );
         assert!(
             w.contains(
-                "; nodes have rack [rack1], nodes have topology.kubernetes.io/zone [cn-hangzhou-b]."
+                "; nodes have rack [rack1] and topology.kubernetes.io/zone [cn-hangzhou-b]."
             ),
             "{w}"
         );
@@ -209,6 +225,22 @@ mod tests {
             out.warnings[0].contains("; no node has topology.example.com/row."),
             "{:?}",
             out.warnings
+        );
+    }
+
+    #[test]
+    fn several_terms_are_grouped_and_missing_keys_listed_apart() {
+        let sc = class(
+            json!([zone_term(&["cn-hangzhou-d"]), {"matchLabelExpressions": [
+            {"key": "topology.kubernetes.io/zone", "values": ["cn-hangzhou-b"]},
+            {"key": "topology.example.com/row", "values": ["row3"]}]}]),
+        );
+        let out = run(&sc, &two_nodes_in_b(), Operation::Create).unwrap();
+        assert_eq!(
+            out.warnings,
+            [
+                "StorageClass csi-disk-topology matches no current node, so pods using it will stay Pending: it allows topology.kubernetes.io/zone in [cn-hangzhou-d] or (topology.kubernetes.io/zone in [cn-hangzhou-b] and topology.example.com/row in [row3]); nodes have topology.kubernetes.io/zone [cn-hangzhou-b], no node has topology.example.com/row. Fix allowedTopologies or add such nodes."
+            ]
         );
     }
 
