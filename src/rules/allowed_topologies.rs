@@ -1,14 +1,299 @@
-//! TODO(rule): being written.
+//! allowed-topologies: warn when a new StorageClass's `allowedTopologies` selects no node the
+//! cluster has now.
+//!
+//! The scheduler only places a pod whose claim uses the class on nodes that satisfy one of the
+//! class's topology terms. A class that allows only `cn-hangzhou-d` in a cluster whose nodes
+//! are all in `cn-hangzhou-b` is accepted by the API server, and every pod using it stays
+//! Pending. The rule names the key, the allowed values and the values the nodes actually have,
+//! so a typo or a wrong zone is fixed at `kubectl apply`.
+//!
+//! It only ever warns: a node group that scales from zero can make "no node now" legitimate.
+//! A cluster with no nodes at all (being built) gets a softer note instead of a mismatch.
+//! CREATE only: `allowedTopologies` is immutable.
 
 use crate::cluster::ClusterView;
-use crate::model::StorageClass;
+use crate::model::{StorageClass, TopologyRequirement};
 use crate::policy::AllowedTopologiesConfig;
-use crate::rules::{Input, Outcome, RuleResult};
+use crate::rules::{Input, Operation, Outcome, RuleResult};
+
+/// At most this many values are listed in a message; warnings must stay short.
+const MAX_VALUES: usize = 5;
 
 pub fn check(
-    _input: &Input<'_, StorageClass>,
-    _view: &dyn ClusterView,
+    input: &Input<'_, StorageClass>,
+    view: &dyn ClusterView,
     _cfg: &AllowedTopologiesConfig,
 ) -> RuleResult {
-    Ok(Outcome::allow())
+    if input.operation != Operation::Create {
+        return Ok(Outcome::allow());
+    }
+    let sc = input.object;
+    // A term without expressions is rejected by API validation; it selects nothing to judge.
+    let terms: Vec<&[TopologyRequirement]> = sc
+        .allowed_topologies
+        .iter()
+        .map(|t| t.match_label_expressions.as_slice())
+        .filter(|t| !t.is_empty())
+        .collect();
+    if terms.is_empty() {
+        return Ok(Outcome::allow());
+    }
+    for term in &terms {
+        if view.count_nodes_matching_topology(term)? > 0 {
+            return Ok(Outcome::allow());
+        }
+    }
+    let name = sc.metadata.display_name();
+    let wanted = terms
+        .iter()
+        .map(|t| {
+            let text = describe_term(t);
+            // Parenthesised so "a or (b and c)" cannot be misread.
+            if terms.len() > 1 && t.len() > 1 {
+                format!("({text})")
+            } else {
+                text
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(" or ");
+    // The empty term is satisfied by every node: this counts the cluster's nodes.
+    if view.count_nodes_matching_topology(&[])? == 0 {
+        return Ok(Outcome::warn(format!(
+            "StorageClass {name}: the cluster has no nodes yet, so allowedTopologies ({wanted}) could not be checked; pods using it stay Pending until such nodes join."
+        )));
+    }
+    let mut keys: Vec<&str> = terms
+        .iter()
+        .flat_map(|t| t.iter())
+        .map(|r| r.key.as_str())
+        .collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let mut present = Vec::new();
+    let mut absent = Vec::new();
+    for key in &keys {
+        let values = view.node_label_values(key)?;
+        if values.is_empty() {
+            absent.push(*key);
+        } else if keys.len() == 1 {
+            present.push(list(values.keys()));
+        } else {
+            present.push(format!("{key} {}", list(values.keys())));
+        }
+    }
+    let mut have = Vec::new();
+    if !present.is_empty() {
+        have.push(format!("nodes have {}", present.join(" and ")));
+    }
+    if !absent.is_empty() {
+        have.push(format!("no node has {}", absent.join(" or ")));
+    }
+    Ok(Outcome::warn(format!(
+        "StorageClass {name} matches no current node, so pods using it will stay Pending: it allows {wanted}; {}. Fix allowedTopologies or add such nodes.",
+        have.join(", ")
+    )))
+}
+
+/// `topology.kubernetes.io/zone in [cn-hangzhou-d]`, requirements joined by "and".
+fn describe_term(term: &[TopologyRequirement]) -> String {
+    term.iter()
+        .map(|r| format!("{} in {}", r.key, list(r.values.iter())))
+        .collect::<Vec<_>>()
+        .join(" and ")
+}
+
+/// `[a, b, c, d, e, +3 more]`.
+pub(crate) fn list<'a>(values: impl ExactSizeIterator<Item = &'a String>) -> String {
+    let total = values.len();
+    let mut shown: Vec<&str> = values.take(MAX_VALUES).map(String::as_str).collect();
+    let more;
+    if total > MAX_VALUES {
+        more = format!("+{} more", total - MAX_VALUES);
+        shown.push(&more);
+    }
+    format!("[{}]", shown.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::cluster::{ClusterIndex, ResourceKind, SyncState};
+    use crate::model::Node;
+
+    fn node(name: &str, zone: &str) -> Node {
+        serde_json::from_value(json!({"metadata": {"name": name, "labels": {
+            "topology.kubernetes.io/zone": zone, "rack": "rack1"}}}))
+        .unwrap()
+    }
+
+    fn cluster(nodes: Vec<Node>) -> ClusterIndex {
+        let index = ClusterIndex::new(SyncState::Synced);
+        index.nodes.replace(nodes);
+        index
+    }
+
+    fn class(topologies: serde_json::Value) -> StorageClass {
+        serde_json::from_value(json!({"metadata": {"name": "csi-disk-topology"},
+            "provisioner": "diskplugin.csi.alibabacloud.com",
+            "volumeBindingMode": "WaitForFirstConsumer",
+            "allowedTopologies": topologies}))
+        .unwrap()
+    }
+
+    fn zone_term(values: &[&str]) -> serde_json::Value {
+        json!({"matchLabelExpressions": [{"key": "topology.kubernetes.io/zone", "values": values}]})
+    }
+
+    fn run(sc: &StorageClass, view: &ClusterIndex, op: Operation) -> RuleResult {
+        let input = Input {
+            operation: op,
+            phase: crate::rules::Phase::Validating,
+            object: sc,
+            old_object: (op == Operation::Update).then_some(sc),
+        };
+        check(&input, view, &AllowedTopologiesConfig::default())
+    }
+
+    fn two_nodes_in_b() -> ClusterIndex {
+        cluster(vec![
+            node("n1", "cn-hangzhou-b"),
+            node("n2", "cn-hangzhou-b"),
+        ])
+    }
+
+    #[test]
+    fn zone_no_node_has_names_key_allowed_and_actual_values() {
+        let sc = class(json!([zone_term(&["cn-hangzhou-d"])]));
+        let out = run(&sc, &two_nodes_in_b(), Operation::Create).unwrap();
+        assert!(out.denials.is_empty() && out.mutations.is_empty());
+        assert_eq!(
+            out.warnings,
+            [
+                "StorageClass csi-disk-topology matches no current node, so pods using it will stay Pending: it allows topology.kubernetes.io/zone in [cn-hangzhou-d]; nodes have [cn-hangzhou-b]. Fix allowedTopologies or add such nodes."
+            ]
+        );
+        assert!(out.warnings[0].len() < 250);
+    }
+
+    #[test]
+    fn any_matching_term_is_enough() {
+        let sc = class(json!([
+            zone_term(&["cn-hangzhou-d"]),
+            zone_term(&["cn-hangzhou-b"])
+        ]));
+        assert!(
+            run(&sc, &two_nodes_in_b(), Operation::Create)
+                .unwrap()
+                .is_empty()
+        );
+        let sc = class(json!([zone_term(&["cn-hangzhou-d", "cn-hangzhou-b"])]));
+        assert!(
+            run(&sc, &two_nodes_in_b(), Operation::Create)
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn every_requirement_of_a_term_must_hold_on_one_node() {
+        let sc = class(json!([{"matchLabelExpressions": [
+            {"key": "topology.kubernetes.io/zone", "values": ["cn-hangzhou-b"]},
+            {"key": "rack", "values": ["rack9"]}]}]));
+        let out = run(&sc, &two_nodes_in_b(), Operation::Create).unwrap();
+        let w = &out.warnings[0];
+        assert!(
+            w.contains("topology.kubernetes.io/zone in [cn-hangzhou-b] and rack in [rack9]"),
+            "{w}"
+        );
+        assert!(
+            w.contains(
+                "; nodes have rack [rack1] and topology.kubernetes.io/zone [cn-hangzhou-b]."
+            ),
+            "{w}"
+        );
+    }
+
+    #[test]
+    fn a_key_no_node_has_is_said_so() {
+        let sc = class(json!([{"matchLabelExpressions": [
+            {"key": "topology.example.com/row", "values": ["row3"]}]}]));
+        let out = run(&sc, &two_nodes_in_b(), Operation::Create).unwrap();
+        assert!(
+            out.warnings[0].contains("; no node has topology.example.com/row."),
+            "{:?}",
+            out.warnings
+        );
+    }
+
+    #[test]
+    fn several_terms_are_grouped_and_missing_keys_listed_apart() {
+        let sc = class(
+            json!([zone_term(&["cn-hangzhou-d"]), {"matchLabelExpressions": [
+            {"key": "topology.kubernetes.io/zone", "values": ["cn-hangzhou-b"]},
+            {"key": "topology.example.com/row", "values": ["row3"]}]}]),
+        );
+        let out = run(&sc, &two_nodes_in_b(), Operation::Create).unwrap();
+        assert_eq!(
+            out.warnings,
+            [
+                "StorageClass csi-disk-topology matches no current node, so pods using it will stay Pending: it allows topology.kubernetes.io/zone in [cn-hangzhou-d] or (topology.kubernetes.io/zone in [cn-hangzhou-b] and topology.example.com/row in [row3]); nodes have topology.kubernetes.io/zone [cn-hangzhou-b], no node has topology.example.com/row. Fix allowedTopologies or add such nodes."
+            ]
+        );
+    }
+
+    #[test]
+    fn a_new_cluster_without_nodes_is_not_a_mismatch() {
+        let sc = class(json!([zone_term(&["cn-hangzhou-d"])]));
+        let out = run(&sc, &cluster(vec![]), Operation::Create).unwrap();
+        assert_eq!(out.warnings.len(), 1);
+        assert!(
+            out.warnings[0].contains("has no nodes yet"),
+            "{:?}",
+            out.warnings
+        );
+        assert!(!out.warnings[0].contains("nodes have"));
+    }
+
+    #[test]
+    fn no_topologies_updates_and_empty_terms_are_not_judged() {
+        let view = two_nodes_in_b();
+        assert!(
+            run(&class(json!(null)), &view, Operation::Create)
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            run(
+                &class(json!([{"matchLabelExpressions": []}])),
+                &view,
+                Operation::Create
+            )
+            .unwrap()
+            .is_empty()
+        );
+        let sc = class(json!([zone_term(&["cn-hangzhou-d"])]));
+        assert!(run(&sc, &view, Operation::Update).unwrap().is_empty());
+    }
+
+    #[test]
+    fn unloaded_nodes_cannot_decide() {
+        let sc = class(json!([zone_term(&["cn-hangzhou-d"])]));
+        let err = run(
+            &sc,
+            &ClusterIndex::unavailable("starting"),
+            Operation::Create,
+        )
+        .unwrap_err();
+        assert_eq!(err.kind, ResourceKind::Node);
+    }
+
+    #[test]
+    fn long_value_lists_are_cut() {
+        let values: Vec<String> = (1..=8).map(|i| format!("z{i}")).collect();
+        assert_eq!(list(values.iter()), "[z1, z2, z3, z4, z5, +3 more]");
+        assert_eq!(list(values[..2].iter()), "[z1, z2]");
+    }
 }

@@ -1,14 +1,302 @@
-//! TODO(rule): being written.
+//! local-volumes: a new local PersistentVolume must be usable.
+//!
+//! A local volume (`spec.local`, or any PV of a `kubernetes.io/no-provisioner` class) lives on
+//! the nodes its `nodeAffinity` names. When no current node satisfies that affinity (a typo in
+//! the hostname, a node already removed), a claim bound to the volume leaves its pod Pending
+//! forever. When the volume's class binds `Immediate`, a claim is bound to some local volume
+//! before its pod is scheduled, which then pins the pod to that volume's node whatever else
+//! the pod needs. Both are reported as warnings at creation, naming the values and the class.
+//!
+//! A local PV without `nodeAffinity` is rejected by the API server itself, so it is not
+//! reported again. A class annotated `storage-admission.io/allow-immediate-binding: "true"`
+//! binds Immediate deliberately and is not reported. CREATE only.
 
 use crate::cluster::ClusterView;
-use crate::model::PersistentVolume;
+use crate::model::{
+    NodeSelectorRequirement, NodeSelectorTerm, PersistentVolume, VolumeBindingMode,
+    annotation_is_true, keys,
+};
 use crate::policy::LocalVolumesConfig;
-use crate::rules::{Input, Outcome, RuleResult};
+use crate::rules::allowed_topologies::list;
+use crate::rules::{Input, Operation, Outcome, RuleResult};
 
 pub fn check(
-    _input: &Input<'_, PersistentVolume>,
-    _view: &dyn ClusterView,
+    input: &Input<'_, PersistentVolume>,
+    view: &dyn ClusterView,
     _cfg: &LocalVolumesConfig,
 ) -> RuleResult {
-    Ok(Outcome::allow())
+    if input.operation != Operation::Create {
+        return Ok(Outcome::allow());
+    }
+    let pv = input.object;
+    let class = match pv.spec.storage_class_name.as_deref() {
+        Some(name) if !name.is_empty() => view.storage_class(name)?,
+        _ => None,
+    };
+    let local = pv.spec.local.is_some()
+        || class
+            .as_ref()
+            .is_some_and(|c| c.provisioner == keys::NO_PROVISIONER);
+    if !local {
+        return Ok(Outcome::allow());
+    }
+    let name = pv.metadata.display_name();
+    let mut outcome = Outcome::allow();
+
+    let terms = pv.node_selector_terms();
+    if !terms.is_empty() {
+        let mut reachable = false;
+        for term in terms {
+            if view.count_nodes_matching_selector(term)? > 0 {
+                reachable = true;
+                break;
+            }
+        }
+        if !reachable {
+            let wanted = terms
+                .iter()
+                .map(describe_term)
+                .collect::<Vec<_>>()
+                .join(" or ");
+            // The empty topology term is satisfied by every node: this counts the nodes.
+            let message = if view.count_nodes_matching_topology(&[])? == 0 {
+                format!(
+                    "PersistentVolume {name}: the cluster has no nodes yet, so its nodeAffinity ({wanted}) could not be checked; pods using it stay Pending until that node joins."
+                )
+            } else {
+                format!(
+                    "PersistentVolume {name} is local to {wanted}, which no current node matches: a pod using it will stay Pending. Check the node name and labels in its nodeAffinity."
+                )
+            };
+            outcome = outcome.with_warning(message);
+        }
+    }
+
+    if let Some(class) = &class
+        && class.binding_mode() == VolumeBindingMode::Immediate
+        && !annotation_is_true(class.metadata.annotation(keys::ALLOW_IMMEDIATE_BINDING))
+    {
+        let class_name = class.metadata.display_name();
+        outcome = outcome.with_warning(format!(
+            "PersistentVolume {name} is local, but its StorageClass {class_name} binds Immediate: a claim can get it before its pod is scheduled, pinning the pod to this node. Recreate {class_name} with volumeBindingMode: WaitForFirstConsumer."
+        ));
+    }
+    Ok(outcome)
+}
+
+/// `kubernetes.io/hostname In [node-9] and rack In [rack1]`.
+fn describe_term(term: &NodeSelectorTerm) -> String {
+    let describe = |r: &NodeSelectorRequirement, field: bool| {
+        let key = if field {
+            format!("node {}", r.key)
+        } else {
+            r.key.clone()
+        };
+        if r.values.is_empty() {
+            format!("{key} {}", r.operator)
+        } else {
+            format!("{key} {} {}", r.operator, list(r.values.iter()))
+        }
+    };
+    term.match_expressions
+        .iter()
+        .map(|r| describe(r, false))
+        .chain(term.match_fields.iter().map(|r| describe(r, true)))
+        .collect::<Vec<_>>()
+        .join(" and ")
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::cluster::{ClusterIndex, ResourceKind, SyncState};
+    use crate::model::{Node, StorageClass};
+
+    fn cluster(classes: Vec<serde_json::Value>, nodes: &[&str]) -> ClusterIndex {
+        let index = ClusterIndex::new(SyncState::Synced);
+        index.nodes.replace(nodes.iter().map(|n| {
+            serde_json::from_value::<Node>(json!({"metadata": {"name": n,
+                "labels": {"kubernetes.io/hostname": n, "topology.kubernetes.io/zone": "cn-hangzhou-b"}}}))
+            .unwrap()
+        }));
+        index.storage_classes.replace(
+            classes
+                .into_iter()
+                .map(|c| serde_json::from_value::<StorageClass>(c).unwrap()),
+        );
+        index
+    }
+
+    fn local_class(mode: &str) -> serde_json::Value {
+        json!({"metadata": {"name": "local-storage"},
+            "provisioner": "kubernetes.io/no-provisioner", "volumeBindingMode": mode})
+    }
+
+    fn pv(spec: serde_json::Value) -> PersistentVolume {
+        serde_json::from_value(json!({"metadata": {"name": "local-pv-1"}, "spec": spec})).unwrap()
+    }
+
+    fn on_host(host: &str) -> serde_json::Value {
+        json!({"required": {"nodeSelectorTerms": [{"matchExpressions": [
+            {"key": "kubernetes.io/hostname", "operator": "In", "values": [host]}]}]}})
+    }
+
+    fn run(pv: &PersistentVolume, view: &ClusterIndex, op: Operation) -> RuleResult {
+        let input = Input {
+            operation: op,
+            phase: crate::rules::Phase::Validating,
+            object: pv,
+            old_object: (op == Operation::Update).then_some(pv),
+        };
+        check(&input, view, &LocalVolumesConfig::default())
+    }
+
+    #[test]
+    fn a_local_volume_on_an_existing_node_is_fine() {
+        let view = cluster(vec![local_class("WaitForFirstConsumer")], &["node1"]);
+        let v = pv(
+            json!({"local": {"path": "/mnt/disks/ssd1"}, "storageClassName": "local-storage",
+            "nodeAffinity": on_host("node1")}),
+        );
+        assert!(run(&v, &view, Operation::Create).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_local_volume_on_an_unknown_node_is_reported_with_its_values() {
+        let view = cluster(vec![], &["node1"]);
+        let v = pv(json!({"local": {"path": "/mnt/disks/ssd1"}, "nodeAffinity": on_host("node9")}));
+        let out = run(&v, &view, Operation::Create).unwrap();
+        assert!(out.denials.is_empty());
+        assert_eq!(
+            out.warnings,
+            [
+                "PersistentVolume local-pv-1 is local to kubernetes.io/hostname In [node9], which no current node matches: a pod using it will stay Pending. Check the node name and labels in its nodeAffinity."
+            ]
+        );
+    }
+
+    #[test]
+    fn any_term_reaching_a_node_is_enough() {
+        let view = cluster(vec![], &["node1"]);
+        let v = pv(
+            json!({"local": {"path": "/d"}, "nodeAffinity": {"required": {"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": ["node9"]}]},
+            {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["node1"]}]}]}}}),
+        );
+        assert!(run(&v, &view, Operation::Create).unwrap().is_empty());
+        let v = pv(
+            json!({"local": {"path": "/d"}, "nodeAffinity": {"required": {"nodeSelectorTerms": [
+            {"matchExpressions": [{"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["cn-hangzhou-b"]},
+                                  {"key": "rack", "operator": "Exists"}]},
+            {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["node2"]}]}]}}}),
+        );
+        let out = run(&v, &view, Operation::Create).unwrap();
+        assert!(
+            out.warnings[0].contains(
+                "topology.kubernetes.io/zone In [cn-hangzhou-b] and rack Exists or node metadata.name In [node2]"
+            ),
+            "{:?}",
+            out.warnings
+        );
+    }
+
+    #[test]
+    fn no_provisioner_class_makes_a_volume_local_and_immediate_is_reported() {
+        let view = cluster(vec![local_class("Immediate")], &["node1"]);
+        let v = pv(
+            json!({"hostPath": {"path": "/d"}, "storageClassName": "local-storage",
+            "nodeAffinity": on_host("node1")}),
+        );
+        let out = run(&v, &view, Operation::Create).unwrap();
+        assert_eq!(
+            out.warnings,
+            [
+                "PersistentVolume local-pv-1 is local, but its StorageClass local-storage binds Immediate: a claim can get it before its pod is scheduled, pinning the pod to this node. Recreate local-storage with volumeBindingMode: WaitForFirstConsumer."
+            ]
+        );
+        assert!(out.warnings[0].len() < 250);
+    }
+
+    #[test]
+    fn both_problems_are_reported_together() {
+        let view = cluster(vec![local_class("Immediate")], &["node1"]);
+        let v = pv(
+            json!({"local": {"path": "/d"}, "storageClassName": "local-storage",
+            "nodeAffinity": on_host("node9")}),
+        );
+        assert_eq!(run(&v, &view, Operation::Create).unwrap().warnings.len(), 2);
+    }
+
+    #[test]
+    fn a_class_that_opted_out_of_the_binding_rule_is_not_reported() {
+        let mut class = local_class("Immediate");
+        class["metadata"]["annotations"] =
+            json!({"storage-admission.io/allow-immediate-binding": "true"});
+        let view = cluster(vec![class], &["node1"]);
+        let v = pv(
+            json!({"local": {"path": "/d"}, "storageClassName": "local-storage",
+            "nodeAffinity": on_host("node1")}),
+        );
+        assert!(run(&v, &view, Operation::Create).unwrap().is_empty());
+    }
+
+    #[test]
+    fn non_local_volumes_updates_and_missing_affinity_are_not_judged() {
+        let view = cluster(
+            vec![
+                json!({"metadata": {"name": "csi-disk"}, "provisioner": "diskplugin.csi.alibabacloud.com",
+                "volumeBindingMode": "Immediate"}),
+            ],
+            &["node1"],
+        );
+        let csi = pv(
+            json!({"csi": {"driver": "diskplugin.csi.alibabacloud.com", "volumeHandle": "d-1"},
+            "storageClassName": "csi-disk", "nodeAffinity": on_host("node9")}),
+        );
+        assert!(run(&csi, &view, Operation::Create).unwrap().is_empty());
+        let local = pv(json!({"local": {"path": "/d"}, "nodeAffinity": on_host("node9")}));
+        assert!(run(&local, &view, Operation::Update).unwrap().is_empty());
+        let bare = pv(json!({"local": {"path": "/d"}}));
+        assert!(run(&bare, &view, Operation::Create).unwrap().is_empty());
+        let unknown_class = pv(
+            json!({"local": {"path": "/d"}, "storageClassName": "gone", "nodeAffinity": on_host("node1")}),
+        );
+        assert!(
+            run(&unknown_class, &view, Operation::Create)
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    #[test]
+    fn a_new_cluster_without_nodes_is_said_differently() {
+        let view = cluster(vec![], &[]);
+        let v = pv(json!({"local": {"path": "/d"}, "nodeAffinity": on_host("node1")}));
+        let out = run(&v, &view, Operation::Create).unwrap();
+        assert!(
+            out.warnings[0].contains("no nodes yet"),
+            "{:?}",
+            out.warnings
+        );
+    }
+
+    #[test]
+    fn unloaded_state_cannot_decide() {
+        let view = ClusterIndex::unavailable("starting");
+        let v = pv(
+            json!({"local": {"path": "/d"}, "storageClassName": "local-storage",
+            "nodeAffinity": on_host("node1")}),
+        );
+        assert_eq!(
+            run(&v, &view, Operation::Create).unwrap_err().kind,
+            ResourceKind::StorageClass
+        );
+        let v = pv(json!({"local": {"path": "/d"}, "nodeAffinity": on_host("node1")}));
+        assert_eq!(
+            run(&v, &view, Operation::Create).unwrap_err().kind,
+            ResourceKind::Node
+        );
+    }
 }
