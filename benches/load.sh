@@ -39,6 +39,12 @@ start() { # name port policy-args...
   done
   echo "server $name did not become ready"; cat "$WORK/$name.log"; exit 1
 }
+# p50/p99/p99.9 in ms from an h2load --log-file (third column: request duration in µs).
+pct() {
+  awk '{print $3}' "$1" | sort -n | awk '{v[NR]=$1} END {
+    if (NR == 0) { print "no requests"; exit }
+    printf "p50=%.3fms p99=%.3fms p99.9=%.3fms", v[int(NR*0.5)+0]/1000, v[int(NR*0.99)+0]/1000, v[int(NR*0.999)+0]/1000 }'
+}
 rss() { awk '/^VmRSS/ {print $2/1024 " MB"}' "/proc/$(cat "$WORK/$1.pid")/status"; }
 hwm() { awk '/^VmHWM/ {print $2/1024 " MB"}' "/proc/$(cat "$WORK/$1.pid")/status"; }
 
@@ -77,14 +83,14 @@ for entry in "${CASES[@]}"; do
     port=$PORT; [ $target = baseline ] && port=$BASE_PORT
     REVIEW=$file wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -s "$WORK/post.lua" \
       "https://127.0.0.1:$port/$hook" | tail -1 >"$WORK/h1-$target"
-    h2load -n 0 -D "${DURATION%s}" -c "$CONNECTIONS" -m 10 -t "$THREADS" -d "$file" \
+    h2load -D "${DURATION%s}" -c "$CONNECTIONS" -m 10 -t "$THREADS" -d "$file" --log-file="$WORK/h2log-$target" \
       -H 'content-type: application/json' "https://127.0.0.1:$port/$hook" >"$WORK/h2-$target" 2>&1 || true
   done
   r=$(sed 's/.*rps=\([0-9]*\).*/\1/' "$WORK/h1-rules"); b=$(sed 's/.*rps=\([0-9]*\).*/\1/' "$WORK/h1-baseline")
   printf '%-9s %-52s %-6s %-60s %s / %s%%\n' "$hook" "$review" h1 "$(cat "$WORK/h1-rules")" "$b" "$((100 * r / b))"
   r=$(awk '/^finished in/ {print int($4)}' "$WORK/h2-rules"); b=$(awk '/^finished in/ {print int($4)}' "$WORK/h2-baseline")
-  lat=$(awk '/^time for request/ {print "mean=" $5 " max=" $3}' "$WORK/h2-rules")
-  printf '%-9s %-52s %-6s %-60s %s / %s%%\n' "$hook" "$review" h2 "rps=$r $lat" "$b" "$((100 * r / (b > 0 ? b : 1)))"
+  errors=$(awk '/^requests:/ {print $12}' "$WORK/h2-rules")
+  printf '%-9s %-52s %-6s %-60s %s / %s%%\n' "$hook" "$review" h2 "rps=$r $(pct "$WORK/h2log-rules") errors=$errors" "$b" "$((100 * r / (b > 0 ? b : 1)))"
 done
 
 echo
@@ -93,9 +99,9 @@ file="tests/golden/captured/mutate-create-volumesnapshot-disk-snapshot/review.js
 for target in rules baseline; do
   port=$PORT; [ $target = baseline ] && port=$BASE_PORT
   secs=${DURATION%s}
-  h2load -n $((RATE * secs)) -c 10 --rps $((RATE / 10)) -t "$THREADS" -d "$file" \
+  h2load -n $((RATE * secs)) -c 10 --rps $((RATE / 10)) -t "$THREADS" -d "$file" --log-file="$WORK/openlog-$target" \
     -H 'content-type: application/json' "https://127.0.0.1:$port/mutate" >"$WORK/open-$target" 2>&1 || true
-  echo "$target: $(grep -E '^requests:' "$WORK/open-$target") | $(grep -E '^time for request' "$WORK/open-$target")"
+  echo "$target: $(grep -E '^requests:' "$WORK/open-$target" | cut -d, -f4-5) | $(pct "$WORK/openlog-$target")"
 done
 echo
 echo "peak RSS: rules $(hwm rules), baseline $(hwm baseline)"
