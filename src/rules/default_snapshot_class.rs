@@ -223,7 +223,7 @@ pub fn check(
                 "it has no VolumeSnapshotClass at all".to_owned()
             } else {
                 format!(
-                    "none of its classes ({}) is marked default",
+                    "its classes: {}",
                     live.iter()
                         .map(|c| c.metadata.name.as_str())
                         .collect::<Vec<_>>()
@@ -232,7 +232,7 @@ pub fn check(
             };
             match cfg.when_no_default {
                 WarnOrDeny::Warn => Outcome::warn(format!(
-                    "VolumeSnapshot {snap_name} will stay unbound until CSI driver {driver} has a default VolumeSnapshotClass ({others}). Set spec.volumeSnapshotClassName, or mark a class default."
+                    "VolumeSnapshot {snap_name} will stay unbound: CSI driver {driver} has no default VolumeSnapshotClass ({others}). Set spec.volumeSnapshotClassName or mark a class default."
                 )),
                 WarnOrDeny::Deny => Outcome::deny(format!(
                     "VolumeSnapshot {snap_name} names no VolumeSnapshotClass and CSI driver {driver} has no default one ({others}; {why}). \
@@ -451,7 +451,7 @@ pub(crate) mod tests {
             panic!("{out:?}")
         };
         assert!(
-            w.contains("stay unbound") && w.contains("none of its classes (plain)"),
+            w.contains("stay unbound") && w.contains("(its classes: plain)"),
             "{w}"
         );
         assert!(w.len() < 250, "{}: {w}", w.len());

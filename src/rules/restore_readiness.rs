@@ -109,9 +109,17 @@ pub fn check(
             )));
         }
     }
-    let Some(source) = data_source_ref.or(data_source) else {
+    // dataSourceRef says most (it may name a namespace); but when both are set the user most
+    // likely wrote dataSource and the API server copied it, so messages name that field.
+    let field = if data_source.is_some() {
+        "spec.dataSource"
+    } else {
+        "spec.dataSourceRef"
+    };
+    let Some(mut source) = data_source_ref.or(data_source) else {
         return Ok(Outcome::allow());
     };
+    source.field = field;
     match (source.group, source.kind) {
         (SNAPSHOT_GROUP, "VolumeSnapshot") => restore(pvc, namespace, &source, view),
         ("", "PersistentVolumeClaim") => clone(pvc, namespace, &source, view),
@@ -433,8 +441,14 @@ mod tests {
         assert!(d.contains("PersistentVolumeClaim default/restore cannot be restored from VolumeSnapshot default/missing: it does not exist"), "{d}");
         assert!(
             d.contains("kubectl get volumesnapshot -n default")
-                && d.contains("spec.dataSourceRef.name"),
+                && d.contains("fix spec.dataSource.name"),
             "{d}"
+        );
+        // Only dataSourceRef written: that is the field to fix.
+        let r = json!({"apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot", "name": "missing"});
+        assert!(
+            run(&claim(json!({"dataSourceRef": r}))).denials[0]
+                .contains("fix spec.dataSourceRef.name")
         );
     }
 
