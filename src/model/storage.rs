@@ -95,6 +95,9 @@ pub struct ResourceRequirements {
 pub struct PersistentVolumeClaimStatus {
     #[serde(default)]
     pub phase: Option<String>,
+    /// The size of the bound volume; what a clone of this claim must at least request.
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub capacity: BTreeMap<String, Quantity>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -139,6 +142,11 @@ impl PersistentVolumeClaim {
     /// `Filesystem` unless the claim says otherwise (the API server's default).
     pub fn volume_mode(&self) -> &str {
         self.spec.volume_mode.as_deref().unwrap_or("Filesystem")
+    }
+
+    /// The size of the bound volume (`status.capacity.storage`), when bound.
+    pub fn capacity(&self) -> Option<&Quantity> {
+        self.status.as_ref().and_then(|s| s.capacity.get("storage"))
     }
 
     pub fn bound_volume(&self) -> Option<&str> {

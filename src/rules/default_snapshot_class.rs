@@ -1,14 +1,567 @@
-//! TODO(rule): being written.
+//! default-snapshot-class: a VolumeSnapshot created without `spec.volumeSnapshotClassName`
+//! gets the default VolumeSnapshotClass of its source volume's CSI driver.
+//!
+//! The snapshot controller does the same lookup later, but fails silently from the user's
+//! point of view: the snapshot just stays unbound when the driver has no default class, and
+//! fails with an event when it has two. Doing it at admission makes the choice visible (a
+//! patch, said in a warning) and refuses the ambiguous case while the user is still looking.
+//!
+//! The driver is the CSI driver of the PV bound to the source PVC; a PVC that is not bound
+//! yet (`WaitForFirstConsumer`) takes the provisioner of its StorageClass, or of the cluster's
+//! default StorageClass when it names none. Pre-provisioned snapshots
+//! (`source.volumeSnapshotContentName`) and members of a VolumeGroupSnapshot are left alone:
+//! their class comes from the content or the group.
+//!
+//! The helpers that resolve a claim's StorageClass and driver are shared with the other
+//! snapshot rules, so all of them agree on what "the driver of this PVC" is.
 
-use crate::cluster::ClusterView;
-use crate::model::VolumeSnapshot;
-use crate::policy::DefaultSnapshotClassConfig;
-use crate::rules::{Input, Outcome, RuleResult};
+use std::sync::Arc;
+
+use serde_json::Value;
+
+use crate::cluster::{ClusterView, Lookup};
+use crate::model::{PersistentVolumeClaim, StorageClass, VolumeSnapshot, keys};
+use crate::policy::{DefaultSnapshotClassConfig, WarnOrDeny};
+use crate::rules::{Input, Operation, Outcome, Phase, RuleResult, patch};
+
+/// The StorageClass a claim provisions (or provisioned) with, as far as the cluster view tells.
+#[derive(Debug, Clone)]
+pub(crate) enum ClaimClass {
+    /// The claim names this class.
+    Named(Arc<StorageClass>),
+    /// The claim names no class and this is the cluster's one default class.
+    Default(Arc<StorageClass>),
+    /// The claim names a class that does not exist.
+    Missing(String),
+    /// `storageClassName: ""`: static binding only, no provisioner.
+    NoClass,
+    /// The claim names no class and the cluster has no default class.
+    NoDefault,
+    /// The claim names no class and several classes are marked default.
+    SeveralDefaults(Vec<String>),
+}
+
+impl ClaimClass {
+    /// The class, when there is exactly one.
+    pub(crate) fn class(&self) -> Option<&StorageClass> {
+        match self {
+            Self::Named(sc) | Self::Default(sc) => Some(sc),
+            _ => None,
+        }
+    }
+
+    /// Its provisioner, when there is exactly one class and it names one.
+    pub(crate) fn provisioner(&self) -> Option<&str> {
+        self.class()
+            .map(|sc| sc.provisioner.as_str())
+            .filter(|p| !p.is_empty())
+    }
+
+    /// `StorageClass csi-disk` or `the default StorageClass csi-disk`, for messages.
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            Self::Named(sc) => format!("StorageClass {}", sc.metadata.name),
+            Self::Default(sc) => format!("the default StorageClass {}", sc.metadata.name),
+            Self::Missing(name) => format!("StorageClass {name}, which does not exist"),
+            Self::NoClass => "no StorageClass (storageClassName: \"\")".to_owned(),
+            Self::NoDefault => "no StorageClass, and the cluster has no default one".to_owned(),
+            Self::SeveralDefaults(names) => {
+                format!(
+                    "no StorageClass, and several are default ({})",
+                    names.join(", ")
+                )
+            }
+        }
+    }
+}
+
+/// Resolves the StorageClass of a claim the way the API server's DefaultStorageClass plugin
+/// would: the named class, else the single default class.
+pub(crate) fn claim_class(
+    pvc: &PersistentVolumeClaim,
+    view: &dyn ClusterView,
+) -> Lookup<ClaimClass> {
+    Ok(match pvc.requested_class() {
+        Some("") => ClaimClass::NoClass,
+        Some(name) => match view.storage_class(name)? {
+            Some(sc) => ClaimClass::Named(sc),
+            None => ClaimClass::Missing(name.to_owned()),
+        },
+        None => {
+            let mut defaults = view.default_storage_classes()?;
+            match defaults.len() {
+                0 => ClaimClass::NoDefault,
+                1 => ClaimClass::Default(defaults.remove(0)),
+                // Newer API servers pick the newest default; we cannot see creation times,
+                // so we do not guess.
+                _ => ClaimClass::SeveralDefaults(
+                    defaults.iter().map(|c| c.metadata.name.clone()).collect(),
+                ),
+            }
+        }
+    })
+}
+
+/// The CSI driver behind a claim, and where it was read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum ClaimDriver {
+    /// The driver of the bound PV (`spec.csi.driver`).
+    BoundVolume { driver: String, pv: String },
+    /// Not bound yet: the provisioner of its StorageClass (`describe` says which).
+    Provisioner { driver: String, class: String },
+    /// Cannot tell; the text completes "cannot tell the CSI driver of PVC x: ...".
+    Unknown(String),
+}
+
+pub(crate) fn claim_driver(
+    pvc: &PersistentVolumeClaim,
+    view: &dyn ClusterView,
+) -> Lookup<ClaimDriver> {
+    if let Some(pv_name) = pvc.bound_volume()
+        && let Some(pv) = view.pv(pv_name)?
+    {
+        return Ok(match pv.csi_driver() {
+            Some(driver) => ClaimDriver::BoundVolume {
+                driver: driver.to_owned(),
+                pv: pv_name.to_owned(),
+            },
+            None => ClaimDriver::Unknown(format!(
+                "its PersistentVolume {pv_name} is not a CSI volume, and only CSI volumes can be snapshotted"
+            )),
+        });
+    }
+    // Not bound, or its PV is not in the view yet: the class says which driver provisions it.
+    let class = claim_class(pvc, view)?;
+    Ok(match class.provisioner() {
+        Some(p) => ClaimDriver::Provisioner {
+            driver: p.to_owned(),
+            class: class.describe(),
+        },
+        None => ClaimDriver::Unknown(format!("it is not bound and has {}", class.describe())),
+    })
+}
 
 pub fn check(
-    _input: &Input<'_, VolumeSnapshot>,
-    _view: &dyn ClusterView,
-    _cfg: &DefaultSnapshotClassConfig,
+    input: &Input<'_, VolumeSnapshot>,
+    view: &dyn ClusterView,
+    cfg: &DefaultSnapshotClassConfig,
 ) -> RuleResult {
-    Ok(Outcome::allow())
+    if input.operation != Operation::Create || input.phase != Phase::Mutating {
+        return Ok(Outcome::allow());
+    }
+    let snap = input.object;
+    let source = &snap.spec.source;
+    if snap.spec.volume_snapshot_class_name.is_some()
+        || source.volume_snapshot_content_name.is_some()
+        || snap.is_group_member()
+    {
+        return Ok(Outcome::allow());
+    }
+    // An empty or missing PVC name is the validating rule's to deny, not ours to guess about.
+    let Some(pvc_name) = source
+        .persistent_volume_claim_name
+        .as_deref()
+        .filter(|n| !n.is_empty())
+    else {
+        return Ok(Outcome::allow());
+    };
+    let namespace = snap.metadata.namespace.as_deref().unwrap_or_default();
+    let snap_name = snap.metadata.qualified_name();
+    let pvc_ref = format!("{namespace}/{pvc_name}");
+
+    let Some(pvc) = view.pvc(namespace, pvc_name)? else {
+        return Ok(match cfg.when_source_missing {
+            WarnOrDeny::Warn => Outcome::warn(format!(
+                "VolumeSnapshot {snap_name}: source PVC {pvc_ref} does not exist yet, so no default VolumeSnapshotClass was set; the snapshot controller retries. Check: kubectl get pvc -n {namespace} {pvc_name}"
+            )),
+            WarnOrDeny::Deny => Outcome::deny(format!(
+                "VolumeSnapshot {snap_name} cannot be created: its source PersistentVolumeClaim {pvc_ref} does not exist (policy rules.defaultSnapshotClass.whenSourceMissing is deny). \
+                 Check the name with `kubectl get pvc -n {namespace}`, create the PVC first, or set spec.volumeSnapshotClassName explicitly."
+            )),
+        });
+    };
+
+    let driver = claim_driver(&pvc, view)?;
+    let (driver, why) = match &driver {
+        ClaimDriver::BoundVolume { driver, pv } => {
+            (driver, format!("PVC {pvc_ref} is bound to {pv}"))
+        }
+        ClaimDriver::Provisioner { driver, class } => (
+            driver,
+            format!("PVC {pvc_ref} is not bound yet and uses {class}"),
+        ),
+        ClaimDriver::Unknown(reason) => {
+            return Ok(Outcome::warn(format!(
+                "VolumeSnapshot {snap_name}: cannot tell the CSI driver of PVC {pvc_ref} ({reason}), so no default VolumeSnapshotClass was set. Set spec.volumeSnapshotClassName."
+            )));
+        }
+    };
+
+    let classes = view.snapshot_classes_for_driver(driver)?;
+    let live: Vec<_> = classes
+        .iter()
+        .filter(|c| !c.metadata.is_being_deleted())
+        .collect();
+    let defaults: Vec<&str> = live
+        .iter()
+        .filter(|c| c.is_default())
+        .map(|c| c.metadata.name.as_str())
+        .collect();
+
+    Ok(match defaults.as_slice() {
+        [chosen] => Outcome::allow().with_mutation(
+            vec![patch::add(
+                patch::pointer(["spec", "volumeSnapshotClassName"]),
+                Value::String((*chosen).to_owned()),
+            )],
+            Some(format!(
+                "VolumeSnapshot {snap_name}: volumeSnapshotClassName set to {chosen}, the default VolumeSnapshotClass of {driver} ({why})."
+            )),
+        ),
+        [] => {
+            let others = if live.is_empty() {
+                "it has no VolumeSnapshotClass at all".to_owned()
+            } else {
+                format!(
+                    "its classes: {}",
+                    live.iter()
+                        .map(|c| c.metadata.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                )
+            };
+            match cfg.when_no_default {
+                WarnOrDeny::Warn => Outcome::warn(format!(
+                    "VolumeSnapshot {snap_name} will stay unbound: CSI driver {driver} has no default VolumeSnapshotClass ({others}). Set spec.volumeSnapshotClassName or mark a class default."
+                )),
+                WarnOrDeny::Deny => Outcome::deny(format!(
+                    "VolumeSnapshot {snap_name} names no VolumeSnapshotClass and CSI driver {driver} has no default one ({others}; {why}). \
+                     The snapshot would stay unbound (policy rules.defaultSnapshotClass.whenNoDefault is deny). \
+                     Set spec.volumeSnapshotClassName, or mark a class of {driver} as default: \
+                     kubectl annotate volumesnapshotclass CLASS {}=true",
+                    keys::DEFAULT_SNAPSHOT_CLASS
+                )),
+            }
+        }
+        several => Outcome::deny(format!(
+            "VolumeSnapshot {snap_name} names no VolumeSnapshotClass and CSI driver {driver} has {} default VolumeSnapshotClasses ({}); the snapshot controller refuses to pick one and the snapshot would never be taken. \
+             Set spec.volumeSnapshotClassName to one of them, or remove the {} annotation from all but one (kubectl get volumesnapshotclass).",
+            several.len(),
+            several.join(", "),
+            keys::DEFAULT_SNAPSHOT_CLASS
+        )),
+    })
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::cluster::{ClusterIndex, SyncState};
+    use crate::model::{PersistentVolume, VolumeSnapshotClass};
+
+    pub(crate) const DRIVER: &str = "diskplugin.csi.alibabacloud.com";
+
+    pub(crate) fn sc(name: &str, provisioner: &str, default: bool) -> StorageClass {
+        let mut v = json!({"metadata": {"name": name}, "provisioner": provisioner});
+        if default {
+            v["metadata"]["annotations"] =
+                json!({"storageclass.kubernetes.io/is-default-class": "true"});
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
+    pub(crate) fn vsc(name: &str, driver: &str, default: bool) -> VolumeSnapshotClass {
+        let mut v =
+            json!({"metadata": {"name": name}, "driver": driver, "deletionPolicy": "Delete"});
+        if default {
+            v["metadata"]["annotations"] =
+                json!({"snapshot.storage.kubernetes.io/is-default-class": "true"});
+        }
+        serde_json::from_value(v).unwrap()
+    }
+
+    pub(crate) fn pvc(value: serde_json::Value) -> PersistentVolumeClaim {
+        serde_json::from_value(value).unwrap()
+    }
+
+    fn pv(name: &str, driver: Option<&str>) -> PersistentVolume {
+        let spec = match driver {
+            Some(d) => json!({"csi": {"driver": d, "volumeHandle": name}}),
+            None => json!({"hostPath": {"path": "/x"}}),
+        };
+        serde_json::from_value(json!({"metadata": {"name": name}, "spec": spec})).unwrap()
+    }
+
+    /// The demo cluster: csi-disk (default) → DRIVER, default-snapclass, disk-pvc bound.
+    fn cluster() -> ClusterIndex {
+        let index = ClusterIndex::new(SyncState::Synced);
+        index
+            .storage_classes
+            .replace([sc("csi-disk", DRIVER, true)]);
+        index
+            .snapshot_classes
+            .replace([vsc("default-snapclass", DRIVER, true)]);
+        index.pvcs.replace([
+            pvc(
+                json!({"metadata": {"name": "disk-pvc", "namespace": "default"},
+                "spec": {"storageClassName": "csi-disk", "volumeName": "pv-1"}}),
+            ),
+            pvc(
+                json!({"metadata": {"name": "wffc-pvc", "namespace": "default"},
+                "spec": {"storageClassName": "csi-disk"}}),
+            ),
+            pvc(json!({"metadata": {"name": "no-class-pvc", "namespace": "default"}, "spec": {}})),
+            pvc(
+                json!({"metadata": {"name": "static-pvc", "namespace": "default"},
+                "spec": {"storageClassName": ""}}),
+            ),
+            pvc(
+                json!({"metadata": {"name": "hostpath-pvc", "namespace": "default"},
+                "spec": {"storageClassName": "csi-disk", "volumeName": "pv-host"}}),
+            ),
+        ]);
+        index
+            .pvs
+            .replace([pv("pv-1", Some(DRIVER)), pv("pv-host", None)]);
+        index
+    }
+
+    fn snapshot(spec: serde_json::Value) -> VolumeSnapshot {
+        serde_json::from_value(
+            json!({"metadata": {"name": "snap", "namespace": "default"}, "spec": spec}),
+        )
+        .unwrap()
+    }
+
+    fn run(
+        view: &dyn ClusterView,
+        snap: &VolumeSnapshot,
+        cfg: &DefaultSnapshotClassConfig,
+    ) -> Outcome {
+        let input = Input {
+            operation: Operation::Create,
+            phase: Phase::Mutating,
+            object: snap,
+            old_object: None,
+        };
+        check(&input, view, cfg).unwrap()
+    }
+
+    fn from_pvc(name: &str) -> VolumeSnapshot {
+        snapshot(json!({"source": {"persistentVolumeClaimName": name}}))
+    }
+
+    fn patched_class(outcome: &Outcome) -> Option<Value> {
+        let [m] = outcome.mutations.as_slice() else {
+            return None;
+        };
+        let mut doc = json!({"spec": {"source": {}}});
+        json_patch::patch(&mut doc, &m.ops).unwrap();
+        Some(doc["spec"]["volumeSnapshotClassName"].clone())
+    }
+
+    #[test]
+    fn bound_pvc_gets_the_default_class_of_its_pv_driver() {
+        let out = run(&cluster(), &from_pvc("disk-pvc"), &Default::default());
+        assert_eq!(patched_class(&out), Some(json!("default-snapclass")));
+        assert!(out.denials.is_empty() && out.warnings.is_empty());
+        let note = out.mutations[0].note.as_deref().unwrap();
+        assert!(
+            note.contains("default/snap") && note.contains("bound to pv-1"),
+            "{note}"
+        );
+        assert!(note.len() < 250, "{note}");
+    }
+
+    #[test]
+    fn pv_driver_wins_over_the_class_provisioner() {
+        let index = cluster();
+        // The class now says another driver; the bound PV is the truth.
+        index
+            .storage_classes
+            .replace([sc("csi-disk", "other.csi", true)]);
+        let out = run(&index, &from_pvc("disk-pvc"), &Default::default());
+        assert_eq!(patched_class(&out), Some(json!("default-snapclass")));
+    }
+
+    #[test]
+    fn unbound_pvc_uses_its_class_provisioner_and_the_default_class() {
+        let out = run(&cluster(), &from_pvc("wffc-pvc"), &Default::default());
+        assert_eq!(patched_class(&out), Some(json!("default-snapclass")));
+        assert!(
+            out.mutations[0]
+                .note
+                .as_deref()
+                .unwrap()
+                .contains("not bound yet and uses StorageClass csi-disk")
+        );
+        let out = run(&cluster(), &from_pvc("no-class-pvc"), &Default::default());
+        assert_eq!(patched_class(&out), Some(json!("default-snapclass")));
+        assert!(
+            out.mutations[0]
+                .note
+                .as_deref()
+                .unwrap()
+                .contains("the default StorageClass csi-disk")
+        );
+    }
+
+    #[test]
+    fn explicit_class_preprovisioned_and_group_members_are_left_alone() {
+        let view = cluster();
+        let cfg = Default::default();
+        for snap in [
+            snapshot(json!({"source": {"persistentVolumeClaimName": "disk-pvc"}, "volumeSnapshotClassName": "x"})),
+            snapshot(json!({"source": {"volumeSnapshotContentName": "c"}})),
+            snapshot(json!({"source": {}})),
+            snapshot(json!({"source": {"persistentVolumeClaimName": ""}})),
+            serde_json::from_value(json!({"metadata": {"name": "m", "namespace": "default",
+                "ownerReferences": [{"apiVersion": "groupsnapshot.storage.k8s.io/v1beta1", "kind": "VolumeGroupSnapshot", "name": "g"}]},
+                "spec": {"source": {"persistentVolumeClaimName": "disk-pvc"}}})).unwrap(),
+        ] {
+            assert!(run(&view, &snap, &cfg).is_empty(), "{snap:?}");
+        }
+        // Only CREATE, only the mutating phase.
+        let snap = from_pvc("disk-pvc");
+        for (operation, phase) in [
+            (Operation::Update, Phase::Mutating),
+            (Operation::Create, Phase::Validating),
+        ] {
+            let input = Input {
+                operation,
+                phase,
+                object: &snap,
+                old_object: Some(&snap),
+            };
+            assert!(check(&input, &view, &cfg).unwrap().is_empty());
+        }
+    }
+
+    #[test]
+    fn no_default_class_warns_or_denies() {
+        let index = cluster();
+        index
+            .snapshot_classes
+            .replace([vsc("plain", DRIVER, false)]);
+        let out = run(&index, &from_pvc("disk-pvc"), &Default::default());
+        assert!(out.mutations.is_empty() && out.denials.is_empty());
+        let [w] = out.warnings.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert!(
+            w.contains("stay unbound") && w.contains("(its classes: plain)"),
+            "{w}"
+        );
+        assert!(w.len() < 250, "{}: {w}", w.len());
+
+        index.snapshot_classes.replace([]);
+        let cfg = DefaultSnapshotClassConfig {
+            when_no_default: WarnOrDeny::Deny,
+            ..Default::default()
+        };
+        let out = run(&index, &from_pvc("disk-pvc"), &cfg);
+        let [d] = out.denials.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert!(
+            d.contains("no VolumeSnapshotClass at all")
+                && d.contains("kubectl annotate volumesnapshotclass"),
+            "{d}"
+        );
+    }
+
+    #[test]
+    fn classes_being_deleted_do_not_count() {
+        let index = cluster();
+        let mut dying = vsc("dying", DRIVER, true);
+        dying.metadata.deletion_timestamp = Some("2026-01-01T00:00:00Z".into());
+        index
+            .snapshot_classes
+            .replace([dying, vsc("default-snapclass", DRIVER, true)]);
+        let out = run(&index, &from_pvc("disk-pvc"), &Default::default());
+        assert_eq!(patched_class(&out), Some(json!("default-snapclass")));
+    }
+
+    #[test]
+    fn several_defaults_are_denied_naming_them() {
+        let index = cluster();
+        index.snapshot_classes.replace([
+            vsc("a", DRIVER, true),
+            vsc("b", DRIVER, true),
+            vsc("other-driver", "x.csi", true),
+        ]);
+        let out = run(&index, &from_pvc("disk-pvc"), &Default::default());
+        assert!(out.mutations.is_empty());
+        let [d] = out.denials.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert!(d.contains("2 default VolumeSnapshotClasses (a, b)"), "{d}");
+        assert!(!d.contains("other-driver"), "{d}");
+    }
+
+    #[test]
+    fn missing_source_warns_or_denies() {
+        let out = run(&cluster(), &from_pvc("nope"), &Default::default());
+        let [w] = out.warnings.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert!(
+            w.contains("default/nope does not exist")
+                && w.contains("kubectl get pvc -n default nope"),
+            "{w}"
+        );
+        assert!(w.len() < 250);
+        let cfg = DefaultSnapshotClassConfig {
+            when_source_missing: WarnOrDeny::Deny,
+            ..Default::default()
+        };
+        let out = run(&cluster(), &from_pvc("nope"), &cfg);
+        assert_eq!(out.denials.len(), 1, "{out:?}");
+        assert!(out.denials[0].contains("whenSourceMissing is deny"));
+    }
+
+    #[test]
+    fn unknown_driver_warns_without_patching() {
+        for (name, reason) in [
+            ("static-pvc", "storageClassName: \"\""),
+            ("hostpath-pvc", "not a CSI volume"),
+        ] {
+            let out = run(&cluster(), &from_pvc(name), &Default::default());
+            assert!(out.mutations.is_empty() && out.denials.is_empty());
+            let [w] = out.warnings.as_slice() else {
+                panic!("{out:?}")
+            };
+            assert!(w.contains(reason), "{w}");
+        }
+        let index = cluster();
+        index
+            .storage_classes
+            .replace([sc("a", DRIVER, true), sc("b", DRIVER, true)]);
+        let out = run(&index, &from_pvc("no-class-pvc"), &Default::default());
+        assert!(
+            out.warnings[0].contains("several are default (a, b)"),
+            "{out:?}"
+        );
+        index.storage_classes.replace([]);
+        let out = run(&index, &from_pvc("wffc-pvc"), &Default::default());
+        assert!(
+            out.warnings[0].contains("StorageClass csi-disk, which does not exist"),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn unloaded_state_is_unavailable() {
+        let view = ClusterIndex::unavailable("starting");
+        let snap = from_pvc("disk-pvc");
+        let input = Input {
+            operation: Operation::Create,
+            phase: Phase::Mutating,
+            object: &snap,
+            old_object: None,
+        };
+        assert!(check(&input, &view, &Default::default()).is_err());
+    }
 }

@@ -1,14 +1,240 @@
-//! TODO(rule): being written.
+//! snapshot-class-defaults: at most one default VolumeSnapshotClass per CSI driver.
+//!
+//! With two classes of one driver annotated `snapshot.storage.kubernetes.io/is-default-class:
+//! "true"`, every VolumeSnapshot that names no class fails ("too many default classes").
+//! external-snapshotter v8.2 removed the webhook that refused the second default, so today
+//! nothing stops it; this rule restores that check.
+//!
+//! A class never conflicts with itself (same name), and classes being deleted do not count.
+//! On UPDATE, a class that already was the default of the same driver stays allowed even when
+//! another default exists: that duplicate predates this change, and refusing would make every
+//! unrelated update (a label, a finalizer) fail. It gets a warning naming both instead.
+//! An annotation value other than exactly `"true"` (`True`, `yes`) is ignored by the snapshot
+//! controller, so a class written that way is not a default: said in a warning.
 
 use crate::cluster::ClusterView;
-use crate::model::VolumeSnapshotClass;
+use crate::model::{VolumeSnapshotClass, keys};
 use crate::policy::SnapshotClassDefaultsConfig;
-use crate::rules::{Input, Outcome, RuleResult};
+use crate::rules::{Input, Operation, Outcome, RuleResult};
 
 pub fn check(
-    _input: &Input<'_, VolumeSnapshotClass>,
-    _view: &dyn ClusterView,
+    input: &Input<'_, VolumeSnapshotClass>,
+    view: &dyn ClusterView,
     _cfg: &SnapshotClassDefaultsConfig,
 ) -> RuleResult {
-    Ok(Outcome::allow())
+    if !matches!(input.operation, Operation::Create | Operation::Update) {
+        return Ok(Outcome::allow());
+    }
+    let class = input.object;
+    let name = class.metadata.display_name();
+    if class.metadata.is_being_deleted() {
+        return Ok(Outcome::allow());
+    }
+    if !class.is_default() {
+        return Ok(
+            match class.metadata.annotation(keys::DEFAULT_SNAPSHOT_CLASS) {
+                Some(value) if value.eq_ignore_ascii_case("true") => Outcome::warn(format!(
+                    "VolumeSnapshotClass {name} is NOT a default class: {} is {value:?}, and only the exact string \"true\" counts.",
+                    keys::DEFAULT_SNAPSHOT_CLASS
+                )),
+                _ => Outcome::allow(),
+            },
+        );
+    }
+
+    let driver = &class.driver;
+    let others: Vec<String> = view
+        .snapshot_classes_for_driver(driver)?
+        .iter()
+        .filter(|c| {
+            c.metadata.name != class.metadata.name
+                && c.is_default()
+                && !c.metadata.is_being_deleted()
+        })
+        .map(|c| c.metadata.name.clone())
+        .collect();
+    if others.is_empty() {
+        return Ok(Outcome::allow());
+    }
+    let others_text = others.join(", ");
+
+    let was_default_of_same_driver = input.operation == Operation::Update
+        && input
+            .old_object
+            .is_some_and(|old| old.is_default() && old.driver == class.driver);
+    if was_default_of_same_driver {
+        return Ok(Outcome::warn(format!(
+            "VolumeSnapshotClass {name} and {others_text} are all default for {driver}; snapshots without a class fail until only one is. Remove {} from all but one.",
+            keys::DEFAULT_SNAPSHOT_CLASS
+        )));
+    }
+
+    let (existing, is) = if others.len() == 1 {
+        (format!("VolumeSnapshotClass {others_text}"), "is")
+    } else {
+        (format!("VolumeSnapshotClasses {others_text}"), "are")
+    };
+    Ok(Outcome::deny(format!(
+        "VolumeSnapshotClass {name} cannot be a default class for CSI driver {driver}: {existing} {is} already its default. \
+         With two defaults, every VolumeSnapshot that names no class fails. \
+         Either drop the annotation {key} from {name}, or first remove it from the current default: \
+         kubectl annotate volumesnapshotclass {first} {key}-",
+        key = keys::DEFAULT_SNAPSHOT_CLASS,
+        first = others[0],
+    )))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::cluster::{ClusterIndex, SyncState};
+    use crate::rules::Phase;
+    use crate::rules::default_snapshot_class::tests::{DRIVER, vsc};
+
+    fn cluster(classes: Vec<VolumeSnapshotClass>) -> ClusterIndex {
+        let index = ClusterIndex::new(SyncState::Synced);
+        index.snapshot_classes.replace(classes);
+        index
+    }
+
+    fn run(
+        view: &ClusterIndex,
+        op: Operation,
+        new: &VolumeSnapshotClass,
+        old: Option<&VolumeSnapshotClass>,
+    ) -> Outcome {
+        let input = Input {
+            operation: op,
+            phase: Phase::Validating,
+            object: new,
+            old_object: old,
+        };
+        check(&input, view, &Default::default()).unwrap()
+    }
+
+    #[test]
+    fn first_default_and_non_defaults_are_allowed() {
+        let view = cluster(vec![vsc("existing", DRIVER, true)]);
+        assert!(run(&view, Operation::Create, &vsc("plain", DRIVER, false), None).is_empty());
+        assert!(
+            run(
+                &view,
+                Operation::Create,
+                &vsc("other", "other.csi", true),
+                None
+            )
+            .is_empty()
+        );
+        // Re-applying the existing default is not a conflict with itself.
+        assert!(
+            run(
+                &view,
+                Operation::Create,
+                &vsc("existing", DRIVER, true),
+                None
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn second_default_for_a_driver_is_denied_naming_the_existing_one() {
+        let view = cluster(vec![
+            vsc("existing", DRIVER, true),
+            vsc("plain", DRIVER, false),
+        ]);
+        let out = run(&view, Operation::Create, &vsc("second", DRIVER, true), None);
+        let [d] = out.denials.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert!(d.contains("VolumeSnapshotClass second cannot be a default class for CSI driver diskplugin.csi.alibabacloud.com"), "{d}");
+        assert!(
+            d.contains("VolumeSnapshotClass existing is already its default"),
+            "{d}"
+        );
+        assert!(d.contains("kubectl annotate volumesnapshotclass existing snapshot.storage.kubernetes.io/is-default-class-"), "{d}");
+
+        // Turning an existing class into a second default by UPDATE is the same mistake.
+        let out = run(
+            &view,
+            Operation::Update,
+            &vsc("plain", DRIVER, true),
+            Some(&vsc("plain", DRIVER, false)),
+        );
+        assert_eq!(out.denials.len(), 1, "{out:?}");
+        // So is moving a default class to a driver that already has one.
+        let out = run(
+            &view,
+            Operation::Update,
+            &vsc("moved", DRIVER, true),
+            Some(&vsc("moved", "x.csi", true)),
+        );
+        assert_eq!(out.denials.len(), 1, "{out:?}");
+    }
+
+    #[test]
+    fn several_existing_defaults_are_all_named() {
+        let view = cluster(vec![vsc("a", DRIVER, true), vsc("b", DRIVER, true)]);
+        let out = run(&view, Operation::Create, &vsc("c", DRIVER, true), None);
+        assert!(
+            out.denials[0].contains("VolumeSnapshotClasses a, b are already its default"),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn classes_being_deleted_do_not_count_and_a_deleting_class_is_not_judged() {
+        let mut dying = vsc("dying", DRIVER, true);
+        dying.metadata.deletion_timestamp = Some("2026-01-01T00:00:00Z".into());
+        let view = cluster(vec![dying.clone()]);
+        assert!(run(&view, Operation::Create, &vsc("new", DRIVER, true), None).is_empty());
+
+        let view = cluster(vec![vsc("a", DRIVER, true), dying.clone()]);
+        assert!(run(&view, Operation::Update, &dying, Some(&dying)).is_empty());
+    }
+
+    #[test]
+    fn unrelated_update_of_a_pre_existing_duplicate_only_warns() {
+        let view = cluster(vec![vsc("a", DRIVER, true), vsc("b", DRIVER, true)]);
+        let mut labelled = vsc("b", DRIVER, true);
+        labelled.metadata.labels = Some([("team".to_string(), "x".to_string())].into());
+        let out = run(
+            &view,
+            Operation::Update,
+            &labelled,
+            Some(&vsc("b", DRIVER, true)),
+        );
+        assert!(out.denials.is_empty(), "{out:?}");
+        let [w] = out.warnings.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert!(w.contains("b and a are all default"), "{w}");
+        assert!(w.len() < 250, "{w}");
+    }
+
+    #[test]
+    fn a_default_annotation_that_is_not_exactly_true_is_pointed_out() {
+        let view = cluster(vec![vsc("a", DRIVER, true)]);
+        let class: VolumeSnapshotClass = serde_json::from_value(json!({
+            "metadata": {"name": "c", "annotations": {"snapshot.storage.kubernetes.io/is-default-class": "True"}},
+            "driver": DRIVER})).unwrap();
+        let out = run(&view, Operation::Create, &class, None);
+        assert!(out.denials.is_empty());
+        assert!(out.warnings[0].contains("NOT a default class"), "{out:?}");
+    }
+
+    #[test]
+    fn unloaded_state_is_unavailable() {
+        let view = ClusterIndex::unavailable("starting");
+        let class = vsc("c", DRIVER, true);
+        let input = Input {
+            operation: Operation::Create,
+            phase: Phase::Validating,
+            object: &class,
+            old_object: None,
+        };
+        assert!(check(&input, &view, &Default::default()).is_err());
+    }
 }

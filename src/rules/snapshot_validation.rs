@@ -1,22 +1,553 @@
-//! TODO(rule): being written.
+//! snapshot-validation: what the snapshot CRDs' CEL rules and the former upstream validation
+//! webhook enforce, for clusters whose CRDs predate the CEL rules.
+//!
+//! VolumeSnapshot: exactly one of `spec.source.persistentVolumeClaimName` and
+//! `spec.source.volumeSnapshotContentName`, no empty names, `spec.volumeSnapshotClassName` not
+//! the empty string, and the source immutable on UPDATE. VolumeSnapshotContent: exactly one of
+//! `spec.source.volumeHandle` and `spec.source.snapshotHandle`, `spec.volumeSnapshotRef` with a
+//! name and a namespace, and the source and `sourceVolumeMode` immutable on UPDATE.
+//!
+//! On UPDATE a structural problem the stored object already had is not held against the
+//! change: an object created before this check (or before the CRDs had CEL rules) must still
+//! be updatable, above all so its finalizers can be removed and it can be deleted.
+//!
+//! A VolumeSnapshot created from a PVC whose StorageClass provisioner has no
+//! VolumeSnapshotClass at all also gets a warning: it can never be taken. That warning needs
+//! the cluster view; when the view is not loaded it is skipped rather than making the whole
+//! rule undecidable, since the structural checks need no state.
 
 use crate::cluster::ClusterView;
 use crate::model::{VolumeSnapshot, VolumeSnapshotContent};
 use crate::policy::SnapshotValidationConfig;
-use crate::rules::{Input, Outcome, RuleResult};
+use crate::rules::default_snapshot_class::claim_class;
+use crate::rules::{Input, Operation, Outcome, RuleResult};
+
+/// `"x"` or `unset`, for "from what to what" messages.
+fn shown(value: Option<&str>) -> String {
+    value.map_or_else(|| "unset".to_owned(), |v| format!("{v:?}"))
+}
+
+/// Structural problems of a snapshot, each a full sentence.
+fn snapshot_problems(snap: &VolumeSnapshot) -> Vec<String> {
+    let name = snap.metadata.qualified_name();
+    let source = &snap.spec.source;
+    let mut problems = Vec::new();
+    match (
+        source.persistent_volume_claim_name.as_deref(),
+        source.volume_snapshot_content_name.as_deref(),
+    ) {
+        (Some(pvc), Some(content)) => problems.push(format!(
+            "VolumeSnapshot {name} sets both spec.source.persistentVolumeClaimName ({pvc:?}) and spec.source.volumeSnapshotContentName ({content:?}); exactly one must be set. \
+             Use persistentVolumeClaimName to take a new snapshot of a PVC, or volumeSnapshotContentName to import an existing snapshot."
+        )),
+        (None, None) => problems.push(format!(
+            "VolumeSnapshot {name} sets neither spec.source.persistentVolumeClaimName nor spec.source.volumeSnapshotContentName; exactly one must be set. \
+             Set persistentVolumeClaimName to the PVC to snapshot, or volumeSnapshotContentName to import an existing snapshot."
+        )),
+        (pvc, content) => {
+            if pvc == Some("") {
+                problems.push(format!(
+                    "VolumeSnapshot {name}: spec.source.persistentVolumeClaimName is empty; set it to the name of a PVC in the same namespace."
+                ));
+            }
+            if content == Some("") {
+                problems.push(format!(
+                    "VolumeSnapshot {name}: spec.source.volumeSnapshotContentName is empty; set it to the name of a VolumeSnapshotContent."
+                ));
+            }
+        }
+    }
+    if snap.spec.volume_snapshot_class_name.as_deref() == Some("") {
+        problems.push(format!(
+            "VolumeSnapshot {name}: spec.volumeSnapshotClassName must not be the empty string. \
+             Name a VolumeSnapshotClass (kubectl get volumesnapshotclass), or leave the field out to use the driver's default class."
+        ));
+    }
+    problems
+}
+
+fn content_problems(content: &VolumeSnapshotContent) -> Vec<String> {
+    let name = content.metadata.display_name();
+    let source = &content.spec.source;
+    let mut problems = Vec::new();
+    let set = |v: &Option<String>| v.as_deref().is_some_and(|s| !s.is_empty());
+    match (set(&source.volume_handle), set(&source.snapshot_handle)) {
+        (true, true) => problems.push(format!(
+            "VolumeSnapshotContent {name} sets both spec.source.volumeHandle and spec.source.snapshotHandle; exactly one must be set. \
+             Use snapshotHandle to import an existing snapshot, or volumeHandle for a snapshot the driver takes of that volume."
+        )),
+        (false, false) => problems.push(format!(
+            "VolumeSnapshotContent {name} sets neither spec.source.volumeHandle nor spec.source.snapshotHandle (or sets them empty); exactly one must be set. \
+             To import an existing snapshot, set snapshotHandle to its ID in the storage system."
+        )),
+        _ => {}
+    }
+    let r = &content.spec.volume_snapshot_ref;
+    let missing: Vec<&str> = [("name", &r.name), ("namespace", &r.namespace)]
+        .into_iter()
+        .filter(|(_, v)| !set(v))
+        .map(|(field, _)| field)
+        .collect();
+    if !missing.is_empty() {
+        problems.push(format!(
+            "VolumeSnapshotContent {name}: spec.volumeSnapshotRef must have both a name and a namespace (missing: {}). \
+             Set them to the VolumeSnapshot this content belongs to.",
+            missing.join(", ")
+        ));
+    }
+    problems
+}
+
+/// The problems of `new` that `old` did not already have (all of them on CREATE).
+fn introduced(new: Vec<String>, old: Option<Vec<String>>) -> Vec<String> {
+    match old {
+        Some(old) => new.into_iter().filter(|p| !old.contains(p)).collect(),
+        None => new,
+    }
+}
+
+/// A denial when an immutable field changed, saying from what to what.
+fn immutable(
+    kind_and_name: &str,
+    field: &str,
+    old: Option<&str>,
+    new: Option<&str>,
+) -> Option<String> {
+    (old != new).then(|| {
+        format!(
+            "{kind_and_name}: {field} is immutable and cannot change from {} to {}. \
+             To snapshot or import something else, create a new object instead.",
+            shown(old),
+            shown(new)
+        )
+    })
+}
 
 pub fn check_snapshot(
-    _input: &Input<'_, VolumeSnapshot>,
-    _view: &dyn ClusterView,
+    input: &Input<'_, VolumeSnapshot>,
+    view: &dyn ClusterView,
     _cfg: &SnapshotValidationConfig,
 ) -> RuleResult {
-    Ok(Outcome::allow())
+    let snap = input.object;
+    let mut outcome = Outcome::allow();
+    let old = match input.operation {
+        Operation::Create => None,
+        Operation::Update => input.old_object,
+        _ => return Ok(outcome),
+    };
+    for p in introduced(snapshot_problems(snap), old.map(snapshot_problems)) {
+        outcome = outcome.with_denial(p);
+    }
+    if let Some(old) = old {
+        let what = format!("VolumeSnapshot {}", snap.metadata.qualified_name());
+        let (o, n) = (&old.spec.source, &snap.spec.source);
+        outcome.denials.extend(
+            [
+                immutable(
+                    &what,
+                    "spec.source.persistentVolumeClaimName",
+                    o.persistent_volume_claim_name.as_deref(),
+                    n.persistent_volume_claim_name.as_deref(),
+                ),
+                immutable(
+                    &what,
+                    "spec.source.volumeSnapshotContentName",
+                    o.volume_snapshot_content_name.as_deref(),
+                    n.volume_snapshot_content_name.as_deref(),
+                ),
+            ]
+            .into_iter()
+            .flatten(),
+        );
+    }
+    if input.operation == Operation::Create
+        && outcome.denials.is_empty()
+        && let Some(warning) = no_snapshot_class_warning(snap, view)
+    {
+        outcome = outcome.with_warning(warning);
+    }
+    Ok(outcome)
+}
+
+/// The warning for a snapshot whose source PVC's provisioner has no VolumeSnapshotClass.
+/// Best effort: anything the view cannot tell means no warning.
+fn no_snapshot_class_warning(snap: &VolumeSnapshot, view: &dyn ClusterView) -> Option<String> {
+    let namespace = snap.metadata.namespace.as_deref().unwrap_or_default();
+    let pvc_name = snap
+        .spec
+        .source
+        .persistent_volume_claim_name
+        .as_deref()
+        .filter(|n| !n.is_empty())?;
+    let pvc = view.pvc(namespace, pvc_name).ok()??;
+    let class = claim_class(&pvc, view).ok()?;
+    let provisioner = class.provisioner()?;
+    let classes = view.snapshot_classes_for_driver(provisioner).ok()?;
+    if classes.iter().any(|c| !c.metadata.is_being_deleted()) {
+        return None;
+    }
+    Some(format!(
+        "VolumeSnapshot {}: {} of PVC {namespace}/{pvc_name} provisions with {provisioner}, which has no VolumeSnapshotClass, so the snapshot cannot be taken. Check: kubectl get volumesnapshotclass",
+        snap.metadata.qualified_name(),
+        class.describe(),
+    ))
 }
 
 pub fn check_content(
-    _input: &Input<'_, VolumeSnapshotContent>,
+    input: &Input<'_, VolumeSnapshotContent>,
     _view: &dyn ClusterView,
     _cfg: &SnapshotValidationConfig,
 ) -> RuleResult {
-    Ok(Outcome::allow())
+    let content = input.object;
+    let mut outcome = Outcome::allow();
+    let old = match input.operation {
+        Operation::Create => None,
+        Operation::Update => input.old_object,
+        _ => return Ok(outcome),
+    };
+    for p in introduced(content_problems(content), old.map(content_problems)) {
+        outcome = outcome.with_denial(p);
+    }
+    if let Some(old) = old {
+        let what = format!("VolumeSnapshotContent {}", content.metadata.display_name());
+        let (o, n) = (&old.spec, &content.spec);
+        outcome.denials.extend(
+            [
+                immutable(
+                    &what,
+                    "spec.source.volumeHandle",
+                    o.source.volume_handle.as_deref(),
+                    n.source.volume_handle.as_deref(),
+                ),
+                immutable(
+                    &what,
+                    "spec.source.snapshotHandle",
+                    o.source.snapshot_handle.as_deref(),
+                    n.source.snapshot_handle.as_deref(),
+                ),
+                // The CRD lets sourceVolumeMode be set later (old contents lack it), but
+                // never changed or removed once set.
+                o.source_volume_mode.as_ref().and_then(|_| {
+                    immutable(
+                        &what,
+                        "spec.sourceVolumeMode",
+                        o.source_volume_mode.as_deref(),
+                        n.source_volume_mode.as_deref(),
+                    )
+                }),
+            ]
+            .into_iter()
+            .flatten(),
+        );
+    }
+    Ok(outcome)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::cluster::{ClusterIndex, SyncState};
+    use crate::rules::Phase;
+    use crate::rules::default_snapshot_class::tests::{DRIVER, pvc, sc, vsc};
+
+    fn snap(spec: serde_json::Value) -> VolumeSnapshot {
+        serde_json::from_value(
+            json!({"metadata": {"name": "snap", "namespace": "default"}, "spec": spec}),
+        )
+        .unwrap()
+    }
+
+    fn content(spec: serde_json::Value) -> VolumeSnapshotContent {
+        serde_json::from_value(json!({"metadata": {"name": "content"}, "spec": spec})).unwrap()
+    }
+
+    fn cluster() -> ClusterIndex {
+        let index = ClusterIndex::new(SyncState::Synced);
+        index.storage_classes.replace([
+            sc("csi-disk", DRIVER, true),
+            sc("nfs", "nfs.csi.k8s.io", false),
+        ]);
+        index
+            .snapshot_classes
+            .replace([vsc("default-snapclass", DRIVER, true)]);
+        index.pvcs.replace([
+            pvc(json!({"metadata": {"name": "disk-pvc", "namespace": "default"}, "spec": {"storageClassName": "csi-disk"}})),
+            pvc(json!({"metadata": {"name": "nfs-pvc", "namespace": "default"}, "spec": {"storageClassName": "nfs"}})),
+        ]);
+        index
+    }
+
+    fn run_snap(op: Operation, new: &VolumeSnapshot, old: Option<&VolumeSnapshot>) -> Outcome {
+        let input = Input {
+            operation: op,
+            phase: Phase::Validating,
+            object: new,
+            old_object: old,
+        };
+        check_snapshot(&input, &cluster(), &Default::default()).unwrap()
+    }
+
+    fn run_content(
+        op: Operation,
+        new: &VolumeSnapshotContent,
+        old: Option<&VolumeSnapshotContent>,
+    ) -> Outcome {
+        let input = Input {
+            operation: op,
+            phase: Phase::Validating,
+            object: new,
+            old_object: old,
+        };
+        check_content(&input, &cluster(), &Default::default()).unwrap()
+    }
+
+    fn from_pvc(name: &str) -> VolumeSnapshot {
+        snap(json!({"source": {"persistentVolumeClaimName": name}}))
+    }
+
+    #[test]
+    fn valid_snapshots_are_allowed() {
+        assert!(run_snap(Operation::Create, &from_pvc("disk-pvc"), None).is_empty());
+        assert!(run_snap(Operation::Create, &snap(json!({"source": {"volumeSnapshotContentName": "c"}, "volumeSnapshotClassName": "x"})), None).is_empty());
+        // A missing source PVC is the default-class rule's business, not a structural problem.
+        assert!(run_snap(Operation::Create, &from_pvc("not-there"), None).is_empty());
+    }
+
+    #[test]
+    fn exactly_one_source() {
+        let out = run_snap(
+            Operation::Create,
+            &snap(
+                json!({"source": {"persistentVolumeClaimName": "p", "volumeSnapshotContentName": "c"}}),
+            ),
+            None,
+        );
+        let [d] = out.denials.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert!(
+            d.contains("VolumeSnapshot default/snap sets both")
+                && d.contains("(\"p\")")
+                && d.contains("exactly one"),
+            "{d}"
+        );
+        let out = run_snap(Operation::Create, &snap(json!({"source": {}})), None);
+        assert!(out.denials[0].contains("sets neither"), "{out:?}");
+        let out = run_snap(
+            Operation::Create,
+            &snap(json!({"source": {"persistentVolumeClaimName": ""}})),
+            None,
+        );
+        assert!(
+            out.denials[0].contains("persistentVolumeClaimName is empty"),
+            "{out:?}"
+        );
+        let out = run_snap(
+            Operation::Create,
+            &snap(json!({"source": {"volumeSnapshotContentName": ""}})),
+            None,
+        );
+        assert!(
+            out.denials[0].contains("volumeSnapshotContentName is empty"),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn empty_class_name_is_denied() {
+        let out = run_snap(
+            Operation::Create,
+            &snap(
+                json!({"source": {"persistentVolumeClaimName": "disk-pvc"}, "volumeSnapshotClassName": ""}),
+            ),
+            None,
+        );
+        let [d] = out.denials.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert!(d.contains("must not be the empty string"), "{d}");
+    }
+
+    #[test]
+    fn source_is_immutable_and_the_message_says_from_what_to_what() {
+        let out = run_snap(Operation::Update, &from_pvc("b"), Some(&from_pvc("a")));
+        let [d] = out.denials.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert!(d.contains("spec.source.persistentVolumeClaimName is immutable and cannot change from \"a\" to \"b\""), "{d}");
+
+        let imported = snap(json!({"source": {"volumeSnapshotContentName": "c"}}));
+        let out = run_snap(Operation::Update, &imported, Some(&from_pvc("a")));
+        assert!(
+            out.denials
+                .iter()
+                .any(|d| d.contains("from \"a\" to unset")),
+            "{out:?}"
+        );
+        assert!(
+            out.denials
+                .iter()
+                .any(|d| d.contains("from unset to \"c\"")),
+            "{out:?}"
+        );
+
+        // Unrelated updates, and the controller filling in the class, are fine.
+        let mut with_class = from_pvc("a");
+        with_class.spec.volume_snapshot_class_name = Some("default-snapclass".into());
+        assert!(run_snap(Operation::Update, &with_class, Some(&from_pvc("a"))).is_empty());
+    }
+
+    #[test]
+    fn problems_the_stored_object_already_had_do_not_block_updates() {
+        let legacy = snap(
+            json!({"source": {"persistentVolumeClaimName": "p", "volumeSnapshotContentName": "c"}}),
+        );
+        let mut finalizer_removed = legacy.clone();
+        finalizer_removed.metadata.resource_version = Some("2".into());
+        assert!(run_snap(Operation::Update, &finalizer_removed, Some(&legacy)).is_empty());
+        // But a new problem is still refused.
+        let mut worse = legacy.clone();
+        worse.spec.volume_snapshot_class_name = Some(String::new());
+        let out = run_snap(Operation::Update, &worse, Some(&legacy));
+        assert_eq!(out.denials.len(), 1, "{out:?}");
+    }
+
+    #[test]
+    fn driver_without_any_snapshot_class_warns_on_create_only() {
+        let out = run_snap(Operation::Create, &from_pvc("nfs-pvc"), None);
+        assert!(out.denials.is_empty());
+        let [w] = out.warnings.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert!(w.contains("StorageClass nfs of PVC default/nfs-pvc provisions with nfs.csi.k8s.io, which has no VolumeSnapshotClass"), "{w}");
+        assert!(w.len() < 250, "{w}");
+        assert!(
+            run_snap(
+                Operation::Update,
+                &from_pvc("nfs-pvc"),
+                Some(&from_pvc("nfs-pvc"))
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn unloaded_state_skips_only_the_warning() {
+        let view = ClusterIndex::unavailable("starting");
+        let ok = from_pvc("nfs-pvc");
+        let input = Input {
+            operation: Operation::Create,
+            phase: Phase::Validating,
+            object: &ok,
+            old_object: None,
+        };
+        assert!(
+            check_snapshot(&input, &view, &Default::default())
+                .unwrap()
+                .is_empty()
+        );
+        let bad = snap(json!({"source": {}}));
+        let input = Input {
+            operation: Operation::Create,
+            phase: Phase::Validating,
+            object: &bad,
+            old_object: None,
+        };
+        assert_eq!(
+            check_snapshot(&input, &view, &Default::default())
+                .unwrap()
+                .denials
+                .len(),
+            1
+        );
+    }
+
+    fn good_content() -> VolumeSnapshotContent {
+        content(
+            json!({"deletionPolicy": "Retain", "driver": DRIVER, "source": {"snapshotHandle": "s-1"},
+            "volumeSnapshotRef": {"name": "snap", "namespace": "default"}}),
+        )
+    }
+
+    #[test]
+    fn valid_content_is_allowed() {
+        assert!(run_content(Operation::Create, &good_content(), None).is_empty());
+    }
+
+    #[test]
+    fn content_needs_exactly_one_handle_and_a_full_ref() {
+        let out = run_content(
+            Operation::Create,
+            &content(
+                json!({"source": {"volumeHandle": "v", "snapshotHandle": "s"},
+            "volumeSnapshotRef": {"name": "snap", "namespace": "default"}}),
+            ),
+            None,
+        );
+        let [d] = out.denials.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert!(d.contains("VolumeSnapshotContent content sets both"), "{d}");
+        let out = run_content(
+            Operation::Create,
+            &content(json!({"source": {}, "volumeSnapshotRef": {"name": "snap"}})),
+            None,
+        );
+        assert_eq!(out.denials.len(), 2, "{out:?}");
+        assert!(out.denials[0].contains("sets neither"), "{out:?}");
+        assert!(out.denials[1].contains("(missing: namespace)"), "{out:?}");
+        let out = run_content(
+            Operation::Create,
+            &content(json!({"source": {"snapshotHandle": "s"}})),
+            None,
+        );
+        assert!(
+            out.denials[0].contains("(missing: name, namespace)"),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn content_source_and_volume_mode_are_immutable() {
+        let old = good_content();
+        let mut new = old.clone();
+        new.spec.source.snapshot_handle = Some("s-2".into());
+        let out = run_content(Operation::Update, &new, Some(&old));
+        let [d] = out.denials.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert!(
+            d.contains(
+                "spec.source.snapshotHandle is immutable and cannot change from \"s-1\" to \"s-2\""
+            ),
+            "{d}"
+        );
+
+        // sourceVolumeMode may be filled in later, but not changed or removed once set.
+        let mut with_mode = old.clone();
+        with_mode.spec.source_volume_mode = Some("Filesystem".into());
+        assert!(run_content(Operation::Update, &with_mode, Some(&old)).is_empty());
+        let mut block = with_mode.clone();
+        block.spec.source_volume_mode = Some("Block".into());
+        assert!(
+            run_content(Operation::Update, &block, Some(&with_mode)).denials[0]
+                .contains("from \"Filesystem\" to \"Block\"")
+        );
+        assert_eq!(
+            run_content(Operation::Update, &old, Some(&with_mode))
+                .denials
+                .len(),
+            1
+        );
+    }
+
+    #[test]
+    fn legacy_invalid_content_can_still_be_updated() {
+        let legacy = content(json!({"source": {"snapshotHandle": "s"}}));
+        let mut update = legacy.clone();
+        update.metadata.resource_version = Some("9".into());
+        assert!(run_content(Operation::Update, &update, Some(&legacy)).is_empty());
+    }
 }
