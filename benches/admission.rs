@@ -7,27 +7,47 @@
 use std::hint::black_box;
 use std::path::Path;
 
-use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
+use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use serde_json::json;
 
-use storage_admission::admission::{self, review, Webhook};
-use storage_admission::cluster::{state_file, ClusterIndex};
+use storage_admission::admission::{self, Webhook, review};
+use storage_admission::cluster::{ClusterIndex, state_file};
 use storage_admission::model::{Node, PersistentVolumeClaim, VolumeSnapshot, VolumeSnapshotClass};
 use storage_admission::policy::Policy;
 
 const CASES: &[(&str, Webhook)] = &[
-    ("mutate-create-volumesnapshot-disk-snapshot", Webhook::Mutate),
-    ("mutate-create-volumesnapshotclass-default-snapclass", Webhook::Validate),
-    ("validate-create-persistentvolumeclaim-restore-pvc", Webhook::Validate),
-    ("mutate-create-storageclass-csi-disk-topology", Webhook::Mutate),
-    ("mutate-create-storageclass-csi-disk-topology", Webhook::Validate),
+    (
+        "mutate-create-volumesnapshot-disk-snapshot",
+        Webhook::Mutate,
+    ),
+    (
+        "mutate-create-volumesnapshotclass-default-snapclass",
+        Webhook::Validate,
+    ),
+    (
+        "validate-create-persistentvolumeclaim-restore-pvc",
+        Webhook::Validate,
+    ),
+    (
+        "mutate-create-storageclass-csi-disk-topology",
+        Webhook::Mutate,
+    ),
+    (
+        "mutate-create-storageclass-csi-disk-topology",
+        Webhook::Validate,
+    ),
     ("mutate-create-storageclass-local-storage", Webhook::Mutate),
     ("mutate-create-node-cn-hangzhou-b-node2", Webhook::Mutate),
 ];
 
 fn review_bytes(case: &str) -> Vec<u8> {
-    std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/captured").join(case).join("review.json"))
-        .unwrap()
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/golden/captured")
+            .join(case)
+            .join("review.json"),
+    )
+    .unwrap()
 }
 
 /// The demo cluster plus `extra` synthetic snapshots, snapshot classes, PVCs and nodes.
@@ -79,9 +99,17 @@ fn whole_path(c: &mut Criterion) {
         for (case, webhook) in CASES {
             let body = review_bytes(case);
             group.throughput(Throughput::Bytes(body.len() as u64));
-            group.bench_with_input(BenchmarkId::new(webhook.as_str(), case), &body, |b, body| {
-                b.iter(|| admission::handle(*webhook, black_box(body), &view, &policy).unwrap().body)
-            });
+            group.bench_with_input(
+                BenchmarkId::new(webhook.as_str(), case),
+                &body,
+                |b, body| {
+                    b.iter(|| {
+                        admission::handle(*webhook, black_box(body), &view, &policy)
+                            .unwrap()
+                            .body
+                    })
+                },
+            );
         }
         group.finish();
     }
