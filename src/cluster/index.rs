@@ -1,4 +1,4 @@
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use super::store::{Cached, Store, SyncState};
@@ -150,15 +150,6 @@ impl ClusterIndex {
             (ResourceKind::Node, self.nodes.len()),
         ]
     }
-
-    fn node_names_with_label(&self, key: &str, value: &str) -> Lookup<BTreeSet<String>> {
-        Ok(self
-            .nodes
-            .by_index(&format!("{LABEL}{key}={value}"))?
-            .iter()
-            .map(|n| n.metadata.name.clone())
-            .collect())
-    }
 }
 
 impl ClusterView for ClusterIndex {
@@ -207,28 +198,22 @@ impl ClusterView for ClusterIndex {
     fn node_label_values(&self, key: &str) -> Lookup<BTreeMap<String, usize>> {
         Ok(self
             .nodes
-            .index_range(&format!("{LABEL}{key}="))?
+            .index_counts(&format!("{LABEL}{key}="))?
             .into_iter()
-            .map(|(value, nodes)| (value, nodes.len()))
             .collect())
     }
 
     fn count_nodes_matching_topology(&self, term: &[TopologyRequirement]) -> Lookup<usize> {
-        if term.is_empty() {
-            return self.nodes.scan(|it| it.count());
-        }
-        let mut matching: Option<BTreeSet<String>> = None;
-        for requirement in term {
-            let mut nodes = BTreeSet::new();
-            for value in &requirement.values {
-                nodes.extend(self.node_names_with_label(&requirement.key, value)?);
-            }
-            matching = Some(match matching {
-                None => nodes,
-                Some(prev) => prev.intersection(&nodes).cloned().collect(),
-            });
-        }
-        Ok(matching.map_or(0, |m| m.len()))
+        let groups: Vec<Vec<String>> = term
+            .iter()
+            .map(|r| {
+                r.values
+                    .iter()
+                    .map(|v| format!("{LABEL}{}={v}", r.key))
+                    .collect()
+            })
+            .collect();
+        self.nodes.count_matching(&groups)
     }
 
     fn count_nodes_matching_selector(&self, term: &NodeSelectorTerm) -> Lookup<usize> {

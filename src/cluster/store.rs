@@ -128,11 +128,9 @@ impl<T: Cached> Store<T> {
             .collect()
     }
 
-    /// The keys filed under each index value starting with `prefix`, with the value's suffix.
-    pub fn index_range(
-        &self,
-        prefix: &str,
-    ) -> Result<Vec<(String, BTreeSet<ObjectKey>)>, Unavailable> {
+    /// How many objects are filed under each index value starting with `prefix`, keyed by the
+    /// rest of the value. Counts only: never copies the key sets (a zone holds every node).
+    pub fn index_counts(&self, prefix: &str) -> Result<Vec<(String, usize)>, Unavailable> {
         let inner = self.read();
         if let Some(err) = Self::unavailable(&inner.state) {
             return Err(err);
@@ -141,8 +139,52 @@ impl<T: Cached> Store<T> {
             .index
             .range(prefix.to_owned()..)
             .take_while(|(k, _)| k.starts_with(prefix))
-            .map(|(k, v)| (k[prefix.len()..].to_owned(), v.clone()))
+            .map(|(k, v)| (k[prefix.len()..].to_owned(), v.len()))
             .collect())
+    }
+
+    /// How many objects match every group, an object matching a group when it is filed under
+    /// at least one of the group's index values (groups ANDed, values ORed). No groups: every
+    /// object. Costs O(values) for one group and O(smallest group × groups) otherwise, never a
+    /// scan of the store.
+    pub fn count_matching(&self, groups: &[Vec<String>]) -> Result<usize, Unavailable> {
+        let inner = self.read();
+        if let Some(err) = Self::unavailable(&inner.state) {
+            return Err(err);
+        }
+        let sets = |values: &[String]| -> Vec<&BTreeSet<ObjectKey>> {
+            let mut unique: Vec<&String> = values.iter().collect();
+            unique.sort();
+            unique.dedup();
+            unique
+                .into_iter()
+                .filter_map(|v| inner.index.get(v))
+                .collect()
+        };
+        let groups: Vec<Vec<&BTreeSet<ObjectKey>>> = groups.iter().map(|g| sets(g)).collect();
+        let size = |g: &Vec<&BTreeSet<ObjectKey>>| g.iter().map(|s| s.len()).sum::<usize>();
+        match groups.len() {
+            0 => Ok(inner.len),
+            // An object has one value per index key, so one group's sets are disjoint.
+            1 => Ok(size(&groups[0])),
+            _ => {
+                let Some((smallest, _)) = groups.iter().enumerate().min_by_key(|(_, g)| size(g))
+                else {
+                    return Ok(0);
+                };
+                let candidates: BTreeSet<&ObjectKey> =
+                    groups[smallest].iter().flat_map(|s| s.iter()).collect();
+                Ok(candidates
+                    .into_iter()
+                    .filter(|key| {
+                        groups
+                            .iter()
+                            .enumerate()
+                            .all(|(i, g)| i == smallest || g.iter().any(|s| s.contains(*key)))
+                    })
+                    .count())
+            }
+        }
     }
 
     /// Runs `f` over every object (for the rare lookups no index can serve).
