@@ -10,7 +10,8 @@ N=${N:-100000}
 cargo build --release --quiet
 BIN=target/release/storage-admission
 WORK=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
+# Servers are started from functions; their pids are kept in a file so the trap can stop them.
+trap 'kill $(cat "$WORK"/*.pid 2>/dev/null) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
 python3 - "$N" "$WORK/state.json" <<'PY'
 import json, sys
@@ -54,18 +55,26 @@ print(f"{len(items)} objects: {n} snapshots + {n} contents, {n // 5} PVCs + {n /
 PY
 echo '{"apiVersion":"v1","kind":"List","items":[]}' >"$WORK/empty.json"
 
-measure() { # name state port
-  "$BIN" serve --dev --dev-dir "$WORK/certs-$1" --state "$2" --listen "127.0.0.1:$3" --admin-listen "127.0.0.1:$(($3 + 100))" >/dev/null 2>"$WORK/$1.log" &
+measure() { # name state port → prints RSS in kB
+  local admin=$(($3 + 1000))
+  "$BIN" serve --dev --dev-dir "$WORK/certs-$1" --state "$2" --listen "127.0.0.1:$3" --admin-listen "127.0.0.1:$admin" >/dev/null 2>"$WORK/$1.log" &
   local pid=$!
-  for _ in $(seq 600); do curl -sf "http://127.0.0.1:$(($3 + 100))/readyz" >/dev/null && break; sleep 0.1; done
-  curl -sf "http://127.0.0.1:$(($3 + 100))/readyz" >/dev/null || { cat "$WORK/$1.log"; exit 1; }
-  # Exercise both webhooks once so lazily initialised paths are counted.
-  local ca="$WORK/certs-$1/ca.crt" review=tests/golden/captured/validate-create-persistentvolumeclaim-restore-pvc/review.json
-  curl -sf --cacert "$ca" -H 'Content-Type: application/json' --data @"$review" "https://localhost:$3/validate" >/dev/null
-  awk '/^VmRSS/ {print $2}' "/proc/$pid/status"
+  echo "$pid" >"$WORK/$1.pid"
+  for _ in $(seq 600); do
+    kill -0 "$pid" 2>/dev/null || { echo "server $1 exited:" >&2; cat "$WORK/$1.log" >&2; exit 1; }
+    curl -sf "http://127.0.0.1:$admin/readyz" >/dev/null && break
+    sleep 0.1
+  done
+  # Exercise the validating webhook once so lazily initialised paths are counted.
+  curl -sf --cacert "$WORK/certs-$1/ca.crt" -H 'Content-Type: application/json' \
+    --data @tests/golden/captured/validate-create-persistentvolumeclaim-restore-pvc/review.json \
+    "https://localhost:$3/validate" >/dev/null
+  awk '/^VmRSS/ {print $2}' "/proc/$pid/status" >"$WORK/$1.rss"
 }
-empty=$(measure empty "$WORK/empty.json" 19543)
-full=$(measure full "$WORK/state.json" 19643)
+measure empty "$WORK/empty.json" 19543
+measure full "$WORK/state.json" 19643
+empty=$(cat "$WORK/empty.rss")
+full=$(cat "$WORK/full.rss")
 objects=$((N * 2 + N / 5 * 2 + N / 20))
 echo "RSS with an empty cluster: $((empty / 1024)) MB"
 echo "RSS with the generated cluster: $((full / 1024)) MB"

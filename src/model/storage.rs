@@ -88,7 +88,15 @@ pub struct PersistentVolumeClaimSpec {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct ResourceRequirements {
     #[serde(default, deserialize_with = "null_as_default")]
-    pub requests: BTreeMap<String, Quantity>,
+    pub requests: StorageResources,
+}
+
+/// A resource list of which only `storage` is read. A map would cost a whole B-tree node
+/// per claim in the cache for one entry; other resources are not parsed at all.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+pub struct StorageResources {
+    #[serde(default)]
+    pub storage: Option<Quantity>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -97,7 +105,7 @@ pub struct PersistentVolumeClaimStatus {
     pub phase: Option<String>,
     /// The size of the bound volume; what a clone of this claim must at least request.
     #[serde(default, deserialize_with = "null_as_default")]
-    pub capacity: BTreeMap<String, Quantity>,
+    pub capacity: StorageResources,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -136,7 +144,7 @@ impl PersistentVolumeClaim {
     }
 
     pub fn requested_storage(&self) -> Option<&Quantity> {
-        self.spec.resources.requests.get("storage")
+        self.spec.resources.requests.storage.as_ref()
     }
 
     /// `Filesystem` unless the claim says otherwise (the API server's default).
@@ -146,7 +154,9 @@ impl PersistentVolumeClaim {
 
     /// The size of the bound volume (`status.capacity.storage`), when bound.
     pub fn capacity(&self) -> Option<&Quantity> {
-        self.status.as_ref().and_then(|s| s.capacity.get("storage"))
+        self.status
+            .as_ref()
+            .and_then(|s| s.capacity.storage.as_ref())
     }
 
     pub fn bound_volume(&self) -> Option<&str> {

@@ -401,10 +401,7 @@ mod tests {
         assert!(run(&from_snapshot("ready")).is_empty());
         // `20Gi` and `21474836480` are the same size.
         let mut c = from_snapshot("ready");
-        c.spec
-            .resources
-            .requests
-            .insert("storage".into(), Quantity::parse("21474836480").unwrap());
+        c.spec.resources.requests.storage = Some(Quantity::parse("21474836480").unwrap());
         assert!(run(&c).is_empty());
         // Only dataSource (older API servers), or only dataSourceRef.
         let r = json!({"apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot", "name": "ready"});
@@ -482,10 +479,7 @@ mod tests {
         dying.metadata.deletion_timestamp = Some("2026-01-01T00:00:00Z".into());
         index.snapshots.apply(dying);
         let mut c = from_snapshot("dying");
-        c.spec
-            .resources
-            .requests
-            .insert("storage".into(), Quantity::parse("10Gi").unwrap());
+        c.spec.resources.requests.storage = Some(Quantity::parse("10Gi").unwrap());
         let out = run_on(&index, &c);
         assert_eq!(out.denials.len(), 2, "{out:?}");
         assert!(out.denials[0].contains("is being deleted"), "{out:?}");
@@ -505,10 +499,7 @@ mod tests {
     #[test]
     fn smaller_than_restore_size_is_denied_naming_both_sizes_exactly() {
         let mut c = from_snapshot("ready");
-        c.spec
-            .resources
-            .requests
-            .insert("storage".into(), Quantity::parse("21474836479").unwrap());
+        c.spec.resources.requests.storage = Some(Quantity::parse("21474836479").unwrap());
         let out = run(&c);
         let d = one_denial(&out);
         assert!(d.contains("requests 21474836479 of storage, but VolumeSnapshot default/ready has a restoreSize of 20Gi (21474836480 bytes)"), "{d}");
@@ -523,10 +514,7 @@ mod tests {
             "ready",
             json!({"boundVolumeSnapshotContentName": "content-ready", "readyToUse": true}),
         ));
-        c.spec
-            .resources
-            .requests
-            .insert("storage".into(), Quantity::parse("1Gi").unwrap());
+        c.spec.resources.requests.storage = Some(Quantity::parse("1Gi").unwrap());
         assert!(one_denial(&run_on(&index, &c)).contains("restoreSize of 21474836480"));
     }
 
