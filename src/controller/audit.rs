@@ -31,7 +31,7 @@ use kube::runtime::events::{Event, EventType};
 use tokio::time::Instant;
 
 use super::{Context, Error, Scope};
-use crate::cluster::{Cached, ClusterIndex, ClusterView, ResourceKind, Store};
+use crate::cluster::{Cached, ClusterIndex, ClusterView, ResourceKind, Store, SyncState};
 use crate::model::{
     ObjectMeta, PersistentVolumeClaim, StorageClass, VolumeSnapshot, VolumeSnapshotClass,
     annotation_is_true, keys,
@@ -420,8 +420,9 @@ pub fn event(finding: &Finding) -> Event {
 }
 
 /// One audit pass: find, update the gauges, forget what resolved, publish what is due.
-/// Returns `false` when some rule could not decide (a cache not synced yet), so the caller
-/// retries soon.
+/// Returns `false` while a cache is still waiting for its first list, so the caller retries
+/// soon. A kind the cluster does not serve (no snapshot CRDs) leaves its rules undecided but
+/// does not count: retrying every poll would not change that, the next resync will.
 pub async fn run_pass(ctx: &Context, policy: &Policy, dedup: &mut Dedup) -> bool {
     let audit = findings(&ctx.index, policy, &ctx.config.scope);
     for rule in AUDITED_RULES {
@@ -468,7 +469,10 @@ pub async fn run_pass(ctx: &Context, policy: &Policy, dedup: &mut Dedup) -> bool
             })
             .inc();
     }
-    audit.is_complete()
+    !ctx.index
+        .states()
+        .iter()
+        .any(|(_, state)| matches!(state, SyncState::Pending(_)))
 }
 
 #[cfg(test)]

@@ -306,6 +306,23 @@ async fn audit_retries_an_event_the_api_server_refused() {
 }
 
 #[tokio::test]
+async fn audit_without_snapshot_crds_is_complete_and_calls_nothing() {
+    let builtin = "apiVersion: storage-admission.io/v1alpha1\nkind: AdmissionPolicy\n";
+    let (ctx, handle) = context(BROKEN_RESTORE, builtin, Config::default());
+    let missing = crate::cluster::SyncState::Missing("no snapshot CRDs".into());
+    ctx.index.snapshot_classes.set_state(missing.clone());
+    ctx.index.snapshots.set_state(missing.clone());
+    ctx.index.snapshot_contents.set_state(missing);
+    let no_more = expect_no_more_calls(handle);
+    let policy = ctx.policy.load_full();
+    let mut dedup = audit::Dedup::new(ctx.config.dedup_window);
+    // The restore cannot be judged without snapshots: no event, but no retry every poll either.
+    assert!(audit::run_pass(&ctx, &policy, &mut dedup).await);
+    drop(ctx);
+    no_more.await.unwrap();
+}
+
+#[tokio::test]
 async fn run_works_only_while_leader_and_returns_when_the_signal_is_dropped() {
     let (ctx, mut handle) = context(NODES, CLOUD_POLICY, Config::default());
     let (leader, is_leader) = watch::channel(false);
