@@ -9,6 +9,8 @@
 //! - [`rules`]: the pure rules, one module each: (object, old object, cluster view, policy) →
 //!   outcome. The webhook and the controller call the same functions.
 //! - [`admission`]: the edge: AdmissionReview in, AdmissionReview out.
+//! - [`controller`]: node label backfill and the audit of existing objects (Events, metrics),
+//!   with the same rule functions, over the same caches.
 //! - [`server`]: HTTPS serving, certificate reload, admin endpoints, metrics.
 //! - [`offline`]: `storage-admission review`, the same engine on files.
 #![forbid(unsafe_code)]
@@ -17,6 +19,7 @@
 pub mod admission;
 pub mod certs;
 pub mod cluster;
+pub mod controller;
 pub mod model;
 pub mod offline;
 pub mod policy;

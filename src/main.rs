@@ -15,7 +15,7 @@ use storage_admission::policy::Policy;
 use storage_admission::server::serve::ConnLimits;
 use storage_admission::server::{Limits, ServeConfig, Server};
 use storage_admission::telemetry::{self, LogFormat};
-use storage_admission::{certs, offline};
+use storage_admission::{certs, controller, offline};
 
 const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
@@ -109,6 +109,21 @@ struct RunArgs {
     /// The service's own namespace (default: the kubeconfig context's, or the pod's).
     #[arg(long, env = "POD_NAMESPACE")]
     namespace: Option<String>,
+    /// Run the controller (node label backfill, audit events) next to the webhooks.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    controller: bool,
+    /// How often the controller re-evaluates every cached object (also at once on a policy reload).
+    #[arg(long, default_value = "60s", value_parser = parse_duration)]
+    resync: Duration,
+    /// Node label patches per second, at most.
+    #[arg(long, default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..=100))]
+    backfill_rate: u32,
+    /// The same audit finding (object, rule, message) is reported at most once in this window.
+    #[arg(long, default_value = "60m", value_parser = parse_duration)]
+    event_dedup_window: Duration,
+    /// This replica's name in the events it reports.
+    #[arg(long, env = "POD_NAME")]
+    pod_name: Option<String>,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -254,7 +269,7 @@ fn serve(args: ServeArgs) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(e),
     };
-    runtime.block_on(serve_until_signal(&args.common, tls, Arc::new(index)))
+    runtime.block_on(serve_until_signal(&args.common, tls, Arc::new(index), None))
 }
 
 fn run(args: RunArgs) -> ExitCode {
@@ -278,8 +293,19 @@ fn run(args: RunArgs) -> ExitCode {
         let namespace = args.namespace.clone().unwrap_or_else(|| client.default_namespace().to_owned());
         tracing::info!(%namespace, "watching the cluster");
         let index = Arc::new(ClusterIndex::unavailable("waiting for the first list from the API server"));
-        let watches = storage_admission::cluster::watch::spawn_all(client, index.clone());
-        let code = serve_until_signal(&args.common, tls, index).await;
+        let watches = storage_admission::cluster::watch::spawn_all(client.clone(), index.clone());
+        let controller = args.controller.then(|| ControllerStart {
+            client,
+            instance: args.pod_name.clone(),
+            config: controller::Config {
+                resync: args.resync,
+                poll: args.common.reload_interval,
+                backfill_rate: args.backfill_rate,
+                dedup_window: args.event_dedup_window,
+                scope: controller::Scope::for_namespace(&namespace),
+            },
+        });
+        let code = serve_until_signal(&args.common, tls, index, controller).await;
         for watch in watches {
             watch.abort();
         }
@@ -320,10 +346,18 @@ fn dev_certs(dir: &Path, port: u16) -> Result<(PathBuf, PathBuf), certs::CertErr
     Ok((written.cert, written.key))
 }
 
+/// What `run` needs to start the controller once the server (its metrics and policy) is up.
+struct ControllerStart {
+    client: kube::Client,
+    instance: Option<String>,
+    config: controller::Config,
+}
+
 async fn serve_until_signal(
     common: &CommonArgs,
     (tls_cert, tls_key): (PathBuf, PathBuf),
     index: Arc<ClusterIndex>,
+    controller: Option<ControllerStart>,
 ) -> ExitCode {
     let (policy, policy_file) = match load_policy(common.policy.as_deref()) {
         Ok(p) => p,
@@ -348,12 +382,33 @@ async fn serve_until_signal(
             ..Limits::default()
         },
     };
+    let index = config.index.clone();
     let server = match Server::start(config).await {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
+    // Until leader election exists, every replica is "leader": the signal is always true.
+    // Leader election replaces this sender with one driven by the Lease.
+    let (leader, is_leader) = tokio::sync::watch::channel(true);
+    let controller = controller.map(|start| {
+        let ctx = controller::Context::new(
+            start.client,
+            start.instance,
+            server.metrics.clone(),
+            server.current_policy.clone(),
+            index,
+            start.config,
+        );
+        tokio::spawn(controller::run(Arc::new(ctx), is_leader))
+    });
     wait_for_signal().await;
     tracing::info!("shutdown signal received");
+    // The controller stops first: no new patches or events from a terminating pod.
+    leader.send_replace(false);
+    drop(leader);
+    if let Some(task) = controller {
+        let _ = task.await;
+    }
     server.shutdown();
     // Exit 0 either way: the process did what SIGTERM asks, and the log says whether any
     // connection was cut off after the grace period.

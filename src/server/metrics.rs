@@ -42,6 +42,17 @@ pub struct ResultLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AuditLabels {
+    pub rule: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct AuditEventLabels {
+    pub rule: &'static str,
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
     pub kind: &'static str,
 }
@@ -57,6 +68,15 @@ pub struct Metrics {
     pub cached_objects: Family<KindLabels, Gauge>,
     pub open_connections: Gauge,
     pub in_flight: Gauge,
+    /// Existing objects that violate a rule, as of the controller's last audit pass.
+    pub audit_findings: Family<AuditLabels, Gauge>,
+    /// Audit events sent (`published`) or refused by the API server (`error`).
+    pub audit_events: Family<AuditEventLabels, Counter>,
+    /// Node label patches sent by the backfill: `applied`, `conflict` (the node changed since
+    /// it was cached; retried next pass), `error`.
+    pub backfill_patches: Family<ResultLabels, Counter>,
+    /// Nodes missing policy-derived labels, as of the last backfill pass.
+    pub backfill_pending_nodes: Gauge,
 }
 
 impl Default for Metrics {
@@ -125,9 +145,37 @@ impl Metrics {
             "Reviews being received or decided right now",
             in_flight.clone(),
         );
+        let audit_findings = Family::<AuditLabels, Gauge>::default();
+        registry.register(
+            "audit_findings",
+            "Existing objects that violate a rule, by rule, as of the last audit pass",
+            audit_findings.clone(),
+        );
+        let audit_events = Family::<AuditEventLabels, Counter>::default();
+        registry.register(
+            "audit_events",
+            "Audit events sent to the API server, by rule and result",
+            audit_events.clone(),
+        );
+        let backfill_patches = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "backfill_patches",
+            "Node label patches sent by the backfill, by result",
+            backfill_patches.clone(),
+        );
+        let backfill_pending_nodes = Gauge::default();
+        registry.register(
+            "backfill_pending_nodes",
+            "Nodes missing policy-derived topology labels, as of the last backfill pass",
+            backfill_pending_nodes.clone(),
+        );
         Self {
             in_flight,
             registry,
+            audit_findings,
+            audit_events,
+            backfill_patches,
+            backfill_pending_nodes,
             reviews,
             review_duration,
             rules,

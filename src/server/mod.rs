@@ -56,6 +56,8 @@ pub struct Server {
     pub health: Arc<admin::Health>,
     pub cert: Arc<tls::ReloadingCert>,
     pub policy: Option<Arc<reload::PolicySource>>,
+    /// The policy being served (swapped on reload); the controller reads the same one.
+    pub current_policy: Arc<arc_swap::ArcSwap<Policy>>,
     pub metrics: Arc<Metrics>,
     stop: watch::Sender<bool>,
     https: JoinHandle<bool>,
@@ -98,6 +100,7 @@ impl Server {
         let mut state = AppState::new(view, config.policy);
         state.limits = config.limits;
         let metrics = state.metrics.clone();
+        let current_policy = state.policy.clone();
         let policy = config.policy_file.map(|(path, text)| {
             Arc::new(reload::PolicySource::new(path, text, state.policy.clone()))
         });
@@ -138,6 +141,7 @@ impl Server {
             health,
             cert,
             policy,
+            current_policy,
             metrics,
             stop,
             https,

@@ -1,0 +1,724 @@
+//! Audit: existing objects that violate a rule, reported as Kubernetes Events on the object and
+//! as a per-rule gauge.
+//!
+//! The webhook only sees objects as they are created; what was created before it existed, or
+//! while it was down, or became wrong later (a snapshot that failed after its restore PVC was
+//! created, a second default class) is found here, by calling the same rule functions on the
+//! cached objects as the webhook would on a CREATE (an UPDATE for snapshot classes, whose rule
+//! has a message written for an already existing duplicate). The messages are the webhook's.
+//!
+//! | rule | objects audited |
+//! |---|---|
+//! | restore-readiness | PVCs with a data source that are not bound yet |
+//! | allowed-topologies | StorageClasses (allowedTopologies that match no node) |
+//! | binding-mode | StorageClasses (topology-restricted, binding Immediate, not opted out) |
+//! | snapshot-class-defaults | VolumeSnapshotClasses (several defaults for one driver) |
+//! | default-snapshot-class | VolumeSnapshots with no class that are not bound yet |
+//!
+//! Bound PVCs and snapshots are skipped: they got their volume or content, so their source or
+//! class no longer matters (a restored PVC whose snapshot was deleted since is fine).
+//!
+//! Events are deduplicated by [`Dedup`]: one (object, rule, message) is reported once per
+//! window; a finding that disappears (the problem was fixed, the object deleted) is forgotten,
+//! so it is reported again if it comes back.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Duration;
+
+use k8s_openapi::api::core::v1::ObjectReference;
+use kube::runtime::events::{Event, EventType};
+use tokio::time::Instant;
+
+use super::{Context, Error, Scope};
+use crate::cluster::{Cached, ClusterIndex, ClusterView, ResourceKind, Store, SyncState};
+use crate::model::{
+    ObjectMeta, PersistentVolumeClaim, StorageClass, VolumeSnapshot, VolumeSnapshotClass,
+    annotation_is_true, keys,
+};
+use crate::policy::{Mode, Policy, UserInfo};
+use crate::rules::{self, Input, Operation, Phase, RuleId, RuleResult};
+use crate::server::metrics::{AuditEventLabels, AuditLabels};
+
+/// The rules the audit evaluates, in report order.
+pub const AUDITED_RULES: [RuleId; 5] = [
+    RuleId::RestoreReadiness,
+    RuleId::AllowedTopologies,
+    RuleId::BindingMode,
+    RuleId::SnapshotClassDefaults,
+    RuleId::DefaultSnapshotClass,
+];
+
+/// events.k8s.io/v1 limits `note` to 1 kB.
+const MAX_NOTE_BYTES: usize = 1024;
+
+/// The object a finding is about.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ObjectRef {
+    pub kind: ResourceKind,
+    pub namespace: Option<String>,
+    pub name: String,
+    pub uid: Option<String>,
+}
+
+impl ObjectRef {
+    fn new(kind: ResourceKind, meta: &ObjectMeta) -> Self {
+        Self {
+            kind,
+            namespace: meta.namespace.clone().filter(|n| !n.is_empty()),
+            name: meta.name.clone(),
+            uid: meta.uid.clone().filter(|u| !u.is_empty()),
+        }
+    }
+
+    /// The identity deduplication uses: the uid (a recreated object is a new object), or the
+    /// kind and name when the cache has no uid (a state file).
+    pub fn key(&self) -> String {
+        match &self.uid {
+            Some(uid) => uid.clone(),
+            None => format!(
+                "{}/{}/{}",
+                self.kind,
+                self.namespace.as_deref().unwrap_or_default(),
+                self.name
+            ),
+        }
+    }
+
+    /// The reference an Event is attached to (`regarding`).
+    pub fn reference(&self) -> ObjectReference {
+        let group = self.kind.group();
+        ObjectReference {
+            api_version: Some(if group.is_empty() {
+                "v1".to_owned()
+            } else {
+                format!("{group}/v1")
+            }),
+            kind: Some(self.kind.as_str().to_owned()),
+            name: Some(self.name.clone()),
+            namespace: self.namespace.clone(),
+            uid: self.uid.clone(),
+            ..ObjectReference::default()
+        }
+    }
+}
+
+impl std::fmt::Display for ObjectRef {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.namespace {
+            Some(ns) => write!(f, "{} {ns}/{}", self.kind, self.name),
+            None => write!(f, "{} {}", self.kind, self.name),
+        }
+    }
+}
+
+/// One object violating one rule, with everything the rule said about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Finding {
+    pub rule: RuleId,
+    pub object: ObjectRef,
+    /// The rule's denials and warnings, one per line, as the webhook would say them.
+    pub message: String,
+}
+
+/// What one pass over the cache found.
+#[derive(Debug, Default)]
+pub struct Audit {
+    pub findings: Vec<Finding>,
+    /// (object key, rule) pairs the rule could not decide (a cache it reads is not synced):
+    /// neither reported nor forgotten.
+    pub undecided: HashSet<(String, RuleId)>,
+    /// Rules whose objects could not even be listed (their own cache is not synced).
+    pub undecided_rules: BTreeSet<RuleId>,
+}
+
+impl Audit {
+    /// Whether every object of every audited rule was decided.
+    pub fn is_complete(&self) -> bool {
+        self.undecided.is_empty() && self.undecided_rules.is_empty()
+    }
+
+    pub fn count(&self, rule: RuleId) -> usize {
+        self.findings.iter().filter(|f| f.rule == rule).count()
+    }
+
+    /// Runs `check` on each object the rule applies to and records what it says.
+    fn judge<T: Cached + Audited>(
+        &mut self,
+        policy: &Policy,
+        scope: &Scope,
+        rule: RuleId,
+        store: &Store<T>,
+        applies: impl Fn(&T) -> bool,
+        check: impl Fn(&T) -> RuleResult,
+    ) {
+        let settings = rule.settings(policy);
+        if settings.mode == Mode::Off {
+            return;
+        }
+        // Collected first, so rules reading other stores run without this store's lock held.
+        let objects = match store.scan(|it| it.cloned().collect::<Vec<Arc<T>>>()) {
+            Ok(objects) => objects,
+            Err(_) => {
+                self.undecided_rules.insert(rule);
+                return;
+            }
+        };
+        // Who created an object is not known after the fact, so only the namespace part of
+        // the exemptions can apply here.
+        let nobody = UserInfo::default();
+        for object in objects {
+            let m = object.meta();
+            let namespace = m.namespace.as_deref().filter(|n| !n.is_empty());
+            if scope.skips(m)
+                || policy.exemptions.matches(&nobody, namespace)
+                || settings.exemptions.matches(&nobody, namespace)
+                || m.is_being_deleted()
+                || !applies(&object)
+            {
+                continue;
+            }
+            let reference = ObjectRef::new(T::KIND, m);
+            match check(&object) {
+                Ok(outcome) => {
+                    let said: Vec<String> = outcome
+                        .denials
+                        .into_iter()
+                        .chain(outcome.warnings)
+                        .collect();
+                    if !said.is_empty() {
+                        self.findings.push(Finding {
+                            rule,
+                            object: reference,
+                            message: said.join("\n"),
+                        });
+                    }
+                }
+                Err(_) => {
+                    self.undecided.insert((reference.key(), rule));
+                }
+            }
+        }
+    }
+}
+
+/// The objects the audit reads metadata from.
+trait Audited {
+    fn meta(&self) -> &ObjectMeta;
+}
+
+macro_rules! audited {
+    ($($ty:ty),*) => {$(
+        impl Audited for $ty {
+            fn meta(&self) -> &ObjectMeta {
+                &self.metadata
+            }
+        }
+    )*};
+}
+
+audited!(
+    PersistentVolumeClaim,
+    StorageClass,
+    VolumeSnapshotClass,
+    VolumeSnapshot
+);
+
+fn create<T>(phase: Phase, object: &T) -> Input<'_, T> {
+    Input {
+        operation: Operation::Create,
+        phase,
+        object,
+        old_object: None,
+    }
+}
+
+/// Which findings exist in this cache: pure, no API. Sorted by object, then rule.
+pub fn findings(index: &ClusterIndex, policy: &Policy, scope: &Scope) -> Audit {
+    let view: &dyn ClusterView = index;
+    let rules = &policy.rules;
+    let mut audit = Audit::default();
+
+    audit.judge(
+        policy,
+        scope,
+        RuleId::RestoreReadiness,
+        &index.pvcs,
+        |p| {
+            let bound = p.bound_volume().is_some()
+                || p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound");
+            !bound && (p.spec.data_source.is_some() || p.spec.data_source_ref.is_some())
+        },
+        |p| {
+            rules::restore_readiness::check(
+                &create(Phase::Validating, p),
+                view,
+                &rules.restore_readiness,
+            )
+        },
+    );
+    audit.judge(
+        policy,
+        scope,
+        RuleId::AllowedTopologies,
+        &index.storage_classes,
+        |_| true,
+        |c| {
+            rules::allowed_topologies::check(
+                &create(Phase::Validating, c),
+                view,
+                &rules.allowed_topologies,
+            )
+        },
+    );
+    audit.judge(
+        policy,
+        scope,
+        RuleId::BindingMode,
+        &index.storage_classes,
+        // An opted-out class only gets an informational note from the webhook: not a finding.
+        |c| !annotation_is_true(c.metadata.annotation(keys::ALLOW_IMMEDIATE_BINDING)),
+        |c| rules::binding_mode::check(&create(Phase::Validating, c), view, &rules.binding_mode),
+    );
+    audit.judge(
+        policy,
+        scope,
+        RuleId::SnapshotClassDefaults,
+        &index.snapshot_classes,
+        |_| true,
+        // As an UPDATE of itself: the rule then speaks of an existing duplicate ("X and Y are
+        // all default for D") instead of refusing a new one.
+        |c| {
+            rules::snapshot_class_defaults::check(
+                &Input {
+                    operation: Operation::Update,
+                    phase: Phase::Validating,
+                    object: c,
+                    old_object: Some(c),
+                },
+                view,
+                &rules.snapshot_class_defaults,
+            )
+        },
+    );
+    audit.judge(
+        policy,
+        scope,
+        RuleId::DefaultSnapshotClass,
+        &index.snapshots,
+        |s| s.spec.volume_snapshot_class_name.is_none() && s.bound_content_name().is_none(),
+        |s| {
+            // The mutating call: a patch means a default exists (the snapshot controller will
+            // find it too), so only its denials and warnings are findings.
+            rules::default_snapshot_class::check(
+                &create(Phase::Mutating, s),
+                view,
+                &rules.default_snapshot_class,
+            )
+        },
+    );
+    audit
+        .findings
+        .sort_by(|a, b| (&a.object, a.rule).cmp(&(&b.object, b.rule)));
+    audit
+}
+
+/// Remembers what was reported, so the same finding is not an event on every resync.
+#[derive(Debug)]
+pub struct Dedup {
+    window: Duration,
+    /// (object key, rule) → the message reported and when.
+    reported: HashMap<(String, RuleId), (String, Instant)>,
+}
+
+impl Dedup {
+    pub fn new(window: Duration) -> Self {
+        Self {
+            window,
+            reported: HashMap::new(),
+        }
+    }
+
+    /// Whether `finding` is due: never reported, reported with another message, or reported
+    /// longer than the window ago.
+    pub fn is_due(&self, finding: &Finding, now: Instant) -> bool {
+        match self.reported.get(&(finding.object.key(), finding.rule)) {
+            Some((message, at)) => {
+                *message != finding.message || now.saturating_duration_since(*at) >= self.window
+            }
+            None => true,
+        }
+    }
+
+    /// Records a finding as reported (only once its event was accepted, so a failed publish
+    /// is retried on the next pass).
+    pub fn record(&mut self, finding: &Finding, now: Instant) {
+        self.reported.insert(
+            (finding.object.key(), finding.rule),
+            (finding.message.clone(), now),
+        );
+    }
+
+    /// Forgets findings that are gone, except those the audit could not decide this time.
+    pub fn forget_resolved(&mut self, audit: &Audit) {
+        let current: HashSet<(String, RuleId)> = audit
+            .findings
+            .iter()
+            .map(|f| (f.object.key(), f.rule))
+            .collect();
+        self.reported.retain(|key, _| {
+            current.contains(key)
+                || audit.undecided.contains(key)
+                || audit.undecided_rules.contains(&key.1)
+        });
+    }
+
+    pub fn len(&self) -> usize {
+        self.reported.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.reported.is_empty()
+    }
+}
+
+/// The event's `reason`: the rule's name in PascalCase (`restore-readiness` → `RestoreReadiness`).
+pub fn reason(rule: RuleId) -> String {
+    rule.as_str()
+        .split('-')
+        .map(|word| {
+            let mut chars = word.chars();
+            chars
+                .next()
+                .map(|c| c.to_ascii_uppercase().to_string() + chars.as_str())
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// Cuts a note to the API's limit at a character boundary.
+fn fit_note(message: &str) -> String {
+    if message.len() <= MAX_NOTE_BYTES {
+        return message.to_owned();
+    }
+    let mut end = MAX_NOTE_BYTES - '…'.len_utf8();
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}…", &message[..end])
+}
+
+/// The Event for a finding.
+pub fn event(finding: &Finding) -> Event {
+    Event {
+        type_: EventType::Warning,
+        reason: reason(finding.rule),
+        note: Some(fit_note(&finding.message)),
+        action: "Audit".to_owned(),
+        secondary: None,
+    }
+}
+
+/// One audit pass: find, update the gauges, forget what resolved, publish what is due.
+/// Returns `false` while a cache is still waiting for its first list, so the caller retries
+/// soon. A kind the cluster does not serve (no snapshot CRDs) leaves its rules undecided but
+/// does not count: retrying every poll would not change that, the next resync will.
+pub async fn run_pass(ctx: &Context, policy: &Policy, dedup: &mut Dedup) -> bool {
+    let audit = findings(&ctx.index, policy, &ctx.config.scope);
+    for rule in AUDITED_RULES {
+        if !audit.undecided_rules.contains(&rule) {
+            ctx.metrics
+                .audit_findings
+                .get_or_create(&AuditLabels {
+                    rule: rule.as_str(),
+                })
+                .set(i64::try_from(audit.count(rule)).unwrap_or(i64::MAX));
+        }
+    }
+    dedup.forget_resolved(&audit);
+    for finding in &audit.findings {
+        let now = Instant::now();
+        if !dedup.is_due(finding, now) {
+            continue;
+        }
+        let result = ctx
+            .recorder
+            .publish(&event(finding), &finding.object.reference())
+            .await
+            .map_err(|source| Error::PublishEvent {
+                rule: finding.rule,
+                object: finding.object.to_string(),
+                source,
+            });
+        let label = match &result {
+            Ok(()) => {
+                tracing::info!(rule = %finding.rule, object = %finding.object, "audit finding reported");
+                dedup.record(finding, now);
+                "published"
+            }
+            Err(error) => {
+                tracing::warn!(%error, "audit event not accepted; retrying next pass");
+                "error"
+            }
+        };
+        ctx.metrics
+            .audit_events
+            .get_or_create(&AuditEventLabels {
+                rule: finding.rule.as_str(),
+                result: label,
+            })
+            .inc();
+    }
+    !ctx.index
+        .states()
+        .iter()
+        .any(|(_, state)| matches!(state, SyncState::Pending(_)))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::cluster::state_file;
+
+    /// Nodes in zone b; a PVC restoring from a missing snapshot, a bound one doing the same, and
+    /// one in kube-system; a class allowing only zone d and binding Immediate, one opted out;
+    /// two default snapshot classes of one driver; a snapshot without a class of a driver with
+    /// no default, and a bound one.
+    const STATE: &str = r#"
+apiVersion: v1
+kind: List
+items:
+- {apiVersion: v1, kind: Node, metadata: {name: n1, labels: {topology.kubernetes.io/zone: b}}}
+- apiVersion: v1
+  kind: PersistentVolumeClaim
+  metadata: {name: restore, namespace: app, uid: uid-restore}
+  spec:
+    storageClassName: ""
+    dataSource: {apiGroup: snapshot.storage.k8s.io, kind: VolumeSnapshot, name: gone}
+    resources: {requests: {storage: 1Gi}}
+- apiVersion: v1
+  kind: PersistentVolumeClaim
+  metadata: {name: restored-long-ago, namespace: app, uid: uid-bound}
+  spec:
+    volumeName: pv-1
+    dataSource: {apiGroup: snapshot.storage.k8s.io, kind: VolumeSnapshot, name: gone}
+  status: {phase: Bound}
+- apiVersion: v1
+  kind: PersistentVolumeClaim
+  metadata: {name: restore, namespace: kube-system, uid: uid-system}
+  spec:
+    dataSource: {apiGroup: snapshot.storage.k8s.io, kind: VolumeSnapshot, name: gone}
+- apiVersion: storage.k8s.io/v1
+  kind: StorageClass
+  metadata: {name: zone-d, uid: uid-zone-d}
+  provisioner: disk.csi.example.com
+  volumeBindingMode: Immediate
+  allowedTopologies:
+  - matchLabelExpressions: [{key: topology.kubernetes.io/zone, values: [d]}]
+- apiVersion: storage.k8s.io/v1
+  kind: StorageClass
+  metadata:
+    name: zone-b-immediate-on-purpose
+    uid: uid-zone-b
+    annotations: {storage-admission.io/allow-immediate-binding: "true"}
+  provisioner: disk.csi.example.com
+  volumeBindingMode: Immediate
+  allowedTopologies:
+  - matchLabelExpressions: [{key: topology.kubernetes.io/zone, values: [b]}]
+- apiVersion: snapshot.storage.k8s.io/v1
+  kind: VolumeSnapshotClass
+  metadata: {name: snap-a, uid: uid-snap-a, annotations: {snapshot.storage.kubernetes.io/is-default-class: "true"}}
+  driver: disk.csi.example.com
+- apiVersion: snapshot.storage.k8s.io/v1
+  kind: VolumeSnapshotClass
+  metadata: {name: snap-b, uid: uid-snap-b, annotations: {snapshot.storage.kubernetes.io/is-default-class: "true"}}
+  driver: disk.csi.example.com
+- apiVersion: v1
+  kind: PersistentVolume
+  metadata: {name: pv-nfs}
+  spec: {csi: {driver: nfs.csi.example.com, volumeHandle: h}}
+- apiVersion: v1
+  kind: PersistentVolumeClaim
+  metadata: {name: data, namespace: app, uid: uid-data}
+  spec: {volumeName: pv-nfs}
+  status: {phase: Bound}
+- apiVersion: snapshot.storage.k8s.io/v1
+  kind: VolumeSnapshot
+  metadata: {name: nightly, namespace: app, uid: uid-nightly}
+  spec: {source: {persistentVolumeClaimName: data}}
+- apiVersion: snapshot.storage.k8s.io/v1
+  kind: VolumeSnapshot
+  metadata: {name: taken, namespace: app, uid: uid-taken}
+  spec: {source: {persistentVolumeClaimName: data}}
+  status: {boundVolumeSnapshotContentName: content-1, readyToUse: true}
+"#;
+
+    fn index() -> ClusterIndex {
+        state_file::parse(STATE, Path::new("audit-test.yaml"))
+            .unwrap()
+            .index
+    }
+
+    fn summary(audit: &Audit) -> Vec<(String, &'static str)> {
+        audit
+            .findings
+            .iter()
+            .map(|f| (f.object.to_string(), f.rule.as_str()))
+            .collect()
+    }
+
+    #[test]
+    fn finds_each_kind_of_violation_once_and_skips_what_the_webhook_would_not_see() {
+        let audit = findings(&index(), &Policy::builtin(), &Scope::default());
+        assert!(audit.is_complete());
+        assert_eq!(
+            summary(&audit),
+            [
+                (
+                    "VolumeSnapshotClass snap-a".to_owned(),
+                    "snapshot-class-defaults"
+                ),
+                (
+                    "VolumeSnapshotClass snap-b".to_owned(),
+                    "snapshot-class-defaults"
+                ),
+                (
+                    "VolumeSnapshot app/nightly".to_owned(),
+                    "default-snapshot-class"
+                ),
+                ("StorageClass zone-d".to_owned(), "binding-mode"),
+                ("StorageClass zone-d".to_owned(), "allowed-topologies"),
+                (
+                    "PersistentVolumeClaim app/restore".to_owned(),
+                    "restore-readiness"
+                ),
+            ]
+        );
+        let message = |rule: RuleId| {
+            audit
+                .findings
+                .iter()
+                .find(|f| f.rule == rule)
+                .map(|f| f.message.clone())
+                .unwrap()
+        };
+        // The webhook's own words.
+        assert!(
+            message(RuleId::RestoreReadiness).starts_with(
+                "PersistentVolumeClaim app/restore cannot be restored from VolumeSnapshot app/gone: it does not exist."
+            ),
+            "{}",
+            message(RuleId::RestoreReadiness)
+        );
+        assert!(
+            message(RuleId::SnapshotClassDefaults)
+                .contains("are all default for disk.csi.example.com")
+        );
+        assert!(
+            message(RuleId::DefaultSnapshotClass)
+                .contains("nfs.csi.example.com has no default VolumeSnapshotClass")
+        );
+        assert!(message(RuleId::AllowedTopologies).contains("topology.kubernetes.io/zone"));
+    }
+
+    #[test]
+    fn off_mode_and_namespace_exemptions_silence_a_rule() {
+        let policy = Policy::parse(
+            "apiVersion: storage-admission.io/v1alpha1
+kind: AdmissionPolicy
+rules:
+  restoreReadiness:
+    exemptions: {namespaces: [app]}
+  allowedTopologies:
+    mode: off
+",
+        )
+        .unwrap();
+        let audit = findings(&index(), &policy, &Scope::default());
+        let rules: Vec<_> = audit.findings.iter().map(|f| f.rule).collect();
+        assert!(!rules.contains(&RuleId::RestoreReadiness));
+        assert!(!rules.contains(&RuleId::AllowedTopologies));
+        assert!(rules.contains(&RuleId::BindingMode));
+    }
+
+    #[test]
+    fn unsynced_caches_leave_rules_undecided_not_clean() {
+        let index = ClusterIndex::unavailable("starting");
+        let audit = findings(&index, &Policy::builtin(), &Scope::default());
+        assert!(audit.findings.is_empty());
+        assert!(!audit.is_complete());
+        assert_eq!(audit.undecided_rules.len(), AUDITED_RULES.len());
+    }
+
+    fn finding(uid: &str, message: &str) -> Finding {
+        Finding {
+            rule: RuleId::RestoreReadiness,
+            object: ObjectRef {
+                kind: ResourceKind::PersistentVolumeClaim,
+                namespace: Some("app".into()),
+                name: "restore".into(),
+                uid: Some(uid.into()),
+            },
+            message: message.into(),
+        }
+    }
+
+    #[test]
+    fn dedup_reports_once_per_window_and_again_when_the_message_changes() {
+        let start = Instant::now();
+        let mut dedup = Dedup::new(Duration::from_secs(3600));
+        let f = finding("u1", "missing");
+        assert!(dedup.is_due(&f, start));
+        dedup.record(&f, start);
+        assert!(!dedup.is_due(&f, start + Duration::from_secs(60)));
+        assert!(dedup.is_due(&f, start + Duration::from_secs(3600)));
+        assert!(dedup.is_due(&finding("u1", "failed"), start + Duration::from_secs(60)));
+        assert!(
+            dedup.is_due(&finding("u2", "missing"), start),
+            "a recreated object is a new object"
+        );
+    }
+
+    #[test]
+    fn dedup_forgets_resolved_findings_but_not_undecided_ones() {
+        let now = Instant::now();
+        let mut dedup = Dedup::new(Duration::from_secs(3600));
+        let (a, b) = (finding("a", "m"), finding("b", "m"));
+        dedup.record(&a, now);
+        dedup.record(&b, now);
+        let mut audit = Audit {
+            findings: vec![a.clone()],
+            ..Audit::default()
+        };
+        audit
+            .undecided
+            .insert(("b".into(), RuleId::RestoreReadiness));
+        dedup.forget_resolved(&audit);
+        assert_eq!(dedup.len(), 2, "undecided: kept");
+        audit.undecided.clear();
+        dedup.forget_resolved(&audit);
+        assert_eq!(dedup.len(), 1);
+        assert!(
+            dedup.is_due(&b, now),
+            "resolved, so a recurrence is reported again"
+        );
+        assert!(!dedup.is_due(&a, now));
+    }
+
+    #[test]
+    fn events_carry_a_pascal_case_reason_and_a_bounded_note() {
+        assert_eq!(reason(RuleId::RestoreReadiness), "RestoreReadiness");
+        assert_eq!(
+            reason(RuleId::SnapshotClassDefaults),
+            "SnapshotClassDefaults"
+        );
+        let long = finding("u", &"é".repeat(700));
+        let note = event(&long).note.unwrap();
+        assert!(note.len() <= MAX_NOTE_BYTES && note.ends_with('…'));
+        let reference = long.object.reference();
+        assert_eq!(reference.api_version.as_deref(), Some("v1"));
+        assert_eq!(reference.uid.as_deref(), Some("u"));
+    }
+}

@@ -1,0 +1,381 @@
+//! The controller against a mocked API server (`tower_test::mock::pair`): every expected call
+//! is asserted (method, path, body) and answered with JSON the kube client accepts; once the
+//! controller is dropped, the verifier asserts that no other call was made.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use arc_swap::ArcSwap;
+use axum::http::{Method, Request, Response, StatusCode};
+use kube::Client;
+use kube::client::Body;
+use serde_json::{Value, json};
+use tokio::task::JoinHandle;
+use tower_test::mock::{self, Handle};
+
+use super::*;
+use crate::cluster::state_file;
+
+type ApiHandle = Handle<Request<Body>, Response<Body>>;
+
+const CLOUD_POLICY: &str = "apiVersion: storage-admission.io/v1alpha1
+kind: AdmissionPolicy
+rules:
+  nodeTopology:
+    labelRules:
+    - name: cloud-zone
+      from: nodeName
+      pattern: '^(?P<region>[a-z]+-[a-z]+)-(?P<zone>[a-z])-'
+      set:
+        topology.kubernetes.io/region: '${region}'
+        topology.kubernetes.io/zone: '${region}-${zone}'
+";
+
+/// A node that has every derived label, and one missing its zone.
+const NODES: &str = "
+apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: Node
+  metadata:
+    name: cn-hangzhou-b-node1
+    resourceVersion: '7'
+    labels: {topology.kubernetes.io/region: cn-hangzhou, topology.kubernetes.io/zone: cn-hangzhou-b}
+- apiVersion: v1
+  kind: Node
+  metadata:
+    name: cn-hangzhou-b-node2
+    resourceVersion: '42'
+    labels: {topology.kubernetes.io/region: cn-hangzhou}
+";
+
+/// A PVC restoring from a snapshot that does not exist.
+const BROKEN_RESTORE: &str = "
+apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: PersistentVolumeClaim
+  metadata: {name: restore, namespace: app, uid: 6f1c-restore}
+  spec:
+    storageClassName: ''
+    dataSource: {apiGroup: snapshot.storage.k8s.io, kind: VolumeSnapshot, name: gone}
+";
+
+fn context(state: &str, policy: &str, config: Config) -> (Arc<Context>, ApiHandle) {
+    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let client = Client::new(service, "default");
+    let index = state_file::parse(state, Path::new("controller-test.yaml"))
+        .unwrap()
+        .index;
+    let policy = Arc::new(ArcSwap::from_pointee(Policy::parse(policy).unwrap()));
+    let ctx = Context::new(
+        client,
+        Some("storage-admission-0".into()),
+        Arc::new(Metrics::new()),
+        policy,
+        Arc::new(index),
+        config,
+    );
+    (Arc::new(ctx), handle)
+}
+
+async fn body_json(request: Request<Body>) -> Value {
+    let bytes = request.into_body().collect_bytes().await.unwrap();
+    serde_json::from_slice(&bytes).unwrap()
+}
+
+fn respond(status: StatusCode, body: &Value) -> Response<Body> {
+    Response::builder()
+        .status(status)
+        .header("content-type", "application/json")
+        .body(Body::from(serde_json::to_vec(body).unwrap()))
+        .unwrap()
+}
+
+/// Asserts the next call is the label patch of `node` with `ops`, and answers with the node.
+async fn expect_node_patch(handle: &mut ApiHandle, node: &str, ops: Value) {
+    let (request, send) = handle
+        .next_request()
+        .await
+        .expect("expected a node patch, but the controller is done");
+    assert_eq!(request.method(), Method::PATCH);
+    assert_eq!(request.uri().path(), format!("/api/v1/nodes/{node}"));
+    assert!(
+        request
+            .uri()
+            .query()
+            .unwrap_or_default()
+            .contains("fieldManager=storage-admission"),
+        "{}",
+        request.uri()
+    );
+    assert_eq!(
+        request.headers()["content-type"],
+        "application/json-patch+json"
+    );
+    assert_eq!(body_json(request).await, ops);
+    send.send_response(respond(
+        StatusCode::OK,
+        &json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": node, "resourceVersion": "43"}}),
+    ));
+}
+
+/// Asserts that no further call arrives before every client is dropped.
+fn expect_no_more_calls(mut handle: ApiHandle) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        if let Some((request, _)) = handle.next_request().await {
+            panic!("unexpected call: {} {}", request.method(), request.uri());
+        }
+    })
+}
+
+fn zone_patch() -> Value {
+    json!([
+        {"op": "test", "path": "/metadata/resourceVersion", "value": "42"},
+        {"op": "add", "path": "/metadata/labels/topology.kubernetes.io~1zone", "value": "cn-hangzhou-b"}
+    ])
+}
+
+#[tokio::test]
+async fn backfill_patches_the_node_missing_labels_and_not_the_complete_one() {
+    let (ctx, mut handle) = context(NODES, CLOUD_POLICY, Config::default());
+    let verifier = tokio::spawn(async move {
+        expect_node_patch(&mut handle, "cn-hangzhou-b-node2", zone_patch()).await;
+        handle
+    });
+    let policy = ctx.policy.load_full();
+    let mut limiter = backfill::RateLimiter::new(5);
+    assert!(backfill::run_pass(&ctx, &policy, &mut limiter).await);
+    let handle = verifier.await.unwrap();
+    let metrics = ctx.metrics.encode();
+    assert!(
+        metrics.contains("storage_admission_backfill_patches_total{result=\"applied\"} 1"),
+        "{metrics}"
+    );
+    drop(ctx);
+    expect_no_more_calls(handle).await.unwrap();
+}
+
+#[tokio::test]
+async fn backfill_counts_a_node_that_changed_meanwhile_as_a_conflict() {
+    let (ctx, mut handle) = context(NODES, CLOUD_POLICY, Config::default());
+    let verifier = tokio::spawn(async move {
+        let (request, send) = handle.next_request().await.unwrap();
+        assert_eq!(body_json(request).await, zone_patch());
+        // What the API server answers when a JSON-patch `test` fails.
+        send.send_response(respond(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            &json!({"apiVersion": "v1", "kind": "Status", "status": "Failure", "reason": "Invalid", "code": 422,
+                    "message": "the server rejected our request due to an error in our request"}),
+        ));
+        handle
+    });
+    let policy = ctx.policy.load_full();
+    let mut limiter = backfill::RateLimiter::new(5);
+    assert!(backfill::run_pass(&ctx, &policy, &mut limiter).await);
+    let handle = verifier.await.unwrap();
+    assert!(
+        ctx.metrics
+            .encode()
+            .contains("storage_admission_backfill_patches_total{result=\"conflict\"} 1")
+    );
+    drop(ctx);
+    expect_no_more_calls(handle).await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn backfill_is_rate_limited() {
+    let state = "
+apiVersion: v1
+kind: List
+items:
+- {apiVersion: v1, kind: Node, metadata: {name: cn-hangzhou-b-a}}
+- {apiVersion: v1, kind: Node, metadata: {name: cn-hangzhou-b-b}}
+- {apiVersion: v1, kind: Node, metadata: {name: cn-hangzhou-b-c}}
+";
+    let (ctx, mut handle) = context(state, CLOUD_POLICY, Config::default());
+    let verifier = tokio::spawn(async move {
+        let mut at = Vec::new();
+        for node in ["cn-hangzhou-b-a", "cn-hangzhou-b-b", "cn-hangzhou-b-c"] {
+            let (request, send) = handle.next_request().await.unwrap();
+            assert_eq!(request.uri().path(), format!("/api/v1/nodes/{node}"));
+            at.push(Instant::now());
+            send.send_response(respond(
+                StatusCode::OK,
+                &json!({"apiVersion": "v1", "kind": "Node", "metadata": {"name": node}}),
+            ));
+        }
+        (handle, at)
+    });
+    let policy = ctx.policy.load_full();
+    let mut limiter = backfill::RateLimiter::new(2);
+    assert!(backfill::run_pass(&ctx, &policy, &mut limiter).await);
+    let (handle, at) = verifier.await.unwrap();
+    // 2 per second: the first at once, then one every 500ms (virtual time).
+    assert_eq!(at[1] - at[0], Duration::from_millis(500));
+    assert_eq!(at[2] - at[1], Duration::from_millis(500));
+    drop(ctx);
+    expect_no_more_calls(handle).await.unwrap();
+}
+
+#[tokio::test]
+async fn audit_reports_a_finding_as_one_event_and_not_again_on_the_next_pass() {
+    let builtin = "apiVersion: storage-admission.io/v1alpha1\nkind: AdmissionPolicy\n";
+    let (ctx, mut handle) = context(BROKEN_RESTORE, builtin, Config::default());
+    let verifier = tokio::spawn(async move {
+        let (request, send) = handle
+            .next_request()
+            .await
+            .expect("expected an event for the broken restore");
+        assert_eq!(request.method(), Method::POST);
+        assert_eq!(
+            request.uri().path(),
+            "/apis/events.k8s.io/v1/namespaces/app/events"
+        );
+        let event = body_json(request).await;
+        assert_eq!(event["type"], "Warning");
+        assert_eq!(event["reason"], "RestoreReadiness");
+        assert_eq!(event["action"], "Audit");
+        assert_eq!(event["reportingController"], "storage-admission");
+        assert_eq!(event["reportingInstance"], "storage-admission-0");
+        assert_eq!(
+            event["regarding"],
+            json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "name": "restore", "namespace": "app", "uid": "6f1c-restore"})
+        );
+        let note = event["note"].as_str().unwrap();
+        assert!(
+            note.starts_with("PersistentVolumeClaim app/restore cannot be restored from VolumeSnapshot app/gone: it does not exist."),
+            "{note}"
+        );
+        // The API server returns the created Event.
+        send.send_response(respond(StatusCode::CREATED, &event));
+        handle
+    });
+    let policy = ctx.policy.load_full();
+    let mut dedup = audit::Dedup::new(ctx.config.dedup_window);
+    assert!(audit::run_pass(&ctx, &policy, &mut dedup).await);
+    let handle = verifier.await.unwrap();
+    let no_more = expect_no_more_calls(handle);
+    // Same finding, same message, inside the window: no second event.
+    assert!(audit::run_pass(&ctx, &policy, &mut dedup).await);
+    let metrics = ctx.metrics.encode();
+    assert!(
+        metrics.contains(
+            "storage_admission_audit_events_total{rule=\"restore-readiness\",result=\"published\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("storage_admission_audit_findings{rule=\"restore-readiness\"} 1"),
+        "{metrics}"
+    );
+    drop(ctx);
+    no_more.await.unwrap();
+}
+
+#[tokio::test]
+async fn audit_retries_an_event_the_api_server_refused() {
+    let builtin = "apiVersion: storage-admission.io/v1alpha1\nkind: AdmissionPolicy\n";
+    let (ctx, mut handle) = context(BROKEN_RESTORE, builtin, Config::default());
+    let verifier = tokio::spawn(async move {
+        let (request, send) = handle.next_request().await.unwrap();
+        assert_eq!(request.method(), Method::POST);
+        send.send_response(respond(
+            StatusCode::FORBIDDEN,
+            &json!({"apiVersion": "v1", "kind": "Status", "status": "Failure", "reason": "Forbidden", "code": 403,
+                    "message": "events.events.k8s.io is forbidden"}),
+        ));
+        let (request, send) = handle.next_request().await.unwrap();
+        assert_eq!(request.method(), Method::POST, "retried as a new event");
+        let event = body_json(request).await;
+        send.send_response(respond(StatusCode::CREATED, &event));
+        handle
+    });
+    let policy = ctx.policy.load_full();
+    let mut dedup = audit::Dedup::new(ctx.config.dedup_window);
+    audit::run_pass(&ctx, &policy, &mut dedup).await;
+    assert!(dedup.is_empty(), "a refused event is not remembered");
+    audit::run_pass(&ctx, &policy, &mut dedup).await;
+    assert_eq!(dedup.len(), 1);
+    let handle = verifier.await.unwrap();
+    drop(ctx);
+    expect_no_more_calls(handle).await.unwrap();
+}
+
+#[tokio::test]
+async fn audit_without_snapshot_crds_is_complete_and_calls_nothing() {
+    let builtin = "apiVersion: storage-admission.io/v1alpha1\nkind: AdmissionPolicy\n";
+    let (ctx, handle) = context(BROKEN_RESTORE, builtin, Config::default());
+    let missing = crate::cluster::SyncState::Missing("no snapshot CRDs".into());
+    ctx.index.snapshot_classes.set_state(missing.clone());
+    ctx.index.snapshots.set_state(missing.clone());
+    ctx.index.snapshot_contents.set_state(missing);
+    let no_more = expect_no_more_calls(handle);
+    let policy = ctx.policy.load_full();
+    let mut dedup = audit::Dedup::new(ctx.config.dedup_window);
+    // The restore cannot be judged without snapshots: no event, but no retry every poll either.
+    assert!(audit::run_pass(&ctx, &policy, &mut dedup).await);
+    drop(ctx);
+    no_more.await.unwrap();
+}
+
+#[tokio::test]
+async fn run_works_only_while_leader_and_returns_when_the_signal_is_dropped() {
+    let (ctx, mut handle) = context(NODES, CLOUD_POLICY, Config::default());
+    let (leader, is_leader) = watch::channel(false);
+    let (patched, was_patched) = tokio::sync::oneshot::channel();
+    let verifier = tokio::spawn(async move {
+        expect_node_patch(&mut handle, "cn-hangzhou-b-node2", zone_patch()).await;
+        let _ = patched.send(());
+        handle
+    });
+    let controller = tokio::spawn(run(ctx.clone(), is_leader));
+    // Not leader: nothing runs. Becoming leader starts the first pass at once.
+    leader.send_replace(true);
+    was_patched.await.unwrap();
+    leader.send_replace(false);
+    drop(leader);
+    controller.await.unwrap();
+    let handle = verifier.await.unwrap();
+    drop(ctx);
+    expect_no_more_calls(handle).await.unwrap();
+}
+
+#[test]
+fn trigger_runs_first_then_on_resync_policy_change_or_after_an_incomplete_pass() {
+    let start = Instant::now();
+    let policy = Arc::new(Policy::builtin());
+    let mut trigger = Trigger::new(Duration::from_secs(60));
+    assert!(trigger.is_due(start, &policy));
+    trigger.done(start, policy.clone(), true);
+    assert!(!trigger.is_due(start + Duration::from_secs(5), &policy));
+    assert!(trigger.is_due(start + Duration::from_secs(60), &policy));
+    let reloaded = Arc::new(Policy::builtin());
+    assert!(trigger.is_due(start + Duration::from_secs(5), &reloaded));
+    trigger.done(start, policy.clone(), false);
+    assert!(trigger.is_due(start + Duration::from_secs(5), &policy));
+}
+
+#[test]
+fn scope_skips_what_the_webhooks_never_see() {
+    let meta = |ns: Option<&str>, ignore: bool| -> ObjectMeta {
+        let mut m = ObjectMeta {
+            name: "x".into(),
+            namespace: ns.map(str::to_owned),
+            ..ObjectMeta::default()
+        };
+        if ignore {
+            m.labels = Some([(IGNORE_LABEL.to_owned(), "true".to_owned())].into());
+        }
+        m
+    };
+    let scope = Scope::for_namespace("storage-system");
+    assert!(scope.skips(&meta(Some("kube-system"), false)));
+    assert!(scope.skips(&meta(Some("storage-system"), false)));
+    assert!(scope.skips(&meta(None, true)));
+    assert!(!scope.skips(&meta(Some("app"), false)));
+    assert!(!scope.skips(&meta(None, false)));
+}
