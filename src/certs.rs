@@ -181,6 +181,33 @@ mod tests {
     }
 
     #[test]
+    fn a_chain_with_the_ca_after_the_leaf_is_served_whole() {
+        let generated = generate(&["localhost".into()], "chain", 1).unwrap();
+        let chain = format!("{}{}", generated.cert_pem, generated.ca_cert_pem);
+        let key = tls::certified_key(
+            chain.as_bytes(),
+            generated.key_pem.as_bytes(),
+            Path::new("chain.crt"),
+            Path::new("tls.key"),
+            &tls::provider(),
+        )
+        .unwrap();
+        assert_eq!(key.cert.len(), 2, "leaf first, then the CA");
+        // The other order is refused: the key does not match the first certificate.
+        let reversed = format!("{}{}", generated.ca_cert_pem, generated.cert_pem);
+        assert!(
+            tls::certified_key(
+                reversed.as_bytes(),
+                generated.key_pem.as_bytes(),
+                Path::new("r.crt"),
+                Path::new("k"),
+                &tls::provider()
+            )
+            .is_err()
+        );
+    }
+
+    #[test]
     fn service_names_cover_every_form_the_api_server_uses() {
         assert_eq!(
             service_names("sa", "ns"),

@@ -113,3 +113,56 @@ pub async fn reload_loop(
         .await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const VALID: &str = "apiVersion: storage-admission.io/v1alpha1\nkind: AdmissionPolicy\n";
+
+    #[test]
+    fn a_new_valid_policy_is_swapped_in_and_an_invalid_one_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("policy.yaml");
+        std::fs::write(&path, VALID).unwrap();
+        let current = Arc::new(ArcSwap::from_pointee(Policy::parse(VALID).unwrap()));
+        let source = PolicySource::new(path.clone(), VALID.as_bytes().to_vec(), current.clone());
+        assert_eq!(source.reload().unwrap(), Reload::Unchanged);
+
+        let warn = format!("{VALID}rules:\n  restoreReadiness:\n    mode: warn\n");
+        std::fs::write(&path, &warn).unwrap();
+        assert_eq!(source.reload().unwrap(), Reload::Reloaded);
+        assert_eq!(
+            current.load().rules.restore_readiness.mode,
+            crate::policy::Mode::Warn
+        );
+
+        // A broken policy (a typo'd field) is refused; the served policy does not change.
+        std::fs::write(
+            &path,
+            format!("{VALID}rules:\n  restoreReadiness:\n    mood: off\n"),
+        )
+        .unwrap();
+        let err = source.reload().unwrap_err();
+        assert!(err.contains("mood"), "{err}");
+        assert_eq!(
+            current.load().rules.restore_readiness.mode,
+            crate::policy::Mode::Warn
+        );
+        // A missing file (ConfigMap being swapped) likewise.
+        std::fs::remove_file(&path).unwrap();
+        assert!(source.reload().is_err());
+        assert_eq!(
+            current.load().rules.restore_readiness.mode,
+            crate::policy::Mode::Warn
+        );
+
+        let metrics = Metrics::new();
+        reload_once(None, Some(&source), &metrics);
+        assert!(
+            metrics
+                .encode()
+                .contains("storage_admission_policy_reloads_total{result=\"error\"} 1")
+        );
+    }
+}
