@@ -126,6 +126,11 @@ pub fn review_text(
         .collect()
 }
 
+/// Wraps one manifest object as the CREATE review the API server would send.
+pub fn wrap_manifest(object: Value) -> Result<Value, OfflineError> {
+    wrap(1, object, 0)
+}
+
 /// Wraps a manifest as the CREATE review the API server would send.
 fn wrap(document: usize, object: Value, n: usize) -> Result<Value, OfflineError> {
     let fail = |message: &str| OfflineError::Document {

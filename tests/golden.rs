@@ -1,6 +1,7 @@
 //! Golden AdmissionReview tests.
 //!
-//! Each folder under `tests/golden/` holding a `review.json` is a case. The review is sent
+//! Each folder under `tests/golden/` holding a `review.json` (or a `manifest.yaml`, one object,
+//! wrapped as the CREATE review the API server would send) is a case. The review is sent
 //! through the real router (in-process, `tower::ServiceExt::oneshot`) to every webhook that
 //! has an expected file beside it — `mutate.expected.json`, `validate.expected.json` — and the
 //! whole response is compared, with the base64 patch decoded to JSON so a diff is readable.
@@ -34,7 +35,7 @@ fn cases(dir: &Path, out: &mut Vec<PathBuf>) {
     entries.sort();
     for path in entries {
         if path.is_dir() {
-            if path.join("review.json").is_file() {
+            if path.join("review.json").is_file() || path.join("manifest.yaml").is_file() {
                 out.push(path.clone());
             }
             cases(&path, out);
@@ -113,7 +114,15 @@ async fn golden_reviews() {
             None => Policy::builtin(),
         };
         let app = router(AppState::new(Arc::new(view), policy));
-        let review = std::fs::read(case.join("review.json")).unwrap();
+        let review = if case.join("review.json").is_file() {
+            std::fs::read(case.join("review.json")).unwrap()
+        } else {
+            let text = std::fs::read_to_string(case.join("manifest.yaml")).unwrap();
+            let object = storage_admission::yaml::documents(&text).unwrap().remove(0);
+            let review = storage_admission::offline::wrap_manifest(object)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            serde_json::to_vec(&review).unwrap()
+        };
 
         let mut webhooks: Vec<&str> = ["mutate", "validate"]
             .into_iter()
