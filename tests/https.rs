@@ -268,3 +268,85 @@ async fn only_tls_12_and_13_are_offered_and_admin_is_plain_http() {
     admin.read_to_string(&mut out).await.unwrap();
     assert!(out.starts_with("HTTP/1.1 200"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn policy_replaced_under_load_takes_effect_and_an_invalid_one_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("policy.yaml");
+    let off = "apiVersion: storage-admission.io/v1alpha1\nkind: AdmissionPolicy\nrules:\n  defaultSnapshotClass: {mode: off}\n";
+    std::fs::write(&path, off).unwrap();
+    let t = start_with_policy(ConnLimits::default(), Some((path.clone(), off.to_owned()))).await;
+    let source = t
+        .server
+        .policy
+        .clone()
+        .expect("a policy file is being watched");
+    let addr = t.server.https_addr;
+
+    // Traffic on one keep-alive connection, reporting after each review whether it was patched.
+    let (patched_tx, mut patched_rx) = tokio::sync::mpsc::channel::<bool>(1);
+    let (go_tx, go_rx) = tokio::sync::watch::channel(true);
+    let traffic = tokio::spawn({
+        let ca = t.certs.ca.clone();
+        async move {
+            let mut conn = h1(addr, &ca).await;
+            let mut failures = 0;
+            while *go_rx.borrow() {
+                conn.ready().await.unwrap();
+                let (status, body) = read(
+                    conn.send_request(review_request("/mutate", golden_review(SNAPSHOT)))
+                        .await
+                        .unwrap(),
+                )
+                .await;
+                if status != 200 {
+                    failures += 1;
+                }
+                if patched_tx
+                    .send(body["response"]["patch"].is_string())
+                    .await
+                    .is_err()
+                {
+                    break;
+                }
+            }
+            failures
+        }
+    });
+    assert!(
+        !patched_rx.recv().await.unwrap(),
+        "the rule is off: no patch"
+    );
+
+    // A valid new policy takes effect for the next reviews on the same connection.
+    std::fs::write(
+        &path,
+        "apiVersion: storage-admission.io/v1alpha1\nkind: AdmissionPolicy\n",
+    )
+    .unwrap();
+    assert_eq!(source.reload().unwrap(), Reload::Reloaded);
+    // Up to two answers predate the swap: one in the channel, one waiting to be sent.
+    patched_rx.recv().await.unwrap();
+    patched_rx.recv().await.unwrap();
+    assert!(
+        patched_rx.recv().await.unwrap(),
+        "the built-in mode (enforce) patches"
+    );
+
+    // An invalid one is refused and the current policy keeps serving.
+    std::fs::write(&path, "apiVersion: storage-admission.io/v1alpha1\nkind: AdmissionPolicy\nrules: {defaultSnapshotClass: {mode: sometimes}}\n").unwrap();
+    assert!(source.reload().is_err());
+    for _ in 0..20 {
+        assert!(
+            patched_rx.recv().await.unwrap(),
+            "still enforcing the last valid policy"
+        );
+    }
+    go_tx.send(false).unwrap();
+    drop(patched_rx);
+    assert_eq!(
+        traffic.await.unwrap(),
+        0,
+        "no review failed while the policy changed"
+    );
+}

@@ -61,6 +61,14 @@ pub struct TestServer {
 }
 
 pub async fn start(conn_limits: ConnLimits) -> TestServer {
+    start_with_policy(conn_limits, None).await
+}
+
+/// Starts a server whose policy comes from `policy_file` (path, text), reloadable.
+pub async fn start_with_policy(
+    conn_limits: ConnLimits,
+    policy_file: Option<(PathBuf, String)>,
+) -> TestServer {
     let tmp = tempfile::tempdir().unwrap();
     let certs = write_certs(tmp.path());
     let state = state_file::load(&Path::new(ROOT).join("tests/golden/state.yaml"))
@@ -72,8 +80,10 @@ pub async fn start(conn_limits: ConnLimits) -> TestServer {
         tls_cert: certs.cert.clone(),
         tls_key: certs.key.clone(),
         index: Arc::new(state),
-        policy: Policy::builtin(),
-        policy_file: None,
+        policy: policy_file
+            .as_ref()
+            .map_or_else(Policy::builtin, |(_, text)| Policy::parse(text).unwrap()),
+        policy_file: policy_file.map(|(path, text)| (path, text.into_bytes())),
         // The reload loop is exercised by calling reload directly; keep the timer out of the way.
         reload_interval: Duration::from_secs(3600),
         conn_limits,
