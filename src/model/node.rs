@@ -2,12 +2,12 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::meta::ObjectMeta;
+use super::meta::{ObjectMeta, null_as_default};
 
 /// A Node: only its name and labels matter to the rules.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct Node {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub metadata: ObjectMeta,
 }
 

@@ -8,9 +8,9 @@ use super::{Quantity, annotation_is_true, keys};
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct VolumeSnapshotClass {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub metadata: ObjectMeta,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub driver: String,
     #[serde(default)]
     pub deletion_policy: Option<String>,
@@ -26,9 +26,9 @@ impl VolumeSnapshotClass {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct VolumeSnapshot {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub metadata: ObjectMeta,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub spec: VolumeSnapshotSpec,
     #[serde(default)]
     pub status: Option<VolumeSnapshotStatus>,
@@ -37,7 +37,7 @@ pub struct VolumeSnapshot {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct VolumeSnapshotSpec {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub source: VolumeSnapshotSource,
     /// `Some("")` is kept apart from `None`: the CRD forbids the empty string.
     #[serde(default)]
@@ -113,9 +113,9 @@ impl VolumeSnapshot {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct VolumeSnapshotContent {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub metadata: ObjectMeta,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub spec: VolumeSnapshotContentSpec,
     #[serde(default)]
     pub status: Option<VolumeSnapshotContentStatus>,
@@ -126,15 +126,15 @@ pub struct VolumeSnapshotContent {
 pub struct VolumeSnapshotContentSpec {
     #[serde(default)]
     pub deletion_policy: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub driver: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub source: VolumeSnapshotContentSource,
     #[serde(default)]
     pub source_volume_mode: Option<String>,
     #[serde(default)]
     pub volume_snapshot_class_name: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub volume_snapshot_ref: VolumeSnapshotRef,
 }
 
@@ -231,5 +231,22 @@ mod tests {
         assert!(
             serde_json::from_str::<VolumeSnapshot>(r#"{"status":{"restoreSize":"lots"}}"#).is_err()
         );
+    }
+
+    #[test]
+    fn explicit_nulls_are_absent_fields() {
+        // The API server may send `null` for any omitted field; found by tests/bad_input_reviews.rs.
+        let snap: VolumeSnapshot =
+            serde_json::from_str(r#"{"metadata":null,"spec":{"source":null}}"#).unwrap();
+        assert!(snap.spec.source.persistent_volume_claim_name.is_none());
+        let snap: VolumeSnapshot = serde_json::from_str(r#"{"spec":null}"#).unwrap();
+        assert!(snap.spec.volume_snapshot_class_name.is_none());
+        let class: VolumeSnapshotClass = serde_json::from_str(r#"{"driver":null}"#).unwrap();
+        assert_eq!(class.driver, "");
+        let content: VolumeSnapshotContent = serde_json::from_str(
+            r#"{"spec":{"driver":null,"source":null,"volumeSnapshotRef":null}}"#,
+        )
+        .unwrap();
+        assert!(content.spec.volume_snapshot_ref.name.is_none());
     }
 }

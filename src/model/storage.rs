@@ -16,9 +16,9 @@ pub enum VolumeBindingMode {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StorageClass {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub metadata: ObjectMeta,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub provisioner: String,
     /// The API server defaults an absent mode to `Immediate` before admission.
     #[serde(default)]
@@ -37,7 +37,7 @@ pub struct AllowedTopologyTerm {
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct TopologyRequirement {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub key: String,
     #[serde(default, deserialize_with = "null_as_default")]
     pub values: Vec<String>,
@@ -59,9 +59,9 @@ impl StorageClass {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PersistentVolumeClaim {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub metadata: ObjectMeta,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub spec: PersistentVolumeClaimSpec,
     #[serde(default)]
     pub status: Option<PersistentVolumeClaimStatus>,
@@ -81,7 +81,7 @@ pub struct PersistentVolumeClaimSpec {
     pub data_source: Option<TypedLocalObjectReference>,
     #[serde(default)]
     pub data_source_ref: Option<TypedObjectReference>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub resources: ResourceRequirements,
 }
 
@@ -113,9 +113,9 @@ pub struct PersistentVolumeClaimStatus {
 pub struct TypedLocalObjectReference {
     #[serde(default)]
     pub api_group: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub kind: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub name: String,
 }
 
@@ -124,9 +124,9 @@ pub struct TypedLocalObjectReference {
 pub struct TypedObjectReference {
     #[serde(default)]
     pub api_group: Option<String>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub kind: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub name: String,
     #[serde(default)]
     pub namespace: Option<String>,
@@ -167,9 +167,9 @@ impl PersistentVolumeClaim {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct PersistentVolume {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub metadata: ObjectMeta,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub spec: PersistentVolumeSpec,
 }
 
@@ -193,7 +193,7 @@ pub struct PersistentVolumeSpec {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct CsiSource {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub driver: String,
     #[serde(default)]
     pub volume_handle: Option<String>,
@@ -201,7 +201,7 @@ pub struct CsiSource {
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct LocalSource {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub path: String,
 }
 
@@ -238,9 +238,9 @@ pub struct NodeSelectorTerm {
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct NodeSelectorRequirement {
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub key: String,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "null_as_default")]
     pub operator: String,
     #[serde(default, deserialize_with = "null_as_default")]
     pub values: Vec<String>,
@@ -400,5 +400,28 @@ mod selector_tests {
         };
         assert!(by_name.matches("n", &labels));
         assert!(!by_name.matches("m", &labels));
+    }
+
+    #[test]
+    fn explicit_nulls_are_absent_fields() {
+        // The API server may send `null` for any omitted field; found by tests/bad_input_reviews.rs.
+        let sc: StorageClass = serde_json::from_str(
+            r#"{"metadata":null,"provisioner":null,"allowedTopologies":[{"matchLabelExpressions":[{"key":null,"values":null}]}]}"#,
+        )
+        .unwrap();
+        assert_eq!(sc.provisioner, "");
+        assert_eq!(sc.metadata, ObjectMeta::default());
+        let pvc: PersistentVolumeClaim = serde_json::from_str(
+            r#"{"spec":{"resources":null,"dataSource":{"kind":null,"name":null}}}"#,
+        )
+        .unwrap();
+        assert!(pvc.spec.resources.requests.is_empty());
+        let pvc: PersistentVolumeClaim = serde_json::from_str(r#"{"spec":null}"#).unwrap();
+        assert!(pvc.spec.storage_class_name.is_none());
+        let pv: PersistentVolume = serde_json::from_str(
+            r#"{"spec":{"csi":{"driver":null},"local":{"path":null},"nodeAffinity":{"required":{"nodeSelectorTerms":null}}}}"#,
+        )
+        .unwrap();
+        assert_eq!(pv.spec.csi.unwrap().driver, "");
     }
 }
