@@ -91,12 +91,41 @@ pub struct ResourceRequirements {
     pub requests: StorageResources,
 }
 
-/// A resource list of which only `storage` is read. A map would cost a whole B-tree node
-/// per claim in the cache for one entry; other resources are not parsed at all.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+/// A resource list of which only `storage` is kept. A map would cost a whole B-tree node
+/// per claim in the cache for one entry; other resources are checked and dropped.
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct StorageResources {
-    #[serde(default)]
     pub storage: Option<Quantity>,
+}
+
+/// By hand, because a derived struct would also accept a JSON array (`requests: [1]` would
+/// read as `storage: 1`): a resource list is only ever a map.
+impl<'de> Deserialize<'de> for StorageResources {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct MapOnly;
+        impl<'de> serde::de::Visitor<'de> for MapOnly {
+            type Value = StorageResources;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a map of resource quantities")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut storage = None;
+                while let Some(key) = map.next_key::<std::borrow::Cow<'de, str>>()? {
+                    if key == "storage" {
+                        storage = Some(map.next_value::<Quantity>()?);
+                    } else {
+                        // Checked, not kept: a malformed entry is bad input, never ignored.
+                        map.next_value::<Quantity>()?;
+                    }
+                }
+                Ok(StorageResources { storage })
+            }
+        }
+        d.deserialize_map(MapOnly)
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -287,6 +316,27 @@ mod tests {
     }
 
     #[test]
+    fn a_resource_list_must_be_a_map() {
+        let parse = |json: &str| serde_json::from_str::<PersistentVolumeClaim>(json);
+        let err = parse(r#"{"spec":{"resources":{"requests":[1]}}}"#).unwrap_err();
+        assert!(
+            err.to_string().contains("a map of resource quantities"),
+            "{err}"
+        );
+        let pvc = parse(r#"{"spec":{"resources":{"requests":{"cpu":"500m"}}}}"#).unwrap();
+        assert_eq!(
+            pvc.requested_storage(),
+            None,
+            "other resources are checked, then dropped"
+        );
+        assert!(parse(r#"{"spec":{"resources":{"requests":{"cpu":true}}}}"#).is_err());
+        assert!(
+            parse(r#"{"spec":{"resources":{"requests":{"storage":null}}}}"#).is_err(),
+            "a null entry in a resource list is not a quantity"
+        );
+    }
+
+    #[test]
     fn pvc_class_storage_and_sources() {
         let pvc: PersistentVolumeClaim = serde_json::from_str(
             r#"{"metadata":{"name":"r","namespace":"default","annotations":{"volume.beta.kubernetes.io/storage-class":"old"}},
@@ -415,7 +465,7 @@ mod selector_tests {
             r#"{"spec":{"resources":null,"dataSource":{"kind":null,"name":null}}}"#,
         )
         .unwrap();
-        assert!(pvc.spec.resources.requests.is_empty());
+        assert!(pvc.spec.resources.requests.storage.is_none());
         let pvc: PersistentVolumeClaim = serde_json::from_str(r#"{"spec":null}"#).unwrap();
         assert!(pvc.spec.storage_class_name.is_none());
         let pv: PersistentVolume = serde_json::from_str(
