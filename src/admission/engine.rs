@@ -316,6 +316,14 @@ fn evaluate<T: Object>(
         };
         verdict.rules.push(RuleReport { rule: *id, status });
     }
+    // Rules patch `/metadata/...` (labels) assuming the object has metadata; a review built by
+    // hand may have none, and a patch that does not apply fails the request at the API server.
+    if !verdict.patch.is_empty() && lacks_metadata(req.object.as_deref()) {
+        verdict.patch.insert(
+            0,
+            patch::add(patch::pointer(["metadata"]), serde_json::json!({})),
+        );
+    }
     if !denials.is_empty() {
         verdict.allowed = false;
         verdict.patch.clear(); // a denied object is not stored, so it needs no patch
@@ -466,4 +474,50 @@ fn decode_object<T: Object>(
         meta.name = name.to_owned();
     }
     Ok(Some(object))
+}
+
+/// Whether the object has no `metadata` (absent or null), so a patch must create it first.
+fn lacks_metadata(raw: Option<&RawValue>) -> bool {
+    #[derive(serde::Deserialize)]
+    struct Probe {
+        #[serde(default)]
+        metadata: Option<serde::de::IgnoredAny>,
+    }
+    raw.and_then(|r| serde_json::from_str::<Probe>(r.get()).ok())
+        .is_some_and(|p| p.metadata.is_none())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::admission::review;
+    use crate::cluster::ClusterIndex;
+
+    #[test]
+    fn a_label_patch_on_a_node_without_metadata_creates_it_and_applies() {
+        // Found by the `patch` fuzz target: `add /metadata/labels` on an object with no metadata.
+        let policy = Policy::parse(
+            "apiVersion: storage-admission.io/v1alpha1\nkind: AdmissionPolicy\nrules:\n  nodeTopology:\n    labelRules:\n    - name: zone\n      from: nodeName\n      pattern: '^(?P<zone>[a-z]+)-'\n      set:\n        topology.kubernetes.io/zone: '${zone}'\n",
+        )
+        .unwrap();
+        let body = serde_json::json!({
+            "apiVersion": "admission.k8s.io/v1", "kind": "AdmissionReview",
+            "request": {"uid": "u", "kind": {"group": "", "version": "v1", "kind": "Node"},
+                "resource": {"group": "", "version": "v1", "resource": "nodes"},
+                "name": "east-node1", "operation": "CREATE", "object": {"kind": "Node"}}});
+        let (_, req) = review::decode(body.to_string().as_bytes()).unwrap();
+        let verdict = decide(
+            Phase::Mutating,
+            &req,
+            &ClusterIndex::unavailable("t"),
+            &policy,
+        );
+        assert!(!verdict.patch.is_empty(), "{verdict:?}");
+        let mut object = serde_json::json!({"kind": "Node"});
+        json_patch::patch(&mut object, &verdict.patch).unwrap();
+        assert_eq!(
+            object["metadata"]["labels"]["topology.kubernetes.io/zone"],
+            "east"
+        );
+    }
 }
