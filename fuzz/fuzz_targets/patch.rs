@@ -46,7 +46,11 @@ struct Input {
     update: Option<Vec<Edit>>,
 }
 
-fn run(webhook: Webhook, review: &Value, policy: &Policy) -> storage_admission::admission::Reviewed {
+fn run(
+    webhook: Webhook,
+    review: &Value,
+    policy: &Policy,
+) -> storage_admission::admission::Reviewed {
     let body = serde_json::to_vec(review).expect("a Value serialises");
     let reviewed = handle(webhook, &body, demo_view(), policy)
         .unwrap_or_else(|e| panic!("a valid envelope must be answered: {e}"));
@@ -57,7 +61,11 @@ fn run(webhook: Webhook, review: &Value, policy: &Policy) -> storage_admission::
 fuzz_target!(|input: Input| {
     let base = &bases()[usize::from(input.case) % CASES.len()];
     let is_node = base["request"]["kind"]["kind"] == "Node";
-    let policy = if is_node { node_policy() } else { builtin_policy() };
+    let policy = if is_node {
+        node_policy()
+    } else {
+        builtin_policy()
+    };
     let original = base["request"]["object"].clone();
 
     let mut object = original.clone();
@@ -70,7 +78,15 @@ fuzz_target!(|input: Input| {
         LabelsShape::NoMetadata => remove(&mut object, &labels_path[..1]),
     }
     if let Some(name) = &input.name {
-        set(&mut object, &labels_path[..1].iter().cloned().chain(["name".to_owned()]).collect::<Vec<_>>(), Value::String(name.build()));
+        set(
+            &mut object,
+            &labels_path[..1]
+                .iter()
+                .cloned()
+                .chain(["name".to_owned()])
+                .collect::<Vec<_>>(),
+            Value::String(name.build()),
+        );
     }
     for (k, v) in input.labels.iter().take(64) {
         let path = [labels_path[0].clone(), labels_path[1].clone(), k.build()];
@@ -104,7 +120,11 @@ fuzz_target!(|input: Input| {
     }
 
     // 2. Idempotence: the patched object needs no further patch.
-    let again = run(Webhook::Mutate, &with_object(base, patched.clone(), old.clone()), policy);
+    let again = run(
+        Webhook::Mutate,
+        &with_object(base, patched.clone(), old.clone()),
+        policy,
+    );
     assert!(
         again.verdict.patch.is_empty(),
         "second patch on a patched object\nobject: {object}\nfirst: {}\nsecond: {}",
@@ -113,7 +133,11 @@ fuzz_target!(|input: Input| {
     );
 
     // 3. The validating webhook does not deny the patched object for what the patch fixed.
-    let validated = run(Webhook::Validate, &with_object(base, patched.clone(), old), policy);
+    let validated = run(
+        Webhook::Validate,
+        &with_object(base, patched.clone(), old),
+        policy,
+    );
     let fixed: Vec<_> = mutated
         .verdict
         .rules

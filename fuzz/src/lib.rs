@@ -68,7 +68,9 @@ pub fn captured() -> &'static [(String, Value)] {
                 let review: Value =
                     serde_json::from_slice(&std::fs::read(f).expect("readable")).expect("JSON");
                 let kind = review["request"]["kind"]["kind"].as_str()?.to_owned();
-                review["request"]["object"].is_object().then_some((kind, review))
+                review["request"]["object"]
+                    .is_object()
+                    .then_some((kind, review))
             })
             .collect()
     })
@@ -150,9 +152,29 @@ pub fn known_strings() -> &'static [String] {
             collect_strings(review, &mut out);
         }
         for s in [
-            "", " ", "0", "-1", "1e400", "1e-400", "99999999999999999999999999999999999999999Ei",
-            "0.0000000000000000000000000000000000001n", "1.5.5Gi", "+", "-", ".", "1Zi", "NaN",
-            "日本語", "ñ", "\u{0}", "a/b", "~1", "/", "a~b", "WaitForFirstConsumer", "Immediate",
+            "",
+            " ",
+            "0",
+            "-1",
+            "1e400",
+            "1e-400",
+            "99999999999999999999999999999999999999999Ei",
+            "0.0000000000000000000000000000000000001n",
+            "1.5.5Gi",
+            "+",
+            "-",
+            ".",
+            "1Zi",
+            "NaN",
+            "日本語",
+            "ñ",
+            "\u{0}",
+            "a/b",
+            "~1",
+            "/",
+            "a~b",
+            "WaitForFirstConsumer",
+            "Immediate",
         ] {
             out.insert(s.to_owned());
         }
@@ -236,7 +258,12 @@ impl FuzzValue {
                 let value: String = value.build().chars().take(256).collect();
                 Value::Object(
                     (0..usize::from(*n) % 2048)
-                        .map(|i| (format!("k{i}.example.com/l{i}"), Value::String(value.clone())))
+                        .map(|i| {
+                            (
+                                format!("k{i}.example.com/l{i}"),
+                                Value::String(value.clone()),
+                            )
+                        })
                         .collect(),
                 )
             }
@@ -386,7 +413,11 @@ pub fn check_response(body: &[u8], uid: &str) -> Option<Vec<Value>> {
     assert_eq!(out["apiVersion"], "admission.k8s.io/v1", "{out}");
     assert_eq!(out["kind"], "AdmissionReview", "{out}");
     let response = &out["response"];
-    assert_eq!(response["uid"].as_str(), Some(uid), "uid must be echoed: {out}");
+    assert_eq!(
+        response["uid"].as_str(),
+        Some(uid),
+        "uid must be echoed: {out}"
+    );
     let allowed = response["allowed"]
         .as_bool()
         .unwrap_or_else(|| panic!("allowed must be a bool: {out}"));
@@ -399,7 +430,10 @@ pub fn check_response(body: &[u8], uid: &str) -> Option<Vec<Value>> {
                 .is_some_and(|m| !m.is_empty()),
             "a denial must say why: {out}"
         );
-        assert!(response.get("patch").is_none(), "a denial with a patch: {out}");
+        assert!(
+            response.get("patch").is_none(),
+            "a denial with a patch: {out}"
+        );
     }
     let patch = response.get("patch")?;
     let encoded = patch
