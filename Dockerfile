@@ -10,9 +10,12 @@ FROM rust:1-bookworm AS builder
 WORKDIR /build
 
 # Dependency layer: build every dependency against stub sources, so this layer is reused
-# until Cargo.toml or Cargo.lock change. (If Cargo.toml gains explicit [[bench]]/[[test]]
-# targets, cargo wants their files to exist: add stubs for them here.)
+# until Cargo.toml, Cargo.lock or the benches change. Cargo refuses a manifest whose explicit
+# [[bench]] targets have no file, even for `cargo build`, so the (small) bench sources come
+# along; a new explicit [[test]] or [[example]] target needs the same. tests/dockerfile.rs
+# replays this layer's commands and fails if the manifest does not load.
 COPY Cargo.toml Cargo.lock ./
+COPY benches ./benches
 RUN mkdir -p src \
  && echo 'fn main() {}' > src/main.rs \
  && touch src/lib.rs \
