@@ -8,6 +8,7 @@ use super::keys::KEPT_ANNOTATIONS;
 
 /// The part of `metadata` the rules read.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(remote = "Self")]
 #[serde(rename_all = "camelCase")]
 pub struct ObjectMeta {
     #[serde(default, deserialize_with = "null_as_default")]
@@ -35,6 +36,7 @@ pub struct ObjectMeta {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(remote = "Self")]
 #[serde(rename_all = "camelCase")]
 pub struct OwnerReference {
     #[serde(default, deserialize_with = "null_as_default")]
@@ -123,6 +125,8 @@ where
     }
     d.deserialize_option(KeptVisitor)
 }
+
+crate::model::map_only!(ObjectMeta, OwnerReference);
 
 #[cfg(test)]
 mod tests {

@@ -6,6 +6,39 @@
 //! no `serde_json::Value` tree) and the caches (small objects). Field names follow the
 //! Kubernetes API and the external-snapshotter CRDs (`snapshot.storage.k8s.io/v1`).
 
+/// A map-only `Deserialize` for model structs.
+///
+/// serde's derived structs also accept a JSON array, taking fields by position, so
+/// `spec.source: ["disk-pvc"]` would read as `persistentVolumeClaimName: "disk-pvc"`. The API
+/// server never sends that, but a hand-made review could, and a rule would then decide on a
+/// misread object. Each model struct derives with `#[serde(remote = "Self")]` (the derived code
+/// becomes an inherent `deserialize`) and this macro adds the trait impl, which asks for a map
+/// and hands it to the derived code: anything else is "invalid type: sequence, expected a
+/// VolumeSnapshotSource object".
+macro_rules! map_only {
+    ($($ty:ident),+ $(,)?) => {$(
+        impl<'de> serde::Deserialize<'de> for $ty {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                struct MapOnly;
+                impl<'de> serde::de::Visitor<'de> for MapOnly {
+                    type Value = $ty;
+                    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                        f.write_str(concat!("a ", stringify!($ty), " object"))
+                    }
+                    fn visit_map<A: serde::de::MapAccess<'de>>(
+                        self,
+                        map: A,
+                    ) -> Result<$ty, A::Error> {
+                        $ty::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    }
+                }
+                d.deserialize_map(MapOnly)
+            }
+        }
+    )+};
+}
+pub(crate) use map_only;
+
 pub mod labels;
 mod meta;
 mod node;

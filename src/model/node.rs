@@ -6,6 +6,7 @@ use super::meta::{ObjectMeta, null_as_default};
 
 /// A Node: only its name and labels matter to the rules.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(remote = "Self")]
 pub struct Node {
     #[serde(default, deserialize_with = "null_as_default")]
     pub metadata: ObjectMeta,
@@ -21,3 +22,5 @@ impl Node {
         self.metadata.labels.as_ref().unwrap_or(&EMPTY)
     }
 }
+
+crate::model::map_only!(Node);

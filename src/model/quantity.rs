@@ -171,21 +171,40 @@ impl PartialEq for Quantity {
 }
 
 /// Quantities arrive as strings, but the API accepts (and some tools write) bare numbers.
+/// A hand-written visitor (not an untagged enum) so a wrong type is reported as what it is
+/// ("invalid type: boolean `true`, expected a quantity ..."), not as "no variant matched".
 impl<'de> Deserialize<'de> for Quantity {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Text(String),
-            Int(i64),
-            Float(f64),
+        struct QuantityVisitor;
+
+        impl serde::de::Visitor<'_> for QuantityVisitor {
+            type Value = Quantity;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a quantity: a string such as \"20Gi\" or a number")
+            }
+
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<Quantity, E> {
+                Quantity::parse(v).map_err(E::custom)
+            }
+
+            fn visit_i64<E: serde::de::Error>(self, v: i64) -> Result<Quantity, E> {
+                self.visit_str(&v.to_string())
+            }
+
+            fn visit_u64<E: serde::de::Error>(self, v: u64) -> Result<Quantity, E> {
+                self.visit_str(&v.to_string())
+            }
+
+            fn visit_f64<E: serde::de::Error>(self, v: f64) -> Result<Quantity, E> {
+                if !v.is_finite() {
+                    return Err(E::invalid_value(serde::de::Unexpected::Float(v), &self));
+                }
+                self.visit_str(&v.to_string())
+            }
         }
-        let text = match Raw::deserialize(d)? {
-            Raw::Text(s) => s,
-            Raw::Int(i) => i.to_string(),
-            Raw::Float(f) => f.to_string(),
-        };
-        Quantity::parse(&text).map_err(serde::de::Error::custom)
+
+        d.deserialize_any(QuantityVisitor)
     }
 }
 
@@ -258,5 +277,27 @@ mod tests {
         let b: Quantity = serde_json::from_str("21474836480").unwrap();
         assert_eq!(a, b);
         assert!(serde_json::from_str::<Quantity>("\"ten\"").is_err());
+        let c: Quantity = serde_json::from_str("18446744073709551615").unwrap();
+        assert_eq!(c.as_integer(), Some(18_446_744_073_709_551_615));
+        let d: Quantity = serde_json::from_str("1.5").unwrap();
+        assert_eq!(d, q("1500m"));
+    }
+
+    #[test]
+    fn a_wrong_type_is_named() {
+        for (json, what) in [
+            ("true", "boolean `true`"),
+            ("[1]", "sequence"),
+            ("{}", "map"),
+            ("null", "null"),
+        ] {
+            let err = serde_json::from_str::<Quantity>(json)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains(what) && err.contains("expected a quantity"),
+                "{json}: {err}"
+            );
+        }
     }
 }

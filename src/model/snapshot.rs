@@ -6,6 +6,7 @@ use super::meta::{ObjectMeta, null_as_default};
 use super::{Quantity, annotation_is_true, keys};
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(remote = "Self")]
 #[serde(rename_all = "camelCase")]
 pub struct VolumeSnapshotClass {
     #[serde(default, deserialize_with = "null_as_default")]
@@ -24,6 +25,7 @@ impl VolumeSnapshotClass {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(remote = "Self")]
 #[serde(rename_all = "camelCase")]
 pub struct VolumeSnapshot {
     #[serde(default, deserialize_with = "null_as_default")]
@@ -35,6 +37,7 @@ pub struct VolumeSnapshot {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(remote = "Self")]
 #[serde(rename_all = "camelCase")]
 pub struct VolumeSnapshotSpec {
     #[serde(default, deserialize_with = "null_as_default")]
@@ -45,6 +48,7 @@ pub struct VolumeSnapshotSpec {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(remote = "Self")]
 #[serde(rename_all = "camelCase")]
 pub struct VolumeSnapshotSource {
     #[serde(default)]
@@ -54,6 +58,7 @@ pub struct VolumeSnapshotSource {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(remote = "Self")]
 #[serde(rename_all = "camelCase")]
 pub struct VolumeSnapshotStatus {
     #[serde(default)]
@@ -69,6 +74,7 @@ pub struct VolumeSnapshotStatus {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(remote = "Self")]
 pub struct SnapshotError {
     #[serde(default)]
     pub message: Option<String>,
@@ -111,6 +117,7 @@ impl VolumeSnapshot {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(remote = "Self")]
 #[serde(rename_all = "camelCase")]
 pub struct VolumeSnapshotContent {
     #[serde(default, deserialize_with = "null_as_default")]
@@ -122,6 +129,7 @@ pub struct VolumeSnapshotContent {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(remote = "Self")]
 #[serde(rename_all = "camelCase")]
 pub struct VolumeSnapshotContentSpec {
     #[serde(default)]
@@ -139,6 +147,7 @@ pub struct VolumeSnapshotContentSpec {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(remote = "Self")]
 #[serde(rename_all = "camelCase")]
 pub struct VolumeSnapshotContentSource {
     #[serde(default)]
@@ -148,6 +157,7 @@ pub struct VolumeSnapshotContentSource {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(remote = "Self")]
 #[serde(rename_all = "camelCase")]
 pub struct VolumeSnapshotRef {
     #[serde(default)]
@@ -159,6 +169,7 @@ pub struct VolumeSnapshotRef {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(remote = "Self")]
 #[serde(rename_all = "camelCase")]
 pub struct VolumeSnapshotContentStatus {
     #[serde(default)]
@@ -178,6 +189,20 @@ impl VolumeSnapshotContent {
         annotation_is_true(self.metadata.annotation(keys::ALLOW_VOLUME_MODE_CHANGE))
     }
 }
+
+crate::model::map_only!(
+    VolumeSnapshotClass,
+    VolumeSnapshot,
+    VolumeSnapshotSpec,
+    VolumeSnapshotSource,
+    VolumeSnapshotStatus,
+    SnapshotError,
+    VolumeSnapshotContent,
+    VolumeSnapshotContentSpec,
+    VolumeSnapshotContentSource,
+    VolumeSnapshotRef,
+    VolumeSnapshotContentStatus
+);
 
 #[cfg(test)]
 mod tests {
@@ -230,6 +255,31 @@ mod tests {
         );
         assert!(
             serde_json::from_str::<VolumeSnapshot>(r#"{"status":{"restoreSize":"lots"}}"#).is_err()
+        );
+    }
+
+    #[test]
+    fn an_array_is_never_read_as_an_object() {
+        // serde's derived structs would take `["disk-pvc"]` as the first field by position.
+        for json in [
+            r#"{"spec":{"source":["disk-pvc"]}}"#,
+            r#"{"spec":["c", {"persistentVolumeClaimName":"p"}]}"#,
+            r#"{"metadata":["name"]}"#,
+            r#"["m", {"source":{}}]"#,
+        ] {
+            let err = serde_json::from_str::<VolumeSnapshot>(json)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("invalid type: sequence") && err.contains("object"),
+                "{json}: {err}"
+            );
+        }
+        let source: VolumeSnapshotSource =
+            serde_json::from_str(r#"{"persistentVolumeClaimName":"disk-pvc"}"#).unwrap();
+        assert_eq!(
+            source.persistent_volume_claim_name.as_deref(),
+            Some("disk-pvc")
         );
     }
 

@@ -14,6 +14,7 @@ pub enum VolumeBindingMode {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(remote = "Self")]
 #[serde(rename_all = "camelCase")]
 pub struct StorageClass {
     #[serde(default, deserialize_with = "null_as_default")]
@@ -29,6 +30,7 @@ pub struct StorageClass {
 
 /// One `allowedTopologies` term: every expression must match (AND); terms are ORed.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(remote = "Self")]
 #[serde(rename_all = "camelCase")]
 pub struct AllowedTopologyTerm {
     #[serde(default, deserialize_with = "null_as_default")]
@@ -36,6 +38,7 @@ pub struct AllowedTopologyTerm {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(remote = "Self")]
 pub struct TopologyRequirement {
     #[serde(default, deserialize_with = "null_as_default")]
     pub key: String,
@@ -57,6 +60,7 @@ impl StorageClass {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(remote = "Self")]
 #[serde(rename_all = "camelCase")]
 pub struct PersistentVolumeClaim {
     #[serde(default, deserialize_with = "null_as_default")]
@@ -68,6 +72,7 @@ pub struct PersistentVolumeClaim {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(remote = "Self")]
 #[serde(rename_all = "camelCase")]
 pub struct PersistentVolumeClaimSpec {
     /// `Some("")` asks explicitly for no class (static binding only).
@@ -86,6 +91,7 @@ pub struct PersistentVolumeClaimSpec {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ResourceRequirements {
     #[serde(default, deserialize_with = "null_as_default")]
     pub requests: StorageResources,
@@ -129,6 +135,7 @@ impl<'de> Deserialize<'de> for StorageResources {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(remote = "Self")]
 pub struct PersistentVolumeClaimStatus {
     #[serde(default)]
     pub phase: Option<String>,
@@ -138,6 +145,7 @@ pub struct PersistentVolumeClaimStatus {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(remote = "Self")]
 #[serde(rename_all = "camelCase")]
 pub struct TypedLocalObjectReference {
     #[serde(default)]
@@ -149,6 +157,7 @@ pub struct TypedLocalObjectReference {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(remote = "Self")]
 #[serde(rename_all = "camelCase")]
 pub struct TypedObjectReference {
     #[serde(default)]
@@ -194,6 +203,7 @@ impl PersistentVolumeClaim {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(remote = "Self")]
 #[serde(rename_all = "camelCase")]
 pub struct PersistentVolume {
     #[serde(default, deserialize_with = "null_as_default")]
@@ -203,6 +213,7 @@ pub struct PersistentVolume {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(remote = "Self")]
 #[serde(rename_all = "camelCase")]
 pub struct PersistentVolumeSpec {
     #[serde(default)]
@@ -220,6 +231,7 @@ pub struct PersistentVolumeSpec {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(remote = "Self")]
 #[serde(rename_all = "camelCase")]
 pub struct CsiSource {
     #[serde(default, deserialize_with = "null_as_default")]
@@ -229,12 +241,14 @@ pub struct CsiSource {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(remote = "Self")]
 pub struct LocalSource {
     #[serde(default, deserialize_with = "null_as_default")]
     pub path: String,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(remote = "Self")]
 pub struct ClaimRef {
     #[serde(default)]
     pub namespace: Option<String>,
@@ -243,12 +257,14 @@ pub struct ClaimRef {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(remote = "Self")]
 pub struct VolumeNodeAffinity {
     #[serde(default)]
     pub required: Option<NodeSelector>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(remote = "Self")]
 #[serde(rename_all = "camelCase")]
 pub struct NodeSelector {
     #[serde(default, deserialize_with = "null_as_default")]
@@ -257,6 +273,7 @@ pub struct NodeSelector {
 
 /// A node selector term: every expression must match (AND); terms are ORed.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(remote = "Self")]
 #[serde(rename_all = "camelCase")]
 pub struct NodeSelectorTerm {
     #[serde(default, deserialize_with = "null_as_default")]
@@ -266,6 +283,7 @@ pub struct NodeSelectorTerm {
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(remote = "Self")]
 pub struct NodeSelectorRequirement {
     #[serde(default, deserialize_with = "null_as_default")]
     pub key: String,
@@ -293,6 +311,27 @@ impl PersistentVolume {
             .unwrap_or_default()
     }
 }
+
+crate::model::map_only!(
+    StorageClass,
+    AllowedTopologyTerm,
+    TopologyRequirement,
+    PersistentVolumeClaim,
+    PersistentVolumeClaimSpec,
+    ResourceRequirements,
+    PersistentVolumeClaimStatus,
+    TypedLocalObjectReference,
+    TypedObjectReference,
+    PersistentVolume,
+    PersistentVolumeSpec,
+    CsiSource,
+    LocalSource,
+    ClaimRef,
+    VolumeNodeAffinity,
+    NodeSelector,
+    NodeSelectorTerm,
+    NodeSelectorRequirement
+);
 
 #[cfg(test)]
 mod tests {
