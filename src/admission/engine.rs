@@ -316,14 +316,6 @@ fn evaluate<T: Object>(
         };
         verdict.rules.push(RuleReport { rule: *id, status });
     }
-    // Rules patch `/metadata/...` (labels) assuming the object has metadata; a review built by
-    // hand may have none, and a patch that does not apply fails the request at the API server.
-    if !verdict.patch.is_empty() && lacks_metadata(req.object.as_deref()) {
-        verdict.patch.insert(
-            0,
-            patch::add(patch::pointer(["metadata"]), serde_json::json!({})),
-        );
-    }
     if !denials.is_empty() {
         verdict.allowed = false;
         verdict.patch.clear(); // a denied object is not stored, so it needs no patch
@@ -474,17 +466,6 @@ fn decode_object<T: Object>(
         meta.name = name.to_owned();
     }
     Ok(Some(object))
-}
-
-/// Whether the object has no `metadata` (absent or null), so a patch must create it first.
-fn lacks_metadata(raw: Option<&RawValue>) -> bool {
-    #[derive(serde::Deserialize)]
-    struct Probe {
-        #[serde(default)]
-        metadata: Option<serde::de::IgnoredAny>,
-    }
-    raw.and_then(|r| serde_json::from_str::<Probe>(r.get()).ok())
-        .is_some_and(|p| p.metadata.is_none())
 }
 
 #[cfg(test)]

@@ -33,6 +33,11 @@ pub struct ObjectMeta {
     pub annotations: BTreeMap<String, String>,
     #[serde(default, deserialize_with = "null_as_default")]
     pub owner_references: Vec<OwnerReference>,
+    /// Whether the object had a `metadata` map at all (absent and `null` are not). A patch
+    /// that adds under `/metadata` must create it first when not: the API server never sends
+    /// such an object, but a hand-made review can (found by the `patch` fuzz target).
+    #[serde(skip)]
+    pub in_object: bool,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
@@ -48,6 +53,17 @@ pub struct OwnerReference {
 }
 
 impl ObjectMeta {
+    /// For an object's `metadata` field: records that the map was there (see `in_object`).
+    pub fn deserialize_field<'de, D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(match Option::<Self>::deserialize(d)? {
+            Some(meta) => Self {
+                in_object: true,
+                ..meta
+            },
+            None => Self::default(),
+        })
+    }
+
     /// The name as a person would recognise it on CREATE, when the API server has not picked
     /// it yet: `generateName` followed by `*`.
     pub fn display_name(&self) -> String {

@@ -2,13 +2,13 @@ use std::collections::BTreeMap;
 
 use serde::Deserialize;
 
-use super::meta::{ObjectMeta, null_as_default};
+use super::meta::ObjectMeta;
 
 /// A Node: only its name and labels matter to the rules.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 #[serde(remote = "Self")]
 pub struct Node {
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(default, deserialize_with = "ObjectMeta::deserialize_field")]
     pub metadata: ObjectMeta,
 }
 

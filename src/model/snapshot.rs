@@ -9,7 +9,7 @@ use super::{Quantity, annotation_is_true, keys};
 #[serde(remote = "Self")]
 #[serde(rename_all = "camelCase")]
 pub struct VolumeSnapshotClass {
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(default, deserialize_with = "ObjectMeta::deserialize_field")]
     pub metadata: ObjectMeta,
     #[serde(default, deserialize_with = "null_as_default")]
     pub driver: String,
@@ -28,7 +28,7 @@ impl VolumeSnapshotClass {
 #[serde(remote = "Self")]
 #[serde(rename_all = "camelCase")]
 pub struct VolumeSnapshot {
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(default, deserialize_with = "ObjectMeta::deserialize_field")]
     pub metadata: ObjectMeta,
     #[serde(default, deserialize_with = "null_as_default")]
     pub spec: VolumeSnapshotSpec,
@@ -120,7 +120,7 @@ impl VolumeSnapshot {
 #[serde(remote = "Self")]
 #[serde(rename_all = "camelCase")]
 pub struct VolumeSnapshotContent {
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(default, deserialize_with = "ObjectMeta::deserialize_field")]
     pub metadata: ObjectMeta,
     #[serde(default, deserialize_with = "null_as_default")]
     pub spec: VolumeSnapshotContentSpec,

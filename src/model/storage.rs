@@ -17,7 +17,7 @@ pub enum VolumeBindingMode {
 #[serde(remote = "Self")]
 #[serde(rename_all = "camelCase")]
 pub struct StorageClass {
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(default, deserialize_with = "ObjectMeta::deserialize_field")]
     pub metadata: ObjectMeta,
     #[serde(default, deserialize_with = "null_as_default")]
     pub provisioner: String,
@@ -63,7 +63,7 @@ impl StorageClass {
 #[serde(remote = "Self")]
 #[serde(rename_all = "camelCase")]
 pub struct PersistentVolumeClaim {
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(default, deserialize_with = "ObjectMeta::deserialize_field")]
     pub metadata: ObjectMeta,
     #[serde(default, deserialize_with = "null_as_default")]
     pub spec: PersistentVolumeClaimSpec,
@@ -206,7 +206,7 @@ impl PersistentVolumeClaim {
 #[serde(remote = "Self")]
 #[serde(rename_all = "camelCase")]
 pub struct PersistentVolume {
-    #[serde(default, deserialize_with = "null_as_default")]
+    #[serde(default, deserialize_with = "ObjectMeta::deserialize_field")]
     pub metadata: ObjectMeta,
     #[serde(default, deserialize_with = "null_as_default")]
     pub spec: PersistentVolumeSpec,

@@ -204,7 +204,7 @@ pub fn check(
     }
 
     let mut ops = patch::set_labels(
-        node.metadata.labels.is_some(),
+        &node.metadata,
         plan.add.iter().map(|(k, v)| (k.as_str(), v.as_str())),
     );
     ops.extend(plan.replace.iter().map(|(k, v)| {

@@ -5,6 +5,8 @@ use json_patch::{AddOperation, PatchOperation, ReplaceOperation};
 use jsonptr::PointerBuf;
 use serde_json::Value;
 
+use crate::model::ObjectMeta;
+
 /// A JSON pointer from unescaped tokens: `pointer(["metadata", "labels", "a/b"])` is
 /// `/metadata/labels/a~1b`.
 pub fn pointer<'t>(tokens: impl IntoIterator<Item = &'t str>) -> PointerBuf {
@@ -19,16 +21,23 @@ pub fn replace(path: PointerBuf, value: Value) -> PatchOperation {
     PatchOperation::Replace(ReplaceOperation { path, value })
 }
 
-/// Operations that set `metadata.labels[key] = value` for each pair, creating the labels map
-/// when the object has none. `has_labels` says whether `metadata.labels` exists.
+/// Operations that set `metadata.labels[key] = value` for each pair on the object whose
+/// metadata is `meta`, creating `metadata` and its labels map when the object lacks them (an
+/// `add` below a missing parent does not apply, and the API server then fails the request).
 pub fn set_labels<'a>(
-    has_labels: bool,
+    meta: &ObjectMeta,
     labels: impl IntoIterator<Item = (&'a str, &'a str)>,
 ) -> Vec<PatchOperation> {
     let mut ops = Vec::new();
-    let mut created = has_labels;
+    let mut created = meta.labels.is_some();
     for (key, value) in labels {
         if !created {
+            if !meta.in_object {
+                ops.push(add(
+                    pointer(["metadata"]),
+                    Value::Object(Default::default()),
+                ));
+            }
             ops.push(add(
                 pointer(["metadata", "labels"]),
                 Value::Object(Default::default()),
@@ -62,9 +71,21 @@ pub fn describe(ops: &[PatchOperation]) -> String {
 mod tests {
     use super::*;
 
+    fn meta(json: Value) -> ObjectMeta {
+        #[derive(serde::Deserialize)]
+        struct Object {
+            #[serde(default, deserialize_with = "ObjectMeta::deserialize_field")]
+            metadata: ObjectMeta,
+        }
+        serde_json::from_value::<Object>(json).unwrap().metadata
+    }
+
     #[test]
     fn escapes_slashes_and_creates_the_labels_map() {
-        let ops = set_labels(false, [("topology.kubernetes.io/zone", "cn-hangzhou-b")]);
+        let ops = set_labels(
+            &meta(serde_json::json!({"metadata": {"name": "n"}})),
+            [("topology.kubernetes.io/zone", "cn-hangzhou-b")],
+        );
         let json = serde_json::to_value(&ops).unwrap();
         assert_eq!(
             json,
@@ -83,8 +104,26 @@ mod tests {
 
     #[test]
     fn existing_labels_map_is_not_recreated() {
-        let ops = set_labels(true, [("rack", "r1")]);
+        let ops = set_labels(
+            &meta(serde_json::json!({"metadata": {"labels": {}}})),
+            [("rack", "r1")],
+        );
         assert_eq!(ops.len(), 1);
         assert_eq!(describe(&ops), "add /metadata/labels/rack = \"r1\"");
+    }
+
+    #[test]
+    fn missing_or_null_metadata_is_created_first() {
+        for object in [serde_json::json!({}), serde_json::json!({"metadata": null})] {
+            let ops = set_labels(&meta(object.clone()), [("rack", "r1")]);
+            assert_eq!(
+                describe(&ops),
+                "add /metadata = {}, add /metadata/labels = {}, add /metadata/labels/rack = \"r1\""
+            );
+            let mut doc = object;
+            json_patch::patch(&mut doc, &ops).unwrap();
+            assert_eq!(doc["metadata"]["labels"]["rack"], "r1");
+        }
+        assert!(set_labels(&meta(serde_json::json!({})), []).is_empty());
     }
 }
