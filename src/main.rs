@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use storage_admission::cluster::fetch::{self, KubeSnapshotFetcher, SnapshotFetcher};
 use storage_admission::cluster::{ClusterIndex, state_file};
 use storage_admission::policy::Policy;
 use storage_admission::server::serve::ConnLimits;
@@ -141,6 +142,10 @@ struct RunArgs {
     /// the loops to stop and for a request already sent (see src/leader.rs).
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     lease_renew_grace: Duration,
+    /// How long the single GET of a restore's VolumeSnapshot that the cache lacks may take
+    /// (the restore webhook's timeoutSeconds is 5).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    fallback_timeout: Duration,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -286,7 +291,13 @@ fn serve(args: ServeArgs) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(e),
     };
-    runtime.block_on(serve_until_signal(&args.common, tls, Arc::new(index), None))
+    runtime.block_on(serve_until_signal(
+        &args.common,
+        tls,
+        Arc::new(index),
+        None,
+        None,
+    ))
 }
 
 fn run(args: RunArgs) -> ExitCode {
@@ -294,6 +305,11 @@ fn run(args: RunArgs) -> ExitCode {
         (Some(c), Some(k)) => (c, k),
         _ => return fail("run needs --tls-cert and --tls-key"),
     };
+    if args.fallback_timeout.is_zero() || args.fallback_timeout >= Duration::from_secs(5) {
+        return fail(
+            "--fallback-timeout must be above 0 and below the restore webhook's 5s timeoutSeconds",
+        );
+    }
     let runtime = match runtime() {
         Ok(rt) => rt,
         Err(e) => return fail(e),
@@ -325,6 +341,11 @@ fn run(args: RunArgs) -> ExitCode {
         tracing::info!(%namespace, "watching the cluster");
         let index = Arc::new(ClusterIndex::unavailable("waiting for the first list from the API server"));
         let watches = storage_admission::cluster::watch::spawn_all(client.clone(), index.clone());
+        let fetcher: Arc<dyn SnapshotFetcher> = Arc::new(KubeSnapshotFetcher::new(
+            client.clone(),
+            args.fallback_timeout,
+            fetch::DEFAULT_FALLBACK_CONCURRENCY,
+        ));
         let controller = args.controller.then(|| ControllerStart {
             client,
             election,
@@ -337,7 +358,7 @@ fn run(args: RunArgs) -> ExitCode {
                 scope: controller::Scope::for_namespace(&namespace),
             },
         });
-        let code = serve_until_signal(&args.common, tls, index, controller).await;
+        let code = serve_until_signal(&args.common, tls, index, Some(fetcher), controller).await;
         for watch in watches {
             watch.abort();
         }
@@ -391,6 +412,7 @@ async fn serve_until_signal(
     common: &CommonArgs,
     (tls_cert, tls_key): (PathBuf, PathBuf),
     index: Arc<ClusterIndex>,
+    fetcher: Option<Arc<dyn SnapshotFetcher>>,
     controller: Option<ControllerStart>,
 ) -> ExitCode {
     let (policy, policy_file) = match load_policy(common.policy.as_deref()) {
@@ -415,6 +437,7 @@ async fn serve_until_signal(
             max_body_bytes: common.max_body_bytes,
             ..Limits::default()
         },
+        fetcher,
     };
     let index = config.index.clone();
     let server = match Server::start(config).await {
