@@ -384,7 +384,9 @@ async fn elect(
                 tracing::warn!(identity = %cfg.identity, %holder, "lost leadership: another replica holds the lease")
             }
         }
-        // Our own last write must age a whole duration before we would take it over again.
+        // Observations from before the term say nothing now. (If the Lease still names us when
+        // we next read it, nobody took it meanwhile, and retaking it at once is safe: the PUT
+        // is conditioned on that read.)
         observed = None;
     }
 }

@@ -377,6 +377,52 @@ async fn a_leader_whose_renewals_hang_steps_down_at_its_deadline() {
     no_more_patches.await.unwrap();
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_release_that_conflicts_is_retried_only_while_the_lease_still_names_us() {
+    let Setup {
+        elector,
+        controller,
+        metrics,
+        mut handle,
+    } = setup();
+    let mut signal = elector.subscribe();
+    expect_get(&mut handle)
+        .await
+        .send_response(respond(StatusCode::OK, &lease("5", json!({}))));
+    let (acquired, send) = expect_put(&mut handle, "5").await;
+    send.send_response(stored(acquired, "6"));
+    signal.wait_for(|leader| *leader).await.unwrap();
+    expect_node_patch(&mut handle).await;
+
+    let verifier = tokio::spawn(async move {
+        // Someone touched the Lease (an annotation, say) since our last write.
+        let (_, send) = expect_put(&mut handle, "6").await;
+        send.send_response(status(409, "Conflict"));
+        let ours = lease(
+            "7",
+            json!({"holderIdentity": ME, "leaseDurationSeconds": 15, "leaseTransitions": 1}),
+        );
+        expect_get(&mut handle)
+            .await
+            .send_response(respond(StatusCode::OK, &ours));
+        let (released, send) = expect_put(&mut handle, "7").await;
+        assert!(
+            released["spec"].get("holderIdentity").is_none(),
+            "{released}"
+        );
+        assert_eq!(released["spec"]["leaseTransitions"], 1);
+        send.send_response(stored(released, "8"));
+        assert!(
+            handle.next_request().await.is_none(),
+            "nothing after the release"
+        );
+    });
+    elector
+        .shutdown(async move { controller.await.unwrap() }, &metrics)
+        .await;
+    verifier.await.unwrap();
+}
+
 #[test]
 fn a_candidate_takes_a_free_own_or_stale_lease_and_waits_on_a_live_one() {
     let fifteen = Duration::from_secs(15);
