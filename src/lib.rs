@@ -11,6 +11,7 @@
 //! - [`admission`]: the edge: AdmissionReview in, AdmissionReview out.
 //! - [`controller`]: node label backfill and the audit of existing objects (Events, metrics),
 //!   with the same rule functions, over the same caches.
+//! - [`leader`]: leader election over a Lease: only the leader runs what writes to the cluster.
 //! - [`server`]: HTTPS serving, certificate reload, admin endpoints, metrics.
 //! - [`offline`]: `storage-admission review`, the same engine on files.
 #![forbid(unsafe_code)]
@@ -20,6 +21,7 @@ pub mod admission;
 pub mod certs;
 pub mod cluster;
 pub mod controller;
+pub mod leader;
 pub mod model;
 pub mod offline;
 pub mod policy;

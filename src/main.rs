@@ -10,12 +10,13 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use storage_admission::cluster::fetch::{self, KubeSnapshotFetcher, SnapshotFetcher};
 use storage_admission::cluster::{ClusterIndex, state_file};
 use storage_admission::policy::Policy;
 use storage_admission::server::serve::ConnLimits;
 use storage_admission::server::{Limits, ServeConfig, Server};
 use storage_admission::telemetry::{self, LogFormat};
-use storage_admission::{certs, controller, offline};
+use storage_admission::{certs, controller, leader, offline};
 
 const VERSION: &str = concat!(
     env!("CARGO_PKG_VERSION"),
@@ -121,9 +122,30 @@ struct RunArgs {
     /// The same audit finding (object, rule, message) is reported at most once in this window.
     #[arg(long, default_value = "60m", value_parser = parse_duration)]
     event_dedup_window: Duration,
-    /// This replica's name in the events it reports.
+    /// This replica's name in the events it reports and in the leader Lease (default: the host
+    /// name with a random suffix).
     #[arg(long, env = "POD_NAME")]
     pod_name: Option<String>,
+    /// Elect one leader among the replicas (a Lease) to run the controller; `false`: this
+    /// replica always leads (one replica, or out of cluster).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    leader_election: bool,
+    /// The Lease, in --namespace, that elects the leader.
+    #[arg(long, default_value = leader::DEFAULT_LEASE_NAME)]
+    lease_name: String,
+    /// How long the others wait on an unrenewed Lease before taking it over (whole seconds).
+    /// 15s, as Kubernetes' own controllers: a crashed leader is replaced within 15s, while a
+    /// renewal gets several tries in the meantime.
+    #[arg(long, default_value = "15s", value_parser = parse_duration)]
+    lease_duration: Duration,
+    /// The leader stops its loops this long before the others may take over: the margin for
+    /// the loops to stop and for a request already sent (see src/leader.rs).
+    #[arg(long, default_value = "5s", value_parser = parse_duration)]
+    lease_renew_grace: Duration,
+    /// How long the single GET of a restore's VolumeSnapshot that the cache lacks may take
+    /// (the restore webhook's timeoutSeconds is 5).
+    #[arg(long, default_value = "1s", value_parser = parse_duration)]
+    fallback_timeout: Duration,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -269,7 +291,13 @@ fn serve(args: ServeArgs) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(e),
     };
-    runtime.block_on(serve_until_signal(&args.common, tls, Arc::new(index), None))
+    runtime.block_on(serve_until_signal(
+        &args.common,
+        tls,
+        Arc::new(index),
+        None,
+        None,
+    ))
 }
 
 fn run(args: RunArgs) -> ExitCode {
@@ -277,6 +305,11 @@ fn run(args: RunArgs) -> ExitCode {
         (Some(c), Some(k)) => (c, k),
         _ => return fail("run needs --tls-cert and --tls-key"),
     };
+    if args.fallback_timeout.is_zero() || args.fallback_timeout >= Duration::from_secs(5) {
+        return fail(
+            "--fallback-timeout must be above 0 and below the restore webhook's 5s timeoutSeconds",
+        );
+    }
     let runtime = match runtime() {
         Ok(rt) => rt,
         Err(e) => return fail(e),
@@ -291,11 +324,31 @@ fn run(args: RunArgs) -> ExitCode {
             }
         };
         let namespace = args.namespace.clone().unwrap_or_else(|| client.default_namespace().to_owned());
+        let election = if args.leader_election {
+            match leader::Config::new(
+                namespace.clone(),
+                args.lease_name.clone(),
+                leader::identity(args.pod_name.as_deref()),
+                args.lease_duration,
+                args.lease_renew_grace,
+            ) {
+                Ok(config) => Some(config),
+                Err(e) => return fail(e),
+            }
+        } else {
+            None
+        };
         tracing::info!(%namespace, "watching the cluster");
         let index = Arc::new(ClusterIndex::unavailable("waiting for the first list from the API server"));
         let watches = storage_admission::cluster::watch::spawn_all(client.clone(), index.clone());
+        let fetcher: Arc<dyn SnapshotFetcher> = Arc::new(KubeSnapshotFetcher::new(
+            client.clone(),
+            args.fallback_timeout,
+            fetch::DEFAULT_FALLBACK_CONCURRENCY,
+        ));
         let controller = args.controller.then(|| ControllerStart {
             client,
+            election,
             instance: args.pod_name.clone(),
             config: controller::Config {
                 resync: args.resync,
@@ -305,7 +358,7 @@ fn run(args: RunArgs) -> ExitCode {
                 scope: controller::Scope::for_namespace(&namespace),
             },
         });
-        let code = serve_until_signal(&args.common, tls, index, controller).await;
+        let code = serve_until_signal(&args.common, tls, index, Some(fetcher), controller).await;
         for watch in watches {
             watch.abort();
         }
@@ -349,6 +402,8 @@ fn dev_certs(dir: &Path, port: u16) -> Result<(PathBuf, PathBuf), certs::CertErr
 /// What `run` needs to start the controller once the server (its metrics and policy) is up.
 struct ControllerStart {
     client: kube::Client,
+    /// `None`: this replica always leads (`--leader-election=false`).
+    election: Option<leader::Config>,
     instance: Option<String>,
     config: controller::Config,
 }
@@ -357,6 +412,7 @@ async fn serve_until_signal(
     common: &CommonArgs,
     (tls_cert, tls_key): (PathBuf, PathBuf),
     index: Arc<ClusterIndex>,
+    fetcher: Option<Arc<dyn SnapshotFetcher>>,
     controller: Option<ControllerStart>,
 ) -> ExitCode {
     let (policy, policy_file) = match load_policy(common.policy.as_deref()) {
@@ -381,16 +437,22 @@ async fn serve_until_signal(
             max_body_bytes: common.max_body_bytes,
             ..Limits::default()
         },
+        fetcher,
     };
     let index = config.index.clone();
     let server = match Server::start(config).await {
         Ok(s) => s,
         Err(e) => return fail(e),
     };
-    // Until leader election exists, every replica is "leader": the signal is always true.
-    // Leader election replaces this sender with one driven by the Lease.
-    let (leader, is_leader) = tokio::sync::watch::channel(true);
-    let controller = controller.map(|start| {
+    // Every replica serves the webhooks; only the leader runs the controller. Whatever else
+    // only the leader may do takes its own `elector.subscribe()`.
+    let started = controller.map(|start| {
+        let elector = match start.election {
+            Some(config) => {
+                leader::Elector::spawn(start.client.clone(), config, server.metrics.clone())
+            }
+            None => leader::Elector::always(&server.metrics),
+        };
         let ctx = controller::Context::new(
             start.client,
             start.instance,
@@ -399,15 +461,18 @@ async fn serve_until_signal(
             index,
             start.config,
         );
-        tokio::spawn(controller::run(Arc::new(ctx), is_leader))
+        let task = tokio::spawn(controller::run(Arc::new(ctx), elector.subscribe()));
+        (elector, task)
     });
     wait_for_signal().await;
     tracing::info!("shutdown signal received");
-    // The controller stops first: no new patches or events from a terminating pod.
-    leader.send_replace(false);
-    drop(leader);
-    if let Some(task) = controller {
-        let _ = task.await;
+    // The controller stops first (no new patches or events from a terminating pod), then the
+    // Lease is released so another replica leads at once. Webhooks keep serving meanwhile.
+    if let Some((elector, task)) = started {
+        let stopped = async move {
+            let _ = task.await;
+        };
+        elector.shutdown(stopped, &server.metrics).await;
     }
     server.shutdown();
     // Exit 0 either way: the process did what SIGTERM asks, and the log says whether any

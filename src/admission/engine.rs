@@ -119,7 +119,7 @@ type RuleFn<T> = fn(&Input<'_, T>, &dyn ClusterView, &Policy) -> RuleResult;
 
 /// The kind a request is about, when it is one this service handles (group must match too:
 /// a CRD of another group named `VolumeSnapshot` is not ours).
-fn handled_kind(req: &AdmissionRequest) -> Option<ResourceKind> {
+pub(super) fn handled_kind(req: &AdmissionRequest) -> Option<ResourceKind> {
     let kind = ResourceKind::from_kind(&req.kind.kind)?;
     if kind.as_str() != req.kind.kind {
         return None; // `...List` is not an admission kind
@@ -244,6 +244,16 @@ pub fn decide(
     }
 }
 
+/// Whether a rule runs for this request at all: not `off`, and neither the policy-wide nor the
+/// rule's own exemptions match.
+pub(super) fn rule_applies(id: RuleId, req: &AdmissionRequest, policy: &Policy) -> bool {
+    let namespace = req.namespace.as_deref().filter(|n| !n.is_empty());
+    let settings = id.settings(policy);
+    settings.mode != Mode::Off
+        && !policy.exemptions.matches(&req.user_info, namespace)
+        && !settings.exemptions.matches(&req.user_info, namespace)
+}
+
 fn evaluate<T: Object>(
     phase: Phase,
     req: &AdmissionRequest,
@@ -252,15 +262,9 @@ fn evaluate<T: Object>(
     rules: &[(RuleId, RuleFn<T>)],
 ) -> Verdict {
     let mut verdict = Verdict::allow();
-    let namespace = req.namespace.as_deref().filter(|n| !n.is_empty());
     let active: Vec<_> = rules
         .iter()
-        .filter(|(id, _)| {
-            let settings = id.settings(policy);
-            settings.mode != Mode::Off
-                && !policy.exemptions.matches(&req.user_info, namespace)
-                && !settings.exemptions.matches(&req.user_info, namespace)
-        })
+        .filter(|(id, _)| rule_applies(*id, req, policy))
         .collect();
     if active.is_empty() {
         return verdict;

@@ -4,9 +4,12 @@
 //! the response; [`engine`] picks the rules for the request's kind and phase, applies policy
 //! modes and exemptions, and merges the rules' outcomes into one [`Verdict`]. Nothing here
 //! blocks or calls the API server: the same code serves HTTPS, `storage-admission review`
-//! and the golden tests.
+//! and the golden tests — except [`fallback`], the one bounded lookup of a restore's
+//! VolumeSnapshot that the cache lacks, made before deciding and only where a fetcher is given
+//! (`run`).
 
 pub mod engine;
+pub mod fallback;
 pub mod review;
 
 pub use engine::{RuleReport, RuleStatus, Verdict, decide};

@@ -1,10 +1,13 @@
 //! The read-only cluster view the rules consult.
 //!
 //! Rules never call the API server: they read [`ClusterView`], whose one implementation,
-//! [`ClusterIndex`], is an in-memory set of indexed stores. `--state FILE` fills it once from a
+//! [`ClusterIndex`], is an in-memory set of indexed stores. The one exception on the request
+//! path is [`fetch`]: the admission edge's single bounded GET of a restore's VolumeSnapshot
+//! that the cache does not hold yet, made before the rule runs, never by it. `--state FILE` fills it once from a
 //! file ([`state_file`]); in a cluster, watches keep it current. Every lookup is a hash or
 //! B-tree lookup (by namespace/name, by driver, by label), never a scan of all objects.
 
+pub mod fetch;
 mod index;
 pub mod state_file;
 mod store;

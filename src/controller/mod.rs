@@ -12,7 +12,8 @@
 //!
 //! Only one replica should write: [`run`] works while its `leader` signal is `true` and stops
 //! (dropping any pass in flight, which is safe: every pass recomputes from the cache) when it
-//! turns `false`. Without leader election, `main` passes a signal that is always `true`.
+//! turns `false`. The signal comes from [`crate::leader`] (always `true` with
+//! `--leader-election=false`).
 
 pub mod audit;
 pub mod backfill;
@@ -231,8 +232,8 @@ pub async fn work(ctx: &Context) {
 
 /// Runs the controller while `leader` is `true`; returns when the sender is dropped.
 ///
-/// Leader election plugs in here: its task owns the `watch::Sender<bool>` and sends `true`
-/// when this replica acquires the lease and `false` when it loses it. Losing it drops the
+/// [`crate::leader`]'s task owns the `watch::Sender<bool>` and sends `true` when this replica
+/// acquires the lease and `false` when it loses it. Losing it drops the
 /// loops at their next await point; regaining it starts them afresh (a new leader reports
 /// current findings once, since the deduplication memory is per term).
 pub async fn run(ctx: Arc<Context>, mut leader: watch::Receiver<bool>) {

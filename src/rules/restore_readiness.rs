@@ -83,6 +83,28 @@ fn size(q: &Quantity) -> String {
     q.to_string()
 }
 
+/// The VolumeSnapshot (namespace, name) that [`check`] would look up for this claim, if any:
+/// what the admission edge fetches once when the cache lacks it. `namespace` is the claim's.
+/// Mirrors `check`: no lookup when both source fields are set and disagree (that is denied
+/// as it is), or when the source is not a VolumeSnapshot.
+pub fn snapshot_to_look_up<'a>(
+    pvc: &'a PersistentVolumeClaim,
+    namespace: &'a str,
+) -> Option<(&'a str, &'a str)> {
+    let (data_source, data_source_ref) = sources(pvc);
+    if let (Some(a), Some(b)) = (&data_source, &data_source_ref)
+        && !(a.group == b.group
+            && a.kind == b.kind
+            && a.name == b.name
+            && b.namespace.is_none_or(|ns| ns == namespace))
+    {
+        return None;
+    }
+    let source = data_source_ref.or(data_source)?;
+    (source.group == SNAPSHOT_GROUP && source.kind == "VolumeSnapshot")
+        .then(|| (source.namespace.unwrap_or(namespace), source.name))
+}
+
 pub fn check(
     input: &Input<'_, PersistentVolumeClaim>,
     view: &dyn ClusterView,

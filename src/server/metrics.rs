@@ -77,6 +77,11 @@ pub struct Metrics {
     pub backfill_patches: Family<ResultLabels, Counter>,
     /// Nodes missing policy-derived labels, as of the last backfill pass.
     pub backfill_pending_nodes: Gauge,
+    /// 1 while this replica holds the leader Lease (runs the controller), else 0.
+    pub leader: Gauge,
+    /// The restore-readiness fallback GETs of a snapshot the cache lacks: `found`,
+    /// `not_found`, `error`, `timeout`, `busy` (the concurrency bound was reached).
+    pub snapshot_fallbacks: Family<ResultLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -169,7 +174,21 @@ impl Metrics {
             "Nodes missing policy-derived topology labels, as of the last backfill pass",
             backfill_pending_nodes.clone(),
         );
+        let leader = Gauge::default();
+        registry.register(
+            "leader",
+            "1 while this replica holds the leader lease and runs the controller, else 0",
+            leader.clone(),
+        );
+        let snapshot_fallbacks = Family::<ResultLabels, Counter>::default();
+        registry.register(
+            "snapshot_fallback_lookups",
+            "Single GETs of a restore's VolumeSnapshot missing from the cache, by result",
+            snapshot_fallbacks.clone(),
+        );
         Self {
+            leader,
+            snapshot_fallbacks,
             in_flight,
             registry,
             audit_findings,

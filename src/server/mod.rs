@@ -47,6 +47,8 @@ pub struct ServeConfig {
     pub reload_interval: Duration,
     pub conn_limits: serve::ConnLimits,
     pub limits: Limits,
+    /// The restore fallback's lookup (`run`); `None` with a state file.
+    pub fetcher: Option<Arc<dyn crate::cluster::fetch::SnapshotFetcher>>,
 }
 
 /// A running server: its bound addresses and the handles tests and `main` need.
@@ -99,6 +101,7 @@ impl Server {
         let view: Arc<dyn ClusterView> = config.index.clone();
         let mut state = AppState::new(view, config.policy);
         state.limits = config.limits;
+        state.fetcher = config.fetcher;
         let metrics = state.metrics.clone();
         let current_policy = state.policy.clone();
         let policy = config.policy_file.map(|(path, text)| {

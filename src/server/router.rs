@@ -1,5 +1,6 @@
 //! The webhook routes: `POST /mutate` and `POST /validate`. Handlers only read the body, call
-//! [`admission::handle`] and record the outcome; the decision itself is synchronous and pure.
+//! [`admission::fallback::handle`] and record the outcome; the decision itself is synchronous
+//! and pure (the one await before it is the restore fallback's bounded lookup).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,6 +17,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use super::metrics::Metrics;
 use crate::admission::{self, ReviewError, Webhook};
 use crate::cluster::ClusterView;
+use crate::cluster::fetch::SnapshotFetcher;
 use crate::policy::Policy;
 
 /// The API server sends objects of up to ~3 MiB, and both the object and the old object on
@@ -47,6 +49,8 @@ pub struct AppState {
     pub policy: Arc<ArcSwap<Policy>>,
     pub metrics: Arc<Metrics>,
     pub limits: Limits,
+    /// The restore fallback's lookup (`run` only; `serve --state/--dev` has none).
+    pub fetcher: Option<Arc<dyn SnapshotFetcher>>,
 }
 
 impl AppState {
@@ -56,6 +60,7 @@ impl AppState {
             policy: Arc::new(ArcSwap::from_pointee(policy)),
             metrics: Arc::new(Metrics::new()),
             limits: Limits::default(),
+            fetcher: None,
         }
     }
 }
@@ -147,9 +152,27 @@ async fn review_inner(
     };
 
     let started = Instant::now();
-    let policy = state.policy.load();
-    match admission::handle(webhook, &bytes, &*state.view, &policy) {
-        Ok(reviewed) => {
+    // An owned Arc, not a guard: the restore fallback may await a lookup before deciding.
+    let policy = state.policy.load_full();
+    let handled = admission::fallback::handle(
+        webhook,
+        &bytes,
+        &*state.view,
+        &policy,
+        state.fetcher.as_deref(),
+    )
+    .await;
+    match handled {
+        Ok((reviewed, lookup)) => {
+            if let Some(fetched) = &lookup {
+                state
+                    .metrics
+                    .snapshot_fallbacks
+                    .get_or_create(&super::metrics::ResultLabels {
+                        result: fetched.result_label(),
+                    })
+                    .inc();
+            }
             let req = &reviewed.request;
             let verdict = &reviewed.verdict;
             let decision = verdict.decision();
@@ -172,6 +195,12 @@ async fn review_inner(
                 decision,
             );
             let _entered = span.enter();
+            if let Some(fetched) = &lookup {
+                tracing::debug!(
+                    result = fetched.result_label(),
+                    "looked up a restore's VolumeSnapshot missing from the cache"
+                );
+            }
             match &verdict.denial {
                 Some(denial) => tracing::info!(message = %denial.message, "denied"),
                 None if !verdict.warnings.is_empty() || !verdict.patch.is_empty() => {

@@ -88,6 +88,7 @@ pub async fn start_with_policy(
         reload_interval: Duration::from_secs(3600),
         conn_limits,
         limits: Limits::default(),
+        fetcher: None,
     })
     .await
     .unwrap();
