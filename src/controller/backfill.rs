@@ -187,7 +187,7 @@ pub async fn run_pass(ctx: &Context, policy: &Policy, limiter: &mut RateLimiter)
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use serde_json::json;
 
     use super::*;

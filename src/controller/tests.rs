@@ -16,21 +16,9 @@ use tower_test::mock::{self, Handle};
 
 use super::*;
 use crate::cluster::state_file;
+use crate::controller::backfill::tests::CLOUD_POLICY;
 
 type ApiHandle = Handle<Request<Body>, Response<Body>>;
-
-const CLOUD_POLICY: &str = "apiVersion: storage-admission.io/v1alpha1
-kind: AdmissionPolicy
-rules:
-  nodeTopology:
-    labelRules:
-    - name: cloud-zone
-      from: nodeName
-      pattern: '^(?P<region>[a-z]+-[a-z]+)-(?P<zone>[a-z])-'
-      set:
-        topology.kubernetes.io/region: '${region}'
-        topology.kubernetes.io/zone: '${region}-${zone}'
-";
 
 /// A node that has every derived label, and one missing its zone.
 const NODES: &str = "

@@ -15,6 +15,7 @@ use tower_test::mock::{self, Handle};
 use super::*;
 use crate::cluster::state_file;
 use crate::controller;
+use crate::controller::backfill::tests::CLOUD_POLICY;
 use crate::policy::Policy;
 
 type ApiHandle = Handle<Request<Body>, Response<Body>>;
@@ -24,19 +25,6 @@ const LEASE: &str =
     "/apis/coordination.k8s.io/v1/namespaces/storage-admission/leases/storage-admission-leader";
 const ME: &str = "storage-admission-7d9f-a";
 const OTHER: &str = "storage-admission-7d9f-b";
-
-const CLOUD_POLICY: &str = "apiVersion: storage-admission.io/v1alpha1
-kind: AdmissionPolicy
-rules:
-  nodeTopology:
-    labelRules:
-    - name: cloud-zone
-      from: nodeName
-      pattern: '^(?P<region>[a-z]+-[a-z]+)-(?P<zone>[a-z])-'
-      set:
-        topology.kubernetes.io/region: '${region}'
-        topology.kubernetes.io/zone: '${region}-${zone}'
-";
 
 /// One node missing its zone label: the controller's first act as leader is to patch it.
 const NODES: &str = "
