@@ -12,6 +12,8 @@
 //! - [`controller`]: node label backfill and the audit of existing objects (Events, metrics),
 //!   with the same rule functions, over the same caches.
 //! - [`server`]: HTTPS serving, certificate reload, admin endpoints, metrics.
+//! - [`registration`]: `--register`, the leader keeping the webhook configurations current.
+//! - [`self_managed`]: `--certs self-managed`, the CA and serving certificate in a Secret.
 //! - [`offline`]: `storage-admission review`, the same engine on files.
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
@@ -23,7 +25,9 @@ pub mod controller;
 pub mod model;
 pub mod offline;
 pub mod policy;
+pub mod registration;
 pub mod rules;
+pub mod self_managed;
 pub mod server;
 pub mod telemetry;
 pub mod yaml;
