@@ -713,7 +713,7 @@ async fn every_replica_watches_only_its_secret_and_serves_it() {
 // ---------------------------------------------------------------------------------------------
 // `--register --certs files`: the bundle comes from a file.
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn files_mode_registers_the_bundle_file_and_again_when_it_changes() {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("ca.crt");
@@ -730,7 +730,7 @@ async fn files_mode_registers_the_bundle_file_and_again_when_it_changes() {
     let task = tokio::spawn(crate::registration::run_from_file(
         registrar,
         file.clone(),
-        Duration::from_millis(10),
+        Duration::from_secs(5),
         Duration::from_secs(3600),
         is_leader,
     ));
@@ -738,7 +738,19 @@ async fn files_mode_registers_the_bundle_file_and_again_when_it_changes() {
         expect_get_config(&mut handle, configuration, None).await;
         expect_apply(&mut handle, configuration, &first[CA_CRT]).await;
     }
-    // Unchanged polls call nothing; the next call is for the new file content.
+    // Unchanged polls call nothing until the resync (an hour of paused time): a re-check
+    // that finds both configurations up to date and writes nothing.
+    let before = tokio::time::Instant::now();
+    for configuration in Configuration::ALL {
+        expect_get_config(
+            &mut handle,
+            configuration,
+            Some(stored(configuration, &first[CA_CRT])),
+        )
+        .await;
+    }
+    assert!(before.elapsed() >= Duration::from_secs(3600));
+    // A new file content is registered at the next poll.
     std::fs::write(&file, &second[CA_CRT]).unwrap();
     for configuration in Configuration::ALL {
         expect_get_config(
@@ -752,4 +764,43 @@ async fn files_mode_registers_the_bundle_file_and_again_when_it_changes() {
     drop(is_leader_tx);
     task.await.unwrap();
     expect_no_more_calls(handle).await.unwrap();
+}
+
+/// One pass over an up-to-date Secret and configurations: reads only.
+async fn up_to_date_pass(handle: &mut ApiHandle, data: &SecretData) {
+    let (_, send) = expect(handle, Method::GET, SECRET_PATH).await;
+    send.send_response(respond(StatusCode::OK, &secret_json(data, "1")));
+    for configuration in Configuration::ALL {
+        expect_get_config(
+            handle,
+            configuration,
+            Some(stored(configuration, &data[CA_CRT])),
+        )
+        .await;
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_leader_passes_at_once_when_the_secret_changes_and_stops_when_it_loses_the_lead() {
+    let data = created_at(t0());
+    let (leader, mut handle) = leader(t0() + days(1));
+    let (is_leader_tx, is_leader) = tokio::sync::watch::channel(true);
+    let changed = Arc::new(tokio::sync::Notify::new());
+    let task = tokio::spawn(leader.clone().run(is_leader, changed.clone()));
+    up_to_date_pass(&mut handle, &data).await;
+    // The watch saw a change: the next pass starts now, not after --resync.
+    let before = tokio::time::Instant::now();
+    changed.notify_one();
+    up_to_date_pass(&mut handle, &data).await;
+    assert_eq!(before.elapsed(), Duration::ZERO);
+    // Lead lost: no pass on a change, nor after any resync.
+    is_leader_tx.send_replace(false);
+    tokio::task::yield_now().await;
+    let no_calls = expect_no_more_calls(handle);
+    changed.notify_one();
+    tokio::time::advance(Duration::from_secs(3600)).await;
+    drop(is_leader_tx);
+    task.await.unwrap();
+    drop(leader);
+    no_calls.await.unwrap();
 }
