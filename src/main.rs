@@ -210,9 +210,16 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     match unit {
         "ms" => Ok(Duration::from_millis(n)),
         "s" | "" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        "h" => Ok(Duration::from_secs(n * 3600)),
-        "d" => Ok(Duration::from_secs(n * 86_400)),
+        "m" | "h" | "d" => {
+            let unit = match unit {
+                "m" => 60,
+                "h" => 3600,
+                _ => 86_400,
+            };
+            n.checked_mul(unit)
+                .map(Duration::from_secs)
+                .ok_or_else(|| format!("{s:?} is too long"))
+        }
         _ => Err(format!(
             "{s:?} is not a duration like 500ms, 5s, 2m, 1h or 90d"
         )),
@@ -339,8 +346,12 @@ fn run_tls(args: &RunArgs) -> Result<TlsSource, String> {
             if !args.register {
                 return Err("--certs self-managed needs --register: only registration tells the API server the CA it generates".into());
             }
-            if args.cert_validity < Duration::from_secs(3600) {
-                return Err("--cert-validity must be at least 1h".into());
+            // At least an hour (rotation starts with a third left, checked every --resync);
+            // at most ten years, as `certs --days`.
+            if !(Duration::from_secs(3600)..=Duration::from_secs(3650 * 86_400))
+                .contains(&args.cert_validity)
+            {
+                return Err("--cert-validity must be between 1h and 3650d".into());
             }
             certs::check_dns_label("--tls-secret", &args.tls_secret).map_err(|e| e.to_string())?;
             Ok(TlsSource::InMemory)

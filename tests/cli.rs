@@ -226,7 +226,27 @@ fn run_explains_when_no_cluster_is_reachable() {
 
 #[test]
 fn run_checks_the_certificate_and_registration_flags_before_contacting_the_cluster() {
-    let cases: [(&[&str], &str); 5] = [
+    let cases: [(&[&str], &str); 7] = [
+        (
+            &[
+                "--certs",
+                "self-managed",
+                "--register",
+                "--cert-validity",
+                "10m",
+            ],
+            "--cert-validity must be between 1h and 3650d",
+        ),
+        (
+            &[
+                "--certs",
+                "self-managed",
+                "--register",
+                "--cert-validity",
+                "99999999999999999d",
+            ],
+            "too long",
+        ),
         (
             &["--certs", "self-managed"],
             "--certs self-managed needs --register",
