@@ -4,6 +4,9 @@
 //! The CA's private key is discarded after signing, so nobody can mint further certificates
 //! the webhook configuration would trust; rotation means generating a new pair and updating
 //! `caBundle` (or letting cert-manager or the controller's self-managed mode do it).
+//!
+//! [`inspect`] reads back what the self-managed mode needs to decide on rotation: validity,
+//! subject alternative names, and which CA signed a certificate (x509-parser).
 
 use std::path::{Path, PathBuf};
 
@@ -51,8 +54,22 @@ pub fn service_names(service: &str, namespace: &str) -> Vec<String> {
 /// valid from an hour ago (clock skew) for `days`.
 pub fn generate(names: &[String], common_name: &str, days: i64) -> Result<Generated, CertError> {
     let now = OffsetDateTime::now_utc();
-    let (not_before, not_after) = (now - Duration::hours(1), now + Duration::days(days));
+    generate_at(
+        names,
+        common_name,
+        now - Duration::hours(1),
+        now + Duration::days(days),
+    )
+}
 
+/// Like [`generate`], with explicit validity bounds (the CA and the certificate share them, so
+/// the CA is useless exactly when the certificate it signed expires).
+pub fn generate_at(
+    names: &[String],
+    common_name: &str,
+    not_before: OffsetDateTime,
+    not_after: OffsetDateTime,
+) -> Result<Generated, CertError> {
     let ca_key = KeyPair::generate()?;
     let mut ca = CertificateParams::new(Vec::<String>::new())?;
     ca.distinguished_name = DistinguishedName::new();
@@ -155,6 +172,95 @@ pub fn check_dns_label(what: &'static str, value: &str) -> Result<(), CertError>
     }
 }
 
+/// What the self-managed mode reads from a certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertInfo {
+    pub der: Vec<u8>,
+    pub not_before: OffsetDateTime,
+    pub not_after: OffsetDateTime,
+    /// DNS names and IP addresses (as text) of the subjectAltName extension.
+    pub names: Vec<String>,
+    pub is_ca: bool,
+}
+
+impl CertInfo {
+    /// Whether `self` is signed by `issuer`'s key (and names it as its issuer).
+    pub fn is_signed_by(&self, issuer: &CertInfo) -> bool {
+        use x509_parser::prelude::FromDer;
+        let (Ok((_, cert)), Ok((_, ca))) = (
+            x509_parser::certificate::X509Certificate::from_der(&self.der),
+            x509_parser::certificate::X509Certificate::from_der(&issuer.der),
+        ) else {
+            return false;
+        };
+        cert.issuer().as_raw() == ca.subject().as_raw()
+            && cert.verify_signature(Some(ca.public_key())).is_ok()
+    }
+
+    /// Valid at `now` (inclusive bounds, as RFC 5280 has them).
+    pub fn is_valid_at(&self, now: OffsetDateTime) -> bool {
+        self.not_before <= now && now <= self.not_after
+    }
+}
+
+/// Parses every certificate of a PEM text (a chain or a bundle), in order.
+pub fn inspect(pem: &[u8]) -> Result<Vec<CertInfo>, CertError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let bad = |message: String| CertError::Invalid {
+        what: "certificate",
+        value: String::new(),
+        message,
+    };
+    let ders = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| bad(e.to_string()))?;
+    if ders.is_empty() {
+        return Err(bad("no PEM certificate".into()));
+    }
+    ders.iter().map(|der| inspect_der(der, &bad)).collect()
+}
+
+fn inspect_der(der: &[u8], bad: &dyn Fn(String) -> CertError) -> Result<CertInfo, CertError> {
+    use x509_parser::extensions::GeneralName;
+    use x509_parser::prelude::FromDer;
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(der)
+        .map_err(|e| bad(format!("not an X.509 certificate: {e}")))?;
+    let time = |t: &x509_parser::time::ASN1Time| {
+        OffsetDateTime::from_unix_timestamp(t.timestamp())
+            .map_err(|e| bad(format!("validity out of range: {e}")))
+    };
+    let mut names = Vec::new();
+    if let Some(san) = cert
+        .subject_alternative_name()
+        .map_err(|e| bad(format!("bad subjectAltName: {e}")))?
+    {
+        for name in &san.value.general_names {
+            match name {
+                GeneralName::DNSName(dns) => names.push((*dns).to_owned()),
+                GeneralName::IPAddress(bytes) => {
+                    let ip = match bytes.len() {
+                        4 => <[u8; 4]>::try_from(*bytes).map(std::net::IpAddr::from).ok(),
+                        16 => <[u8; 16]>::try_from(*bytes)
+                            .map(std::net::IpAddr::from)
+                            .ok(),
+                        _ => None,
+                    };
+                    names.extend(ip.map(|ip| ip.to_string()));
+                }
+                _ => {}
+            }
+        }
+    }
+    Ok(CertInfo {
+        der: der.to_vec(),
+        not_before: time(&cert.validity().not_before)?,
+        not_after: time(&cert.validity().not_after)?,
+        names,
+        is_ca: cert.is_ca(),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -237,6 +343,34 @@ mod tests {
                 0o600
             );
         }
+    }
+
+    #[test]
+    fn inspect_reads_validity_names_and_issuer() {
+        let start = OffsetDateTime::from_unix_timestamp(1_800_000_000).unwrap();
+        let end = start + Duration::days(30);
+        let names = vec![
+            "svc".to_owned(),
+            "svc.ns.svc".to_owned(),
+            "127.0.0.1".to_owned(),
+        ];
+        let a = generate_at(&names, "a", start, end).unwrap();
+        let b = generate_at(&names, "b", start, end).unwrap();
+        let leaf = &inspect(a.cert_pem.as_bytes()).unwrap()[0];
+        let ca_a = &inspect(a.ca_cert_pem.as_bytes()).unwrap()[0];
+        let ca_b = &inspect(b.ca_cert_pem.as_bytes()).unwrap()[0];
+        assert_eq!((leaf.not_before, leaf.not_after), (start, end));
+        assert_eq!(leaf.names, names);
+        assert!(!leaf.is_ca && ca_a.is_ca);
+        assert!(leaf.is_signed_by(ca_a));
+        assert!(!leaf.is_signed_by(ca_b), "same subject layout, other key");
+        assert!(leaf.is_valid_at(end) && !leaf.is_valid_at(end + Duration::seconds(1)));
+        let bundle = format!("{}{}", a.ca_cert_pem, b.ca_cert_pem);
+        assert_eq!(inspect(bundle.as_bytes()).unwrap().len(), 2);
+        assert!(inspect(b"not pem").is_err());
+        assert!(
+            inspect(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n").is_err()
+        );
     }
 
     #[test]

@@ -13,6 +13,8 @@
 //!   with the same rule functions, over the same caches.
 //! - [`leader`]: leader election over a Lease: only the leader runs what writes to the cluster.
 //! - [`server`]: HTTPS serving, certificate reload, admin endpoints, metrics.
+//! - [`registration`]: `--register`, the leader keeping the webhook configurations current.
+//! - [`self_managed`]: `--certs self-managed`, the CA and serving certificate in a Secret.
 //! - [`offline`]: `storage-admission review`, the same engine on files.
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
@@ -25,7 +27,9 @@ pub mod leader;
 pub mod model;
 pub mod offline;
 pub mod policy;
+pub mod registration;
 pub mod rules;
+pub mod self_managed;
 pub mod server;
 pub mod telemetry;
 pub mod yaml;

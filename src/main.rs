@@ -13,8 +13,10 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use storage_admission::cluster::fetch::{self, KubeSnapshotFetcher, SnapshotFetcher};
 use storage_admission::cluster::{ClusterIndex, state_file};
 use storage_admission::policy::Policy;
+use storage_admission::registration::{self, Registrar};
+use storage_admission::self_managed::{self, Issuing};
 use storage_admission::server::serve::ConnLimits;
-use storage_admission::server::{Limits, ServeConfig, Server};
+use storage_admission::server::{Limits, ServeConfig, Server, TlsSource};
 use storage_admission::telemetry::{self, LogFormat};
 use storage_admission::{certs, controller, leader, offline};
 
@@ -146,6 +148,34 @@ struct RunArgs {
     /// (the restore webhook's timeoutSeconds is 5).
     #[arg(long, default_value = "1s", value_parser = parse_duration)]
     fallback_timeout: Duration,
+    /// Where the serving certificate comes from: `files` serves --tls-cert/--tls-key (e.g. from
+    /// cert-manager); `self-managed` keeps a CA and certificate in --tls-secret (the leader
+    /// creates and rotates it, every replica watches it; needs --register).
+    #[arg(long, value_enum, default_value = "files")]
+    certs: CertsMode,
+    /// The leader creates or updates both webhook configurations (the shipped manifests, with
+    /// this deployment's Service and CA bundle) and keeps their caBundle current.
+    #[arg(long)]
+    register: bool,
+    /// The webhooks' Service, in --namespace.
+    #[arg(long, default_value = "storage-admission")]
+    service_name: String,
+    /// With --register --certs files: the PEM CA bundle for caBundle. Reloaded when it changes.
+    #[arg(long)]
+    ca_bundle: Option<PathBuf>,
+    /// With --certs self-managed: the Secret holding the CA bundle and serving certificate.
+    #[arg(long, default_value = "storage-admission-tls")]
+    tls_secret: String,
+    /// With --certs self-managed: validity of each CA and serving certificate; rotation starts
+    /// when a third of it remains.
+    #[arg(long, default_value = "90d", value_parser = parse_duration)]
+    cert_validity: Duration,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum CertsMode {
+    Files,
+    SelfManaged,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -198,12 +228,23 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
     let (number, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: u64 = number
         .parse()
-        .map_err(|_| format!("{s:?} is not a duration like 500ms, 5s or 2m"))?;
+        .map_err(|_| format!("{s:?} is not a duration like 500ms, 5s, 2m, 1h or 90d"))?;
     match unit {
         "ms" => Ok(Duration::from_millis(n)),
         "s" | "" => Ok(Duration::from_secs(n)),
-        "m" => Ok(Duration::from_secs(n * 60)),
-        _ => Err(format!("{s:?} is not a duration like 500ms, 5s or 2m")),
+        "m" | "h" | "d" => {
+            let unit = match unit {
+                "m" => 60,
+                "h" => 3600,
+                _ => 86_400,
+            };
+            n.checked_mul(unit)
+                .map(Duration::from_secs)
+                .ok_or_else(|| format!("{s:?} is too long"))
+        }
+        _ => Err(format!(
+            "{s:?} is not a duration like 500ms, 5s, 2m, 1h or 90d"
+        )),
     }
 }
 
@@ -291,6 +332,10 @@ fn serve(args: ServeArgs) -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return fail(e),
     };
+    let tls = TlsSource::Files {
+        cert: tls.0,
+        key: tls.1,
+    };
     runtime.block_on(serve_until_signal(
         &args.common,
         tls,
@@ -300,15 +345,60 @@ fn serve(args: ServeArgs) -> ExitCode {
     ))
 }
 
+/// Checks the certificate and registration flags of `run` together (clap cannot express
+/// "required with this value of that flag"); returns where the serving certificate comes from.
+fn run_tls(args: &RunArgs) -> Result<TlsSource, String> {
+    let files = args
+        .common
+        .tls_cert
+        .clone()
+        .zip(args.common.tls_key.clone());
+    match args.certs {
+        CertsMode::Files => {
+            if args.register && args.ca_bundle.is_none() {
+                return Err("--register with --certs files needs --ca-bundle FILE (the CA that signed --tls-cert, for caBundle)".into());
+            }
+            if !args.register && args.ca_bundle.is_some() {
+                return Err("--ca-bundle is only used with --register".into());
+            }
+            files
+                .map(|(cert, key)| TlsSource::Files { cert, key })
+                .ok_or_else(|| {
+                    "run needs --tls-cert and --tls-key (or --certs self-managed)".into()
+                })
+        }
+        CertsMode::SelfManaged => {
+            if files.is_some() || args.ca_bundle.is_some() {
+                return Err("--certs self-managed takes its certificate from --tls-secret: drop --tls-cert, --tls-key and --ca-bundle".into());
+            }
+            if !args.register {
+                return Err("--certs self-managed needs --register: only registration tells the API server the CA it generates".into());
+            }
+            // At least an hour (rotation starts with a third left, checked every --resync);
+            // at most ten years, as `certs --days`.
+            if !(Duration::from_secs(3600)..=Duration::from_secs(3650 * 86_400))
+                .contains(&args.cert_validity)
+            {
+                return Err("--cert-validity must be between 1h and 3650d".into());
+            }
+            certs::check_dns_label("--tls-secret", &args.tls_secret).map_err(|e| e.to_string())?;
+            Ok(TlsSource::InMemory)
+        }
+    }
+}
+
 fn run(args: RunArgs) -> ExitCode {
-    let tls = match (args.common.tls_cert.clone(), args.common.tls_key.clone()) {
-        (Some(c), Some(k)) => (c, k),
-        _ => return fail("run needs --tls-cert and --tls-key"),
+    let tls = match run_tls(&args) {
+        Ok(tls) => tls,
+        Err(e) => return fail(e),
     };
     if args.fallback_timeout.is_zero() || args.fallback_timeout >= Duration::from_secs(5) {
         return fail(
             "--fallback-timeout must be above 0 and below the restore webhook's 5s timeoutSeconds",
         );
+    }
+    if let Err(e) = certs::check_dns_label("--service-name", &args.service_name) {
+        return fail(e);
     }
     let runtime = match runtime() {
         Ok(rt) => rt,
@@ -347,8 +437,6 @@ fn run(args: RunArgs) -> ExitCode {
             fetch::DEFAULT_FALLBACK_CONCURRENCY,
         ));
         let controller = args.controller.then(|| ControllerStart {
-            client,
-            election,
             instance: args.pod_name.clone(),
             config: controller::Config {
                 resync: args.resync,
@@ -358,7 +446,32 @@ fn run(args: RunArgs) -> ExitCode {
                 scope: controller::Scope::for_namespace(&namespace),
             },
         });
-        let code = serve_until_signal(&args.common, tls, index, Some(fetcher), controller).await;
+        let target = registration::Target {
+            namespace: namespace.clone(),
+            service: args.service_name.clone(),
+        };
+        let certs = match args.certs {
+            CertsMode::Files => CertsStart::Files {
+                register: args.register.then(|| target.clone()).zip(args.ca_bundle.clone()),
+            },
+            CertsMode::SelfManaged => CertsStart::SelfManaged {
+                secret: args.tls_secret.clone(),
+                issuing: Issuing {
+                    names: certs::service_names(&args.service_name, &namespace),
+                    common_name: args.service_name.clone(),
+                    validity: time_duration(args.cert_validity),
+                },
+                target,
+            },
+        };
+        let cluster = ClusterStart {
+            client,
+            election,
+            controller,
+            certs,
+            resync: args.resync,
+        };
+        let code = serve_until_signal(&args.common, tls, index, Some(fetcher), Some(cluster)).await;
         for watch in watches {
             watch.abort();
         }
@@ -399,21 +512,46 @@ fn dev_certs(dir: &Path, port: u16) -> Result<(PathBuf, PathBuf), certs::CertErr
     Ok((written.cert, written.key))
 }
 
+fn time_duration(d: Duration) -> time::Duration {
+    time::Duration::try_from(d).unwrap_or(time::Duration::MAX)
+}
+
 /// What `run` needs to start the controller once the server (its metrics and policy) is up.
 struct ControllerStart {
-    client: kube::Client,
-    /// `None`: this replica always leads (`--leader-election=false`).
-    election: Option<leader::Config>,
     instance: Option<String>,
     config: controller::Config,
 }
 
+/// How `run` keeps certificates and webhook configurations.
+enum CertsStart {
+    /// Mounted files; with `register`, the leader registers the webhooks with `--ca-bundle`.
+    Files {
+        register: Option<(registration::Target, PathBuf)>,
+    },
+    /// The leader keeps the Secret and the registration; every replica watches the Secret.
+    SelfManaged {
+        secret: String,
+        issuing: Issuing,
+        target: registration::Target,
+    },
+}
+
+/// The in-cluster tasks of `run`.
+struct ClusterStart {
+    client: kube::Client,
+    /// `None`: this replica always leads (`--leader-election=false`).
+    election: Option<leader::Config>,
+    controller: Option<ControllerStart>,
+    certs: CertsStart,
+    resync: Duration,
+}
+
 async fn serve_until_signal(
     common: &CommonArgs,
-    (tls_cert, tls_key): (PathBuf, PathBuf),
+    tls: TlsSource,
     index: Arc<ClusterIndex>,
     fetcher: Option<Arc<dyn SnapshotFetcher>>,
-    controller: Option<ControllerStart>,
+    cluster: Option<ClusterStart>,
 ) -> ExitCode {
     let (policy, policy_file) = match load_policy(common.policy.as_deref()) {
         Ok(p) => p,
@@ -422,8 +560,7 @@ async fn serve_until_signal(
     let config = ServeConfig {
         listen: common.listen,
         admin_listen: common.admin_listen,
-        tls_cert,
-        tls_key,
+        tls,
         index,
         policy,
         policy_file,
@@ -444,35 +581,94 @@ async fn serve_until_signal(
         Ok(s) => s,
         Err(e) => return fail(e),
     };
-    // Every replica serves the webhooks; only the leader runs the controller. Whatever else
-    // only the leader may do takes its own `elector.subscribe()`.
-    let started = controller.map(|start| {
-        let elector = match start.election {
-            Some(config) => {
-                leader::Elector::spawn(start.client.clone(), config, server.metrics.clone())
-            }
+    // Every replica serves the webhooks; only the leader writes to the cluster. Tasks that
+    // write only while leader take the elector's signal (they return once it closes); tasks
+    // every replica runs (the Secret watch) go until shutdown.
+    let mut elector = None;
+    let mut leading = Vec::new();
+    let mut background = Vec::new();
+    if let Some(cluster) = cluster {
+        let client = cluster.client;
+        let election = match cluster.election {
+            Some(config) => leader::Elector::spawn(client.clone(), config, server.metrics.clone()),
             None => leader::Elector::always(&server.metrics),
         };
-        let ctx = controller::Context::new(
-            start.client,
-            start.instance,
-            server.metrics.clone(),
-            server.current_policy.clone(),
-            index,
-            start.config,
-        );
-        let task = tokio::spawn(controller::run(Arc::new(ctx), elector.subscribe()));
-        (elector, task)
-    });
+        let is_leader = election.subscribe();
+        elector = Some(election);
+        if let Some(start) = cluster.controller {
+            let ctx = controller::Context::new(
+                client.clone(),
+                start.instance,
+                server.metrics.clone(),
+                server.current_policy.clone(),
+                index,
+                start.config,
+            );
+            leading.push(tokio::spawn(controller::run(
+                Arc::new(ctx),
+                is_leader.clone(),
+            )));
+        }
+        let registrar = |target| Registrar {
+            client: client.clone(),
+            target,
+            metrics: server.metrics.clone(),
+        };
+        match cluster.certs {
+            CertsStart::Files { register: None } => {}
+            CertsStart::Files {
+                register: Some((target, bundle_file)),
+            } => leading.push(tokio::spawn(registration::run_from_file(
+                Arc::new(registrar(target)),
+                bundle_file,
+                common.reload_interval,
+                cluster.resync,
+                is_leader.clone(),
+            ))),
+            CertsStart::SelfManaged {
+                secret,
+                issuing,
+                target,
+            } => {
+                let changed = Arc::new(tokio::sync::Notify::new());
+                background.push(tokio::spawn(self_managed::watch_secret(
+                    client.clone(),
+                    target.namespace.clone(),
+                    secret.clone(),
+                    server.cert.clone(),
+                    server.metrics.clone(),
+                    changed.clone(),
+                )));
+                let leader_task = Arc::new(self_managed::Leader {
+                    client: client.clone(),
+                    namespace: target.namespace.clone(),
+                    secret,
+                    issuing,
+                    registrar: registrar(target),
+                    metrics: server.metrics.clone(),
+                    clock: Arc::new(time::OffsetDateTime::now_utc),
+                    resync: cluster.resync,
+                    retry: common.reload_interval,
+                });
+                leading.push(tokio::spawn(leader_task.run(is_leader.clone(), changed)));
+            }
+        }
+    }
     wait_for_signal().await;
     tracing::info!("shutdown signal received");
-    // The controller stops first (no new patches or events from a terminating pod), then the
-    // Lease is released so another replica leads at once. Webhooks keep serving meanwhile.
-    if let Some((elector, task)) = started {
+    // The leader's tasks stop first (no new patches, events or Secret writes from a
+    // terminating pod), then the Lease is released so another replica leads at once. The
+    // webhooks keep serving meanwhile.
+    if let Some(elector) = elector {
         let stopped = async move {
-            let _ = task.await;
+            for task in leading {
+                let _ = task.await;
+            }
         };
         elector.shutdown(stopped, &server.metrics).await;
+    }
+    for task in background {
+        task.abort();
     }
     server.shutdown();
     // Exit 0 either way: the process did what SIGTERM asks, and the log says whether any

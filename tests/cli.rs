@@ -223,3 +223,68 @@ fn run_explains_when_no_cluster_is_reachable() {
         "{err}"
     );
 }
+
+#[test]
+fn run_checks_the_certificate_and_registration_flags_before_contacting_the_cluster() {
+    let cases: [(&[&str], &str); 7] = [
+        (
+            &[
+                "--certs",
+                "self-managed",
+                "--register",
+                "--cert-validity",
+                "10m",
+            ],
+            "--cert-validity must be between 1h and 3650d",
+        ),
+        (
+            &[
+                "--certs",
+                "self-managed",
+                "--register",
+                "--cert-validity",
+                "99999999999999999d",
+            ],
+            "too long",
+        ),
+        (
+            &["--certs", "self-managed"],
+            "--certs self-managed needs --register",
+        ),
+        (
+            &[
+                "--certs",
+                "self-managed",
+                "--register",
+                "--tls-cert",
+                "c",
+                "--tls-key",
+                "k",
+            ],
+            "drop --tls-cert, --tls-key and --ca-bundle",
+        ),
+        (
+            &["--register", "--tls-cert", "c", "--tls-key", "k"],
+            "needs --ca-bundle FILE",
+        ),
+        (
+            &["--ca-bundle", "ca.crt", "--tls-cert", "c", "--tls-key", "k"],
+            "only used with --register",
+        ),
+        (
+            &[
+                "--certs",
+                "self-managed",
+                "--register",
+                "--service-name",
+                "Not_A_Name",
+            ],
+            "invalid --service-name",
+        ),
+    ];
+    for (args, message) in cases {
+        let out = run(&[&["run"], args].concat(), None);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(stderr(&out).contains(message), "{args:?}: {}", stderr(&out));
+    }
+}

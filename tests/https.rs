@@ -350,3 +350,66 @@ async fn policy_replaced_under_load_takes_effect_and_an_invalid_one_is_refused()
         "no review failed while the policy changed"
     );
 }
+
+/// `GET /readyz` on the admin port: (status line, body).
+async fn readyz(addr: std::net::SocketAddr) -> String {
+    let mut admin = tokio::net::TcpStream::connect(addr).await.unwrap();
+    admin
+        .write_all(b"GET /readyz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut out = String::new();
+    admin.read_to_string(&mut out).await.unwrap();
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_self_managed_replica_refuses_handshakes_until_the_secret_gives_it_a_certificate() {
+    use k8s_openapi::api::core::v1::Secret;
+    use storage_admission::self_managed::run::serve_from;
+
+    let t = start_without_certificate().await;
+    let addr = t.server.https_addr;
+    assert!(
+        tls_connect(addr, &t.certs.ca, &[b"http/1.1"])
+            .await
+            .is_err()
+    );
+    let out = readyz(t.server.admin_addr).await;
+    assert!(
+        out.starts_with("HTTP/1.1 503") && out.contains("no serving certificate yet"),
+        "{out}"
+    );
+
+    // The pair arrives in the watched Secret (what the watch hands to serve_from).
+    let b64 = |path: &std::path::Path| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::STANDARD.encode(std::fs::read(path).unwrap())
+    };
+    let secret: Secret = serde_json::from_value(serde_json::json!({
+        "metadata": {"name": "storage-admission-tls", "namespace": "storage-admission"},
+        "type": "kubernetes.io/tls",
+        "data": {"tls.crt": b64(&t.certs.cert), "tls.key": b64(&t.certs.key)},
+    }))
+    .unwrap();
+    assert_eq!(
+        serve_from(&t.server.cert, &secret, &t.server.metrics),
+        Some(Reload::Reloaded)
+    );
+    let mut conn = h1(addr, &t.certs.ca).await;
+    let (status, _) = read(
+        conn.send_request(review_request("/validate", golden_review(RESTORE)))
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(
+        status, 200,
+        "a real TLS client verifies the served certificate"
+    );
+    assert!(
+        readyz(t.server.admin_addr)
+            .await
+            .starts_with("HTTP/1.1 200")
+    );
+}

@@ -313,24 +313,26 @@ def deployment_checks(render: str, docs: list[dict], default_policy: str) -> lis
     vols = {v["name"]: v for v in pod.get("volumes") or []}
     tls_problems = []
     tls = [n for n, v in vols.items() if (v.get("secret") or {}).get("secretName") == TLS_SECRET]
-    if len(tls) != 1 or tls[0] not in mounts:
+    if render == "self-managed":
+        # Every replica watches the Secret and serves it from memory; a volume would lag by
+        # kubelet's sync period and block the first start (the Secret is written by a pod).
+        if tls or flag(args, "--tls-cert") is not None or flag(args, "--tls-key") is not None:
+            tls_problems.append(f"self-managed: Secret {TLS_SECRET} mounted or --tls-cert/--tls-key set; the replicas watch it instead")
+        if flag(args, "--certs") != "self-managed" or flag(args, "--register") != "":
+            tls_problems.append(f"self-managed: args {args!r} lack --certs self-managed --register")
+        if flag(args, "--tls-secret") not in (None, TLS_SECRET):
+            tls_problems.append(f"--tls-secret {flag(args, '--tls-secret')!r}, RBAC grants {TLS_SECRET}")
+    elif len(tls) != 1 or tls[0] not in mounts:
         tls_problems.append(f"Secret {TLS_SECRET} not mounted exactly once")
     else:
         for f, file in (("--tls-cert", "tls.crt"), ("--tls-key", "tls.key")):
             if flag(args, f) != f"{mounts[tls[0]].rstrip('/')}/{file}":
                 tls_problems.append(f"{f} {flag(args, f)!r} is not {file} in the mounted Secret")
-        optional = vols[tls[0]]["secret"].get("optional") is True
-        if render == "self-managed":
-            if not optional:
-                tls_problems.append("self-managed: the Secret volume must be optional (the leader creates the Secret)")
-            if flag(args, "--certs") != "self-managed" or flag(args, "--register") != "":
-                tls_problems.append(f"self-managed: args {args!r} lack --certs self-managed --register")
-        else:
-            if flag(args, "--certs") not in (None, "files"):
-                tls_problems.append(f"--certs {flag(args, '--certs')!r}, the Secret is mounted files here")
-            if optional:
-                tls_problems.append("Secret volume optional outside self-managed (a pod would start without certificates)")
-    checks.append(("deployment: TLS Secret mounted where --tls-cert/--tls-key point (optional only when self-managed)", tls_problems))
+        if flag(args, "--certs") not in (None, "files"):
+            tls_problems.append(f"--certs {flag(args, '--certs')!r}, the Secret is mounted files here")
+        if vols[tls[0]]["secret"].get("optional") is True:
+            tls_problems.append("Secret volume optional (a pod would start without certificates)")
+    checks.append(("deployment: TLS Secret mounted where --tls-cert/--tls-key point (self-managed: watched, not mounted)", tls_problems))
 
     pol_problems = []
     pol = [n for n, v in vols.items() if "configMap" in v]
@@ -376,9 +378,9 @@ def rbac_checks(render: str, docs: list[dict]) -> list[Check]:
                     wh.append(f"{role['kind']}/{role['metadata']['name']} {sorted(verbs)} on {res} not limited to resourceNames [{NAME}]")
                 if verbs - limited - {"create"}:
                     wh.append(f"{res}: unexpected verbs {sorted(verbs - limited - {'create'})}")
-    if render == "self-managed" and not {"get", "update", "create"} <= granted:
-        wh.append(f"self-managed (--register) needs get/update/create on the webhook configurations, has {sorted(granted)}")
-    checks.append(("rbac: webhook configuration get/update limited by resourceNames", wh))
+    if render == "self-managed" and not {"get", "patch", "create"} <= granted:
+        wh.append(f"self-managed (--register, server-side apply) needs get/patch/create on the webhook configurations, has {sorted(granted)}")
+    checks.append(("rbac: webhook configuration get/patch limited by resourceNames", wh))
 
     ns_problems: Problems = []
     seen: dict[str, set[str]] = {"secrets": set(), "leases": set()}
@@ -393,12 +395,15 @@ def rbac_checks(render: str, docs: list[dict]) -> list[Check]:
                 seen[res] |= verbs
                 if verbs - {"create"} and rule.get("resourceNames") != [names[res]]:
                     ns_problems.append(f"{where} {sorted(verbs)} on {res} not limited to [{names[res]}]")
-                if verbs & {"list", "watch", "delete", "deletecollection"}:
-                    ns_problems.append(f"{where} {sorted(verbs)} on {res}: more than get/create/update")
+                # The Secret may be listed and watched by name (fieldSelector metadata.name,
+                # checked against resourceNames): the replicas watch it in self-managed mode.
+                allowed = {"get", "create", "update"} | ({"list", "watch"} if res == "secrets" else set())
+                if verbs - allowed:
+                    ns_problems.append(f"{where} {sorted(verbs)} on {res}: more than {sorted(allowed)}")
     if not {"get", "create", "update"} <= seen["leases"]:
         ns_problems.append(f"leader election needs get/create/update on leases, has {sorted(seen['leases'])}")
-    if render == "self-managed" and not {"get", "create", "update"} <= seen["secrets"]:
-        ns_problems.append(f"self-managed needs get/create/update on its Secret, has {sorted(seen['secrets'])}")
+    if render == "self-managed" and not {"get", "list", "watch", "create", "update"} <= seen["secrets"]:
+        ns_problems.append(f"self-managed needs get/list/watch/create/update on its Secret, has {sorted(seen['secrets'])}")
     checks.append(("rbac: Secret and Lease permissions only in the namespaced Role, by name", ns_problems))
 
     bind_problems: Problems = []
@@ -567,9 +572,11 @@ MUTATIONS: list[tuple[str, str, str, Callable[[list[dict]], None]]] = [
      lambda d: _dep(d)["spec"]["template"]["spec"].update(topologySpreadConstraints=_dep(d)["spec"]["template"]["spec"]["topologySpreadConstraints"][:1])),
     ("base", "deployment: TLS Secret", "Secret optional in files mode",
      lambda d: [v for v in _dep(d)["spec"]["template"]["spec"]["volumes"] if "secret" in v][0]["secret"].update(optional=True)),
-    ("self-managed", "deployment: TLS Secret", "Secret not optional",
-     lambda d: [v for v in _dep(d)["spec"]["template"]["spec"]["volumes"] if "secret" in v][0]["secret"].pop("optional")),
+    ("self-managed", "deployment: TLS Secret", "Secret mounted again",
+     lambda d: _dep(d)["spec"]["template"]["spec"]["volumes"].append({"name": "tls", "secret": {"secretName": TLS_SECRET}})),
+    ("self-managed", "deployment: TLS Secret", "--tls-cert left in", lambda d: container(_dep(d))["args"].append("--tls-cert=/tls/tls.crt")),
     ("self-managed", "deployment: TLS Secret", "--register dropped", lambda d: container(_dep(d))["args"].remove("--register")),
+    ("self-managed", "deployment: TLS Secret", "--tls-secret renamed", lambda d: container(_dep(d))["args"].append("--tls-secret=other")),
     ("base", "deployment: deployed policy", "policy edited in the ConfigMap",
      lambda d: _cm(d)["data"].update({"policy.yaml": _cm(d)["data"]["policy.yaml"] + "# drift\n"})),
     ("base", "pdb:", "PDB removed", lambda d: d.remove(one(d, "PodDisruptionBudget"))),
@@ -577,14 +584,20 @@ MUTATIONS: list[tuple[str, str, str, Callable[[list[dict]], None]]] = [
     ("base", "service:", "targetPort admin", lambda d: one(d, "Service", NAME)["spec"]["ports"][0].update(targetPort="admin")),
     ("base", "rbac: no wildcard", "verbs *", lambda d: _rule(d, "ClusterRole", "nodes").update(verbs=["*"])),
     ("base", "rbac: no wildcard", "apiGroups *", lambda d: _rule(d, "ClusterRole", "storageclasses").update(apiGroups=["*"])),
-    ("self-managed", "rbac: webhook configuration", "update without resourceNames",
-     lambda d: next(r for _, r in rbac_rules(d) if "update" in r.get("verbs", []) and "mutatingwebhookconfigurations" in r.get("resources", [])).pop("resourceNames")),
+    ("self-managed", "rbac: webhook configuration", "patch without resourceNames",
+     lambda d: next(r for _, r in rbac_rules(d) if "patch" in r.get("verbs", []) and "mutatingwebhookconfigurations" in r.get("resources", [])).pop("resourceNames")),
+    ("self-managed", "rbac: webhook configuration", "patch dropped (server-side apply needs it)",
+     lambda d: next(r for _, r in rbac_rules(d) if "patch" in r.get("verbs", []) and "mutatingwebhookconfigurations" in r.get("resources", [])).update(verbs=["get", "update"])),
     ("base", "rbac: webhook configuration", "patch granted cluster-wide",
      lambda d: one(d, "ClusterRole", NAME)["rules"].append({"apiGroups": ["admissionregistration.k8s.io"], "resources": ["validatingwebhookconfigurations"], "verbs": ["patch"]})),
     ("base", "rbac: Secret and Lease", "leases moved to the ClusterRole",
      lambda d: one(d, "ClusterRole", NAME)["rules"].append(one(d, "Role", NAME)["rules"].pop(0))),
     ("self-managed", "rbac: Secret and Lease", "secrets get without resourceNames",
      lambda d: next(r for _, r in rbac_rules(d) if "get" in r.get("verbs", []) and "secrets" in r.get("resources", [])).pop("resourceNames")),
+    ("self-managed", "rbac: Secret and Lease", "watch on secrets dropped (every replica watches it)",
+     lambda d: next(r for _, r in rbac_rules(d) if "watch" in r.get("verbs", []) and "secrets" in r.get("resources", [])).update(verbs=["get", "list", "update"])),
+    ("self-managed", "rbac: Secret and Lease", "delete on the Secret",
+     lambda d: next(r for _, r in rbac_rules(d) if "watch" in r.get("verbs", []) and "secrets" in r.get("resources", [])).update(verbs=["get", "list", "watch", "update", "delete"])),
     ("base", "rbac: Secret and Lease", "list on secrets",
      lambda d: one(d, "Role", NAME)["rules"].append({"apiGroups": [""], "resources": ["secrets"], "verbs": ["list"]})),
     ("base", "rbac: roles bound", "binding to another subject",

@@ -11,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use super::metrics::Metrics;
+use super::tls::ReloadingCert;
 use crate::cluster::{ClusterIndex, SyncState};
 
 /// What readiness depends on.
@@ -18,14 +19,16 @@ pub struct Health {
     shutting_down: AtomicBool,
     index: Arc<ClusterIndex>,
     metrics: Arc<Metrics>,
+    cert: Arc<ReloadingCert>,
 }
 
 impl Health {
-    pub fn new(index: Arc<ClusterIndex>, metrics: Arc<Metrics>) -> Self {
+    pub fn new(index: Arc<ClusterIndex>, metrics: Arc<Metrics>, cert: Arc<ReloadingCert>) -> Self {
         Self {
             shutting_down: AtomicBool::new(false),
             index,
             metrics,
+            cert,
         }
     }
 
@@ -39,6 +42,10 @@ impl Health {
         let mut reasons = Vec::new();
         if self.shutting_down.load(Ordering::SeqCst) {
             reasons.push("shutting down".to_owned());
+        }
+        if self.cert.current().is_none() {
+            // Self-managed mode before the TLS Secret was first read: every handshake fails.
+            reasons.push("no serving certificate yet".to_owned());
         }
         for (kind, state) in self.index.states() {
             // A missing CRD is a fact about the cluster, not a reason to take the webhook out

@@ -57,8 +57,30 @@ pub struct KindLabels {
     pub kind: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RegistrationLabels {
+    /// `mutating` or `validating`.
+    pub configuration: &'static str,
+    /// `created`, `updated`, `unchanged` or `error`.
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SecretWriteLabels {
+    /// `create`, `stage`, `promote` or `prune` (see `self_managed::Plan`).
+    pub action: &'static str,
+    /// `success`, `conflict` (another writer won; re-read next pass) or `error`.
+    pub result: &'static str,
+}
+
 pub struct Metrics {
     registry: Registry,
+    /// Webhook configuration registrations (`--register`), by configuration and result.
+    pub registrations: Family<RegistrationLabels, Counter>,
+    /// Writes of the self-managed TLS Secret, by action and result.
+    pub tls_secret_writes: Family<SecretWriteLabels, Counter>,
+    /// notAfter (Unix seconds) of the certificate this replica serves; 0 before it has one.
+    pub serving_cert_expiry: Gauge,
     pub reviews: Family<ReviewLabels, Counter>,
     pub review_duration: Family<WebhookLabels, Histogram>,
     pub rules: Family<RuleLabels, Counter>,
@@ -186,9 +208,30 @@ impl Metrics {
             "Single GETs of a restore's VolumeSnapshot missing from the cache, by result",
             snapshot_fallbacks.clone(),
         );
+        let registrations = Family::<RegistrationLabels, Counter>::default();
+        registry.register(
+            "webhook_registrations",
+            "Checks of the webhook configurations by --register, by configuration and result",
+            registrations.clone(),
+        );
+        let tls_secret_writes = Family::<SecretWriteLabels, Counter>::default();
+        registry.register(
+            "tls_secret_writes",
+            "Writes of the self-managed TLS Secret by the leader, by action and result",
+            tls_secret_writes.clone(),
+        );
+        let serving_cert_expiry = Gauge::default();
+        registry.register(
+            "serving_certificate_expiry_timestamp_seconds",
+            "notAfter of the self-managed serving certificate this replica serves (0: none yet)",
+            serving_cert_expiry.clone(),
+        );
         Self {
             leader,
             snapshot_fallbacks,
+            registrations,
+            tls_secret_writes,
+            serving_cert_expiry,
             in_flight,
             registry,
             audit_findings,

@@ -34,12 +34,21 @@ pub enum ServeError {
     Tls(#[from] tls::TlsError),
 }
 
+/// Where the serving certificate comes from.
+#[derive(Debug, Clone)]
+pub enum TlsSource {
+    /// PEM files, re-read every `reload_interval` (`--certs files`).
+    Files { cert: PathBuf, key: PathBuf },
+    /// Set in memory through [`Server::cert`] (`--certs self-managed`: the watched Secret).
+    /// Until then handshakes fail and `/readyz` says why.
+    InMemory,
+}
+
 /// Everything `serve` needs, already loaded and validated.
 pub struct ServeConfig {
     pub listen: SocketAddr,
     pub admin_listen: SocketAddr,
-    pub tls_cert: PathBuf,
-    pub tls_key: PathBuf,
+    pub tls: TlsSource,
     pub index: Arc<ClusterIndex>,
     pub policy: Policy,
     /// The policy file to watch for changes (`None`: the built-in policy, nothing to reload).
@@ -71,11 +80,12 @@ impl Server {
     /// Binds both listeners, loads the certificate and starts serving.
     pub async fn start(config: ServeConfig) -> Result<Self, ServeError> {
         let provider = tls::provider();
-        let cert = Arc::new(tls::ReloadingCert::load(
-            &config.tls_cert,
-            &config.tls_key,
-            provider.clone(),
-        )?);
+        let cert = Arc::new(match &config.tls {
+            TlsSource::Files { cert, key } => {
+                tls::ReloadingCert::load(cert, key, provider.clone())?
+            }
+            TlsSource::InMemory => tls::ReloadingCert::empty(provider.clone()),
+        });
         let tls_config = Arc::new(tls::server_config(cert.clone(), provider)?);
 
         let bind = |addr: SocketAddr| async move {
@@ -107,7 +117,11 @@ impl Server {
         let policy = config.policy_file.map(|(path, text)| {
             Arc::new(reload::PolicySource::new(path, text, state.policy.clone()))
         });
-        let health = Arc::new(admin::Health::new(config.index, metrics.clone()));
+        let health = Arc::new(admin::Health::new(
+            config.index,
+            metrics.clone(),
+            cert.clone(),
+        ));
 
         let (stop, stopped) = watch::channel(false);
         let wait_stop = |mut rx: watch::Receiver<bool>| async move {

@@ -7,11 +7,15 @@
 //! swapping the `..data` symlink, so a watch on the old file would go stale) and compare bytes,
 //! so polling is cheap. A pair that does not parse or whose key does not match its certificate
 //! is logged and counted, and the old pair keeps serving.
+//!
+//! With `--certs self-managed` there are no files: the pair arrives from a watched Secret and
+//! is set in memory ([`ReloadingCert::set_pem`]). Until a first pair is set, the resolver has
+//! no certificate, so handshakes fail and readiness is false.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use arc_swap::ArcSwap;
+use arc_swap::ArcSwapOption;
 use rustls::ServerConfig;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
@@ -77,13 +81,13 @@ pub fn certified_key(
     })
 }
 
-/// The serving certificate, reloadable from its two files.
+/// The serving certificate, reloadable from its two files or set in memory.
 #[derive(Debug)]
 pub struct ReloadingCert {
-    cert_path: PathBuf,
-    key_path: PathBuf,
+    /// `None` when the pair is set in memory ([`ReloadingCert::empty`]).
+    files: Option<(PathBuf, PathBuf)>,
     provider: Arc<CryptoProvider>,
-    current: ArcSwap<CertifiedKey>,
+    current: ArcSwapOption<CertifiedKey>,
     /// The bytes the current pair was built from, to skip unchanged files cheaply.
     loaded: std::sync::Mutex<(Vec<u8>, Vec<u8>)>,
 }
@@ -105,38 +109,68 @@ impl ReloadingCert {
         let (cert_pem, key_pem) = read_pair(cert_path, key_path)?;
         let key = certified_key(&cert_pem, &key_pem, cert_path, key_path, &provider)?;
         Ok(Self {
-            cert_path: cert_path.to_owned(),
-            key_path: key_path.to_owned(),
+            files: Some((cert_path.to_owned(), key_path.to_owned())),
             provider,
-            current: ArcSwap::from_pointee(key),
+            current: ArcSwapOption::from_pointee(key),
             loaded: std::sync::Mutex::new((cert_pem, key_pem)),
         })
     }
 
+    /// No certificate yet: it will be set in memory with [`ReloadingCert::set_pem`].
+    pub fn empty(provider: Arc<CryptoProvider>) -> Self {
+        Self {
+            files: None,
+            provider,
+            current: ArcSwapOption::empty(),
+            loaded: std::sync::Mutex::new((Vec::new(), Vec::new())),
+        }
+    }
+
     /// Re-reads the files; swaps in the new pair when it changed and is valid. On error the
-    /// current pair stays in place.
+    /// current pair stays in place. Without files there is nothing to re-read.
     pub fn reload(&self) -> Result<Reload, TlsError> {
-        let (cert_pem, key_pem) = read_pair(&self.cert_path, &self.key_path)?;
+        let Some((cert_path, key_path)) = &self.files else {
+            return Ok(Reload::Unchanged);
+        };
+        let (cert_pem, key_pem) = read_pair(cert_path, key_path)?;
+        self.swap(cert_pem, key_pem, cert_path, key_path)
+    }
+
+    /// Sets the pair from memory (`origin` names where it came from, for errors); swaps it in
+    /// when it differs from the current one and is valid. On error the current pair stays.
+    pub fn set_pem(
+        &self,
+        cert_pem: &[u8],
+        key_pem: &[u8],
+        origin: &str,
+    ) -> Result<Reload, TlsError> {
+        let cert_path = PathBuf::from(format!("{origin} tls.crt"));
+        let key_path = PathBuf::from(format!("{origin} tls.key"));
+        self.swap(cert_pem.to_vec(), key_pem.to_vec(), &cert_path, &key_path)
+    }
+
+    fn swap(
+        &self,
+        cert_pem: Vec<u8>,
+        key_pem: Vec<u8>,
+        cert_path: &Path,
+        key_path: &Path,
+    ) -> Result<Reload, TlsError> {
         let mut loaded = self
             .loaded
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if loaded.0 == cert_pem && loaded.1 == key_pem {
+        if self.current.load().is_some() && loaded.0 == cert_pem && loaded.1 == key_pem {
             return Ok(Reload::Unchanged);
         }
-        let key = certified_key(
-            &cert_pem,
-            &key_pem,
-            &self.cert_path,
-            &self.key_path,
-            &self.provider,
-        )?;
-        self.current.store(Arc::new(key));
+        let key = certified_key(&cert_pem, &key_pem, cert_path, key_path, &self.provider)?;
+        self.current.store(Some(Arc::new(key)));
         *loaded = (cert_pem, key_pem);
         Ok(Reload::Reloaded)
     }
 
-    pub fn current(&self) -> Arc<CertifiedKey> {
+    /// The pair being served; `None` until one was set.
+    pub fn current(&self) -> Option<Arc<CertifiedKey>> {
         self.current.load_full()
     }
 }
@@ -153,7 +187,8 @@ fn read_pair(cert: &Path, key: &Path) -> Result<(Vec<u8>, Vec<u8>), TlsError> {
 
 impl ResolvesServerCert for ReloadingCert {
     fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.current.load_full())
+        // None (no certificate yet) makes rustls abort the handshake.
+        self.current.load_full()
     }
 }
 

@@ -21,7 +21,7 @@ use storage_admission::certs;
 use storage_admission::cluster::state_file;
 use storage_admission::policy::Policy;
 use storage_admission::server::serve::ConnLimits;
-use storage_admission::server::{Limits, ServeConfig, Server};
+use storage_admission::server::{Limits, ServeConfig, Server, TlsSource};
 
 pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -77,8 +77,10 @@ pub async fn start_with_policy(
     let server = Server::start(ServeConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         admin_listen: "127.0.0.1:0".parse().unwrap(),
-        tls_cert: certs.cert.clone(),
-        tls_key: certs.key.clone(),
+        tls: TlsSource::Files {
+            cert: certs.cert.clone(),
+            key: certs.key.clone(),
+        },
         index: Arc::new(state),
         policy: policy_file
             .as_ref()
@@ -87,6 +89,35 @@ pub async fn start_with_policy(
         // The reload loop is exercised by calling reload directly; keep the timer out of the way.
         reload_interval: Duration::from_secs(3600),
         conn_limits,
+        limits: Limits::default(),
+        fetcher: None,
+    })
+    .await
+    .unwrap();
+    TestServer {
+        server,
+        certs,
+        _tmp: tmp,
+    }
+}
+
+/// Starts a server whose certificate is set in memory later (`--certs self-managed`); the
+/// returned certificate files are for the test to set, not loaded.
+pub async fn start_without_certificate() -> TestServer {
+    let tmp = tempfile::tempdir().unwrap();
+    let certs = write_certs(tmp.path());
+    let state = state_file::load(&Path::new(ROOT).join("tests/golden/state.yaml"))
+        .unwrap()
+        .index;
+    let server = Server::start(ServeConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        admin_listen: "127.0.0.1:0".parse().unwrap(),
+        tls: TlsSource::InMemory,
+        index: Arc::new(state),
+        policy: Policy::builtin(),
+        policy_file: None,
+        reload_interval: Duration::from_secs(3600),
+        conn_limits: ConnLimits::default(),
         limits: Limits::default(),
         fetcher: None,
     })
