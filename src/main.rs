@@ -36,6 +36,12 @@ struct Cli {
     /// Log format.
     #[arg(long, value_enum, default_value = "text", global = true)]
     log_format: LogFormat,
+    /// Check the command line (flags and how they combine), then exit without starting
+    /// anything: 0 when `run`/`serve` would accept it. webhook-config/check.sh passes every
+    /// overlay's Deployment args through this, so a manifest cannot ship flags the binary
+    /// refuses.
+    #[arg(long, global = true, hide = true)]
+    check_args: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -251,6 +257,9 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     telemetry::init(cli.log_format);
+    if cli.check_args {
+        return check_args(&cli.command);
+    }
     match cli.command {
         Command::Serve(args) => serve(args),
         Command::Run(args) => run(args),
@@ -387,19 +396,58 @@ fn run_tls(args: &RunArgs) -> Result<TlsSource, String> {
     }
 }
 
+/// `--check-args`: what `run` and `serve` refuse before they touch a file, a port or the
+/// cluster. (Files named by flags are not read: they exist in the pod, not where manifests
+/// are checked.)
+fn check_args(command: &Command) -> ExitCode {
+    let checked = match command {
+        Command::Run(args) => check_run(args).map(drop),
+        Command::Serve(args) if args.state.is_none() && !args.dev => {
+            Err("serve needs --state FILE (a cluster state file) or --dev".to_owned())
+        }
+        Command::Serve(args) if !args.dev && args.common.tls_cert.is_none() => {
+            Err("serve needs --tls-cert and --tls-key, or --dev".to_owned())
+        }
+        _ => Ok(()),
+    };
+    match checked {
+        Ok(()) => {
+            println!("arguments are valid");
+            ExitCode::SUCCESS
+        }
+        Err(e) => fail(e),
+    }
+}
+
+/// Every check of `run`'s flags that needs no cluster; returns where the certificate comes from.
+fn check_run(args: &RunArgs) -> Result<TlsSource, String> {
+    let tls = run_tls(args)?;
+    if args.fallback_timeout.is_zero() || args.fallback_timeout >= Duration::from_secs(5) {
+        return Err(
+            "--fallback-timeout must be above 0 and below the restore webhook's 5s timeoutSeconds"
+                .to_owned(),
+        );
+    }
+    certs::check_dns_label("--service-name", &args.service_name).map_err(|e| e.to_string())?;
+    if args.leader_election {
+        // The namespace and identity are only known in the cluster; the timings are checked here.
+        leader::Config::new(
+            String::new(),
+            args.lease_name.clone(),
+            String::new(),
+            args.lease_duration,
+            args.lease_renew_grace,
+        )
+        .map_err(|e| e.to_string())?;
+    }
+    Ok(tls)
+}
+
 fn run(args: RunArgs) -> ExitCode {
-    let tls = match run_tls(&args) {
+    let tls = match check_run(&args) {
         Ok(tls) => tls,
         Err(e) => return fail(e),
     };
-    if args.fallback_timeout.is_zero() || args.fallback_timeout >= Duration::from_secs(5) {
-        return fail(
-            "--fallback-timeout must be above 0 and below the restore webhook's 5s timeoutSeconds",
-        );
-    }
-    if let Err(e) = certs::check_dns_label("--service-name", &args.service_name) {
-        return fail(e);
-    }
     let runtime = match runtime() {
         Ok(rt) => rt,
         Err(e) => return fail(e),

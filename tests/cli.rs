@@ -288,3 +288,56 @@ fn run_checks_the_certificate_and_registration_flags_before_contacting_the_clust
         assert!(stderr(&out).contains(message), "{args:?}: {}", stderr(&out));
     }
 }
+
+#[test]
+fn check_args_accepts_what_run_would_and_refuses_the_rest_without_starting() {
+    // webhook-config/check.sh runs every overlay's Deployment args through this.
+    let ok = run(
+        &[
+            "run",
+            "--certs=self-managed",
+            "--register",
+            "--namespace=storage-admission",
+            "--log-format=json",
+            "--check-args",
+        ],
+        None,
+    );
+    assert_eq!(ok.status.code(), Some(0), "{}", stderr(&ok));
+    assert!(String::from_utf8_lossy(&ok.stdout).contains("arguments are valid"));
+    for (args, message) in [
+        (
+            &["run", "--certs=self-managed", "--check-args"][..],
+            "--certs self-managed needs --register",
+        ),
+        (
+            &[
+                "run",
+                "--tls-cert=c",
+                "--tls-key=k",
+                "--lease-duration=3s",
+                "--check-args",
+            ][..],
+            "--lease-renew-grace (5s) must be shorter than --lease-duration (3s)",
+        ),
+        (
+            &[
+                "run",
+                "--tls-cert=c",
+                "--tls-key=k",
+                "--fallback-timeout=5s",
+                "--check-args",
+            ][..],
+            "--fallback-timeout must be above 0",
+        ),
+        (
+            &["run", "--tls-cert=c", "--no-such-flag", "--check-args"][..],
+            "unexpected argument '--no-such-flag'",
+        ),
+        (&["serve", "--check-args"][..], "serve needs --state FILE"),
+    ] {
+        let out = run(args, None);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(stderr(&out).contains(message), "{args:?}: {}", stderr(&out));
+    }
+}

@@ -6,8 +6,9 @@
 #
 #   bash webhook-config/check.sh
 #
-# Needs kubectl (client only; no cluster) and python3 with venv. Python packages are
-# installed once into a venv under target/ (override with STORAGE_ADMISSION_CHECK_VENV).
+# Needs kubectl (client only; no cluster), python3 with venv, and cargo (it builds the binary
+# to check the Deployments' args). Python packages are installed once into a venv under
+# target/ (override with STORAGE_ADMISSION_CHECK_VENV).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -47,6 +48,11 @@ render cert-manager "$here/overlays/cert-manager"
 render self-managed "$here/overlays/self-managed"
 render dev-url "$here/overlays/dev-url"
 
+# The binary checks each Deployment's args (`--check-args`): the debug build, as `cargo run`
+# and the tests build it.
+cargo build --quiet --locked --bin storage-admission
+target_dir=$(cargo metadata --format-version 1 --no-deps --locked | "$venv/bin/python" -c 'import json, sys; print(json.load(sys.stdin)["target_directory"])')
+
 version_args=()
 for v in "${k8s_versions[@]}"; do version_args+=(--k8s-version "$v"); done
-exec "$venv/bin/python" "$here/check_invariants.py" --repo "$root" "${version_args[@]}" "${renders[@]}"
+exec "$venv/bin/python" "$here/check_invariants.py" --repo "$root" --binary "$target_dir/debug/storage-admission" "${version_args[@]}" "${renders[@]}"

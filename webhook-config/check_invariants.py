@@ -16,6 +16,9 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
+import re
+import subprocess
 import sys
 from pathlib import Path
 from typing import Callable
@@ -50,6 +53,10 @@ WEBHOOK_KINDS = ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration
 
 Problems = list[str]
 Check = tuple[str, Problems]
+
+# The storage-admission binary (--binary): each Deployment's args are run through its
+# `--check-args`, so a manifest cannot ship flags the binary refuses.
+BINARY: Path | None = None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -244,6 +251,36 @@ def cert_manager_problems(docs: list[dict]) -> Problems:
     return problems
 
 
+def container_env(c: dict) -> dict[str, str]:
+    """The container's environment as the kubelet would set it, with a stand-in for each
+    downward-API value (the pod's namespace and name)."""
+    env = {}
+    for e in c.get("env") or []:
+        if "value" in e:
+            env[e["name"]] = str(e["value"])
+        else:
+            field = ((e.get("valueFrom") or {}).get("fieldRef") or {}).get("fieldPath", "")
+            env[e["name"]] = {"metadata.namespace": NS, "metadata.name": f"{NAME}-0"}.get(field, "placeholder")
+    return env
+
+
+def args_problems(c: dict) -> Problems:
+    """Runs the binary with the container's args (`$(VAR)` expanded as the kubelet does) and
+    `--check-args`."""
+    if BINARY is None:
+        return ["no --binary given: cannot check the args against the CLI"]
+    env = container_env(c)
+    args = [re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), str(a)) for a in c.get("args") or []]
+    command = [str(a) for a in c.get("command") or []]
+    if command and Path(command[0]).name != "storage-admission":
+        return [f"command {command!r} is not the storage-admission binary"]
+    run = subprocess.run([str(BINARY), *command[1:], *args, "--check-args"], capture_output=True, text=True,
+                         env={**os.environ, **env}, timeout=60)
+    if run.returncode != 0:
+        return [f"storage-admission {' '.join(args)} is refused: {(run.stderr or run.stdout).strip().splitlines()[0] if (run.stderr or run.stdout).strip() else run.returncode}"]
+    return []
+
+
 def deployment_checks(render: str, docs: list[dict], default_policy: str) -> list[Check]:
     dep = one(docs, "Deployment", NAME)
     if dep is None:
@@ -296,6 +333,7 @@ def deployment_checks(render: str, docs: list[dict], default_policy: str) -> lis
     checks.append(("deployment: --namespace from POD_NAMESPACE (downward API)",
                    [] if ns_ok and flag(args, "--namespace") == "$(POD_NAMESPACE)" else [f"env {list(env)}, --namespace {flag(args, '--namespace')!r}"]))
     checks.append(("deployment: command is `run` with JSON logs", [] if args[:1] == ["run"] and flag(args, "--log-format") == "json" else [f"args {args!r}"]))
+    checks.append(("deployment: the binary accepts the container args (--check-args)", args_problems(c)))
     sa_name = pod.get("serviceAccountName")
     checks.append(("deployment: own ServiceAccount, token mounted (it needs the API)",
                    [] if sa_name == NAME and one(docs, "ServiceAccount", NAME) and pod.get("automountServiceAccountToken") is True
@@ -576,6 +614,10 @@ MUTATIONS: list[tuple[str, str, str, Callable[[list[dict]], None]]] = [
      lambda d: _dep(d)["spec"]["template"]["spec"]["volumes"].append({"name": "tls", "secret": {"secretName": TLS_SECRET}})),
     ("self-managed", "deployment: TLS Secret", "--tls-cert left in", lambda d: container(_dep(d))["args"].append("--tls-cert=/tls/tls.crt")),
     ("self-managed", "deployment: TLS Secret", "--register dropped", lambda d: container(_dep(d))["args"].remove("--register")),
+    ("base", "deployment: the binary accepts", "a flag the binary does not have", lambda d: container(_dep(d))["args"].append("--no-such-flag")),
+    ("self-managed", "deployment: the binary accepts", "--register dropped (self-managed needs it)",
+     lambda d: container(_dep(d))["args"].remove("--register")),
+    ("cert-manager", "deployment: the binary accepts", "--tls-key dropped", lambda d: container(_dep(d)).update(args=[a for a in container(_dep(d))["args"] if not a.startswith("--tls-key")])),
     ("self-managed", "deployment: TLS Secret", "--tls-secret renamed", lambda d: container(_dep(d))["args"].append("--tls-secret=other")),
     ("base", "deployment: deployed policy", "policy edited in the ConfigMap",
      lambda d: _cm(d)["data"].update({"policy.yaml": _cm(d)["data"]["policy.yaml"] + "# drift\n"})),
@@ -617,8 +659,11 @@ def main() -> int:
     ap.add_argument("--repo", type=Path, required=True, help="repository root")
     ap.add_argument("--k8s-version", action="append", required=True, dest="versions", help="Kubernetes version for schema checks (repeatable)")
     ap.add_argument("--no-self-test", action="store_true", help="skip breaking each invariant to prove its check fails")
+    ap.add_argument("--binary", type=Path, help="the storage-admission binary, to check each Deployment's args with --check-args")
     ap.add_argument("renders", nargs="+", help="NAME=FILE for each rendered kustomization (a missing FILE means the render failed)")
     opts = ap.parse_args()
+    global BINARY
+    BINARY = opts.binary
 
     passed = failed = 0
 
