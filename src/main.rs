@@ -551,12 +551,22 @@ fn dev_certs(dir: &Path, port: u16) -> Result<(PathBuf, PathBuf), certs::CertErr
     println!("  CA:          {}", written.ca_cert.display());
     println!("  certificate: {}", written.cert.display());
     println!("  key:         {}", written.key.display());
+    // With --listen on port 0 the port is picked when binding, after this: the `serving` log
+    // line that follows names it.
+    let port = if port == 0 {
+        "PORT".to_owned()
+    } else {
+        port.to_string()
+    };
     println!("try it (from any directory):");
     println!(
         "  curl --cacert {} -H 'Content-Type: application/json' --data @{} https://localhost:{port}/mutate",
         written.ca_cert.display(),
         review.display()
     );
+    if port == "PORT" {
+        println!("  (PORT: the port of https_addr in the `serving` log line)");
+    }
     Ok((written.cert, written.key))
 }
 
