@@ -7,6 +7,7 @@
 
 use std::path::{Path, PathBuf};
 
+use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value;
 
 use super::{ClusterIndex, ResourceKind, SyncState};
@@ -51,61 +52,62 @@ pub fn load(path: &Path) -> Result<Loaded, StateError> {
 }
 
 /// Parses a state file's text; `path` only names the file in errors.
+///
+/// A state file can hold hundreds of thousands of objects. Each document is converted while it
+/// is read ([`Document`]'s `Deserialize`): a List's `items` one object at a time, each into a
+/// small JSON tree and then into the slim model, so the file text, the slim objects and one
+/// object's tree are all that is in memory at once, never a tree of the whole file.
 pub fn parse(text: &str, path: &Path) -> Result<Loaded, StateError> {
-    let documents: Vec<Value> =
-        crate::yaml::documents(text).map_err(|message| StateError::Syntax {
+    let documents: Vec<Document> =
+        crate::yaml::documents_as(text).map_err(|message| StateError::Syntax {
             path: path.to_owned(),
             message,
         })?;
 
-    let mut objects = Vec::new();
+    let mut buckets = Buckets::default();
+    let mut ignored_kinds: Vec<String> = Vec::new();
     for (i, doc) in documents.into_iter().enumerate() {
-        let document = i + 1;
-        match doc {
-            Value::Null => {}
-            Value::Object(mut map) => match map.remove("items") {
-                Some(Value::Array(items)) => {
-                    objects.extend(items.into_iter().map(|o| (document, o)))
-                }
-                Some(Value::Null) => {}
-                Some(_) => {
-                    return Err(StateError::Document {
-                        path: path.to_owned(),
-                        document,
-                        message: "`items` must be a list of objects".into(),
-                    });
-                }
-                None => objects.push((document, Value::Object(map))),
-            },
-            _ => {
-                return Err(StateError::Document {
+        let document = |message: String| StateError::Document {
+            path: path.to_owned(),
+            document: i + 1,
+            message,
+        };
+        let converted = match doc {
+            Document::Empty => continue,
+            Document::NotAnObject => {
+                return Err(document("expected a Kubernetes object or List".into()));
+            }
+            Document::ItemsNotAList => {
+                return Err(document("`items` must be a list of objects".into()));
+            }
+            Document::Objects(converted) => converted,
+        };
+        match converted.error {
+            None => {}
+            Some(ObjectError::NoKind { item: None }) => {
+                return Err(document("the object has no `kind`".into()));
+            }
+            Some(ObjectError::NoKind { item: Some(item) }) => {
+                return Err(document(format!("item {item} of `items` has no `kind`")));
+            }
+            Some(ObjectError::Invalid { kind, name, source }) => {
+                return Err(StateError::Object {
                     path: path.to_owned(),
-                    document,
-                    message: "expected a Kubernetes object or List".into(),
+                    kind,
+                    name,
+                    source,
                 });
+            }
+        }
+        buckets.append(converted.buckets);
+        for kind in converted.ignored_kinds {
+            if !ignored_kinds.contains(&kind) {
+                ignored_kinds.push(kind);
             }
         }
     }
 
     let index = ClusterIndex::new(SyncState::Synced);
-    let mut buckets = Buckets::default();
-    let mut ignored_kinds = Vec::new();
-    for (document, obj) in objects {
-        let Some(kind_str) = obj.get("kind").and_then(Value::as_str) else {
-            return Err(StateError::Document {
-                path: path.to_owned(),
-                document,
-                message: "an object has no `kind`".into(),
-            });
-        };
-        let Some(kind) = ResourceKind::from_kind(kind_str) else {
-            if !ignored_kinds.iter().any(|k| k == kind_str) {
-                ignored_kinds.push(kind_str.to_owned());
-            }
-            continue;
-        };
-        buckets.push(kind, obj, path)?;
-    }
     index.snapshot_classes.replace(buckets.snapshot_classes);
     index.snapshots.replace(buckets.snapshots);
     index.snapshot_contents.replace(buckets.snapshot_contents);
@@ -117,6 +119,202 @@ pub fn parse(text: &str, path: &Path) -> Result<Loaded, StateError> {
         index,
         ignored_kinds,
     })
+}
+
+/// One document of the file, already converted to the slim model.
+enum Document {
+    /// `null` (JSON; empty YAML documents are skipped before they get here).
+    Empty,
+    NotAnObject,
+    ItemsNotAList,
+    Objects(Box<Converted>),
+}
+
+/// The objects of one document (a List's items, or the document itself).
+#[derive(Default)]
+struct Converted {
+    buckets: Buckets,
+    /// Kinds no rule reads (`Pod`, `Deployment`, ...), each once.
+    ignored_kinds: Vec<String>,
+    /// The first object that could not be converted; the objects after it are skipped unread.
+    error: Option<ObjectError>,
+}
+
+enum ObjectError {
+    /// `item` is the 1-based position in the List's `items`, `None` for a document that is
+    /// an object itself.
+    NoKind { item: Option<usize> },
+    Invalid {
+        kind: ResourceKind,
+        name: String,
+        source: serde_json::Error,
+    },
+}
+
+impl Converted {
+    fn add(&mut self, obj: Value, item: Option<usize>) {
+        if self.error.is_some() {
+            return;
+        }
+        let Some(kind_str) = obj.get("kind").and_then(Value::as_str) else {
+            self.error = Some(ObjectError::NoKind { item });
+            return;
+        };
+        let Some(kind) = ResourceKind::from_kind(kind_str) else {
+            if !self.ignored_kinds.iter().any(|k| k == kind_str) {
+                self.ignored_kinds.push(kind_str.to_owned());
+            }
+            return;
+        };
+        if let Err(error) = self.buckets.push(kind, obj) {
+            self.error = Some(error);
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Document {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(DocumentVisitor)
+    }
+}
+
+/// Anything but a map, `null` or a sequence where a map is expected: consumed, reported as
+/// `$value` (the input stays well-formed, so the error is about the shape, not the syntax).
+macro_rules! other_shapes {
+    ($value:expr) => {
+        fn visit_bool<E: de::Error>(self, _: bool) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_i64<E: de::Error>(self, _: i64) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_u64<E: de::Error>(self, _: u64) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_f64<E: de::Error>(self, _: f64) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_str<E: de::Error>(self, _: &str) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+        fn visit_bytes<E: de::Error>(self, _: &[u8]) -> Result<Self::Value, E> {
+            Ok($value)
+        }
+    };
+}
+
+struct DocumentVisitor;
+
+impl<'de> Visitor<'de> for DocumentVisitor {
+    type Value = Document;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a Kubernetes object or List")
+    }
+
+    other_shapes!(Document::NotAnObject);
+
+    fn visit_unit<E: de::Error>(self) -> Result<Document, E> {
+        Ok(Document::Empty)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Document, E> {
+        Ok(Document::Empty)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Document, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Document, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Document::NotAnObject)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Document, A::Error> {
+        // Until `items` shows up, this may be a single object: keep its fields. A List's
+        // other fields (apiVersion, kind, metadata) are small.
+        let mut fields = serde_json::Map::new();
+        let mut items = None;
+        while let Some(key) = map.next_key::<String>()? {
+            if key == "items" {
+                items = Some(map.next_value::<Items>()?);
+            } else {
+                let value = map.next_value::<Value>()?;
+                fields.insert(key, value);
+            }
+        }
+        Ok(match items {
+            None => {
+                let mut converted = Box::<Converted>::default();
+                converted.add(Value::Object(fields), None);
+                Document::Objects(converted)
+            }
+            Some(Items::List(converted)) => Document::Objects(converted),
+            Some(Items::Null) => Document::Objects(Box::default()),
+            Some(Items::NotAList) => Document::ItemsNotAList,
+        })
+    }
+}
+
+/// A List's `items`, converted one object at a time.
+enum Items {
+    List(Box<Converted>),
+    Null,
+    NotAList,
+}
+
+impl<'de> Deserialize<'de> for Items {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(ItemsVisitor)
+    }
+}
+
+struct ItemsVisitor;
+
+impl<'de> Visitor<'de> for ItemsVisitor {
+    type Value = Items;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a list of objects")
+    }
+
+    other_shapes!(Items::NotAList);
+
+    fn visit_unit<E: de::Error>(self) -> Result<Items, E> {
+        Ok(Items::Null)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Items, E> {
+        Ok(Items::Null)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Items, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Items, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Items::NotAList)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Items, A::Error> {
+        let mut converted = Box::<Converted>::default();
+        for item in 1.. {
+            if converted.error.is_some() {
+                // The error is what gets reported; the rest only has to be read past.
+                if seq.next_element::<IgnoredAny>()?.is_none() {
+                    break;
+                }
+                continue;
+            }
+            match seq.next_element::<Value>()? {
+                Some(obj) => converted.add(obj, Some(item)),
+                None => break,
+            }
+        }
+        Ok(Items::List(converted))
+    }
 }
 
 #[derive(Default)]
@@ -131,10 +329,9 @@ struct Buckets {
 }
 
 impl Buckets {
-    fn push(&mut self, kind: ResourceKind, obj: Value, path: &Path) -> Result<(), StateError> {
+    fn push(&mut self, kind: ResourceKind, obj: Value) -> Result<(), ObjectError> {
         let name = object_name(&obj);
-        let wrap = |source| StateError::Object {
-            path: path.to_owned(),
+        let wrap = |source| ObjectError::Invalid {
             kind,
             name: name.clone(),
             source,
@@ -161,6 +358,16 @@ impl Buckets {
             ResourceKind::Node => self.nodes.push(serde_json::from_value(obj).map_err(wrap)?),
         }
         Ok(())
+    }
+
+    fn append(&mut self, mut other: Buckets) {
+        self.snapshot_classes.append(&mut other.snapshot_classes);
+        self.snapshots.append(&mut other.snapshots);
+        self.snapshot_contents.append(&mut other.snapshot_contents);
+        self.storage_classes.append(&mut other.storage_classes);
+        self.pvcs.append(&mut other.pvcs);
+        self.pvs.append(&mut other.pvs);
+        self.nodes.append(&mut other.nodes);
     }
 }
 
@@ -245,5 +452,80 @@ metadata:
             .unwrap()
             .to_string();
         assert!(err.contains("expected a Kubernetes object"), "{err}");
+    }
+
+    fn error(text: &str) -> String {
+        parse(text, Path::new("f"))
+            .err()
+            .expect("an error")
+            .to_string()
+    }
+
+    #[test]
+    fn list_errors_name_the_document_item_and_object() {
+        // The error is the first bad object, even after ignored kinds and good objects.
+        let list = r#"{"kind":"List","items":[
+            {"kind":"Pod","metadata":{"name":"p"}},
+            {"kind":"VolumeSnapshot","metadata":{"name":"ok","namespace":"ns"}},
+            {"kind":"VolumeSnapshot","metadata":{"name":"bad","namespace":"ns"},"status":{"readyToUse":"maybe"}},
+            {"kind":"VolumeSnapshot","metadata":{"name":"also-bad","namespace":"ns"},"status":{"readyToUse":1}}
+        ]}"#;
+        let err = error(list);
+        assert!(
+            err.starts_with("state file f: VolumeSnapshot ns/bad: "),
+            "{err}"
+        );
+
+        assert_eq!(
+            error(
+                "kind: List\nitems:\n- {kind: Node, metadata: {name: node1}}\n- {metadata: {name: x}}\n"
+            ),
+            "state file f, document 1: item 2 of `items` has no `kind`"
+        );
+        assert_eq!(
+            error("kind: Node\nmetadata: {name: node1}\n---\nmetadata: {name: x}\n"),
+            "state file f, document 2: the object has no `kind`"
+        );
+        assert_eq!(
+            error("kind: List\nitems: {a: b}\n"),
+            "state file f, document 1: `items` must be a list of objects"
+        );
+        assert_eq!(
+            error("{\"kind\":\"List\",\"items\":\"x\"}"),
+            "state file f, document 1: `items` must be a list of objects"
+        );
+        assert_eq!(
+            error("{\"kind\":\"List\",\"items\":[]} 42"),
+            "state file f, document 2: expected a Kubernetes object or List"
+        );
+        // A syntax error late in a List is still a syntax error, not a half-loaded cluster.
+        assert!(
+            error(
+                "{\"kind\":\"List\",\"items\":[{\"kind\":\"Node\",\"metadata\":{\"name\":\"n\"}},"
+            )
+            .starts_with("state file f is not valid YAML or JSON"),
+        );
+    }
+
+    #[test]
+    fn loads_json_streams_and_empty_lists() {
+        let text = r#"{"apiVersion":"v1","kind":"List","items":[
+              {"kind":"Node","metadata":{"name":"n1","labels":{"topology.kubernetes.io/zone":"a"}}},
+              {"kind":"Deployment","metadata":{"name":"d"}}],"metadata":{"resourceVersion":""}}
+            {"kind":"NodeList","items":null}
+            {"kind":"Node","metadata":{"name":"n2"}}
+            null"#;
+        let loaded = parse(text, Path::new("s.json")).unwrap();
+        assert_eq!(loaded.ignored_kinds, ["Deployment"]);
+        assert!(loaded.index.node("n1").unwrap().is_some());
+        assert!(loaded.index.node("n2").unwrap().is_some());
+
+        let loaded = parse(
+            "apiVersion: v1\nkind: List\nitems: []\n---\n",
+            Path::new("e"),
+        )
+        .unwrap();
+        assert!(loaded.ignored_kinds.is_empty());
+        assert_eq!(loaded.index.node("n1").unwrap(), None);
     }
 }

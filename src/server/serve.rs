@@ -12,8 +12,9 @@ use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use rustls::ServerConfig;
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
+use tokio::sync::{Notify, Semaphore};
 use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
 
 use super::metrics::Metrics;
 
@@ -23,6 +24,9 @@ use super::metrics::Metrics;
 pub struct ConnLimits {
     pub max_connections: usize,
     pub handshake_timeout: Duration,
+    /// How long a client has to send a complete request head: the first one counted from the
+    /// end of the TLS handshake (HTTP/1.1 and HTTP/2), later HTTP/1.1 ones from the end of the
+    /// previous response, so it also closes idle keep-alive connections.
     pub header_read_timeout: Duration,
     /// How long in-flight requests may take to finish after shutdown begins.
     pub shutdown_grace: Duration,
@@ -92,7 +96,7 @@ pub async fn serve_https(
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let builder = builder.clone();
-        let service = TowerToHyperService::new(app.clone());
+        let app = app.clone();
         let watcher = graceful.watcher();
         let metrics = metrics.clone();
         tokio::spawn(async move {
@@ -100,9 +104,40 @@ pub async fn serve_https(
             metrics.open_connections.inc();
             match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
                 Ok(Ok(stream)) => {
+                    let first_request = Arc::new(Notify::new());
+                    let service = TowerToHyperService::new(app.map_request({
+                        let first_request = first_request.clone();
+                        move |request| {
+                            // Stores a permit: later requests find it already set.
+                            first_request.notify_one();
+                            request
+                        }
+                    }));
                     let conn = builder.serve_connection(TokioIo::new(stream), service);
-                    if let Err(error) = watcher.watch(conn.into_owned()).await {
-                        tracing::debug!(%peer, %error, "connection ended with an error");
+                    // hyper's header-read timeout starts only once the auto builder has seen
+                    // enough bytes to tell HTTP/1.1 from the HTTP/2 preface, and HTTP/2 has none
+                    // at all: a client that completes TLS and then sends one byte (or nothing)
+                    // would hold its slot forever. So the first request head must arrive within
+                    // the header-read timeout whatever the protocol; hyper's own timeout then
+                    // covers later HTTP/1.1 requests on the kept-alive connection.
+                    let first_request_deadline = async {
+                        let first = first_request.notified();
+                        if tokio::time::timeout(limits.header_read_timeout, first)
+                            .await
+                            .is_ok()
+                        {
+                            std::future::pending::<()>().await;
+                        }
+                    };
+                    tokio::select! {
+                        result = watcher.watch(conn.into_owned()) => {
+                            if let Err(error) = result {
+                                tracing::debug!(%peer, %error, "connection ended with an error");
+                            }
+                        }
+                        () = first_request_deadline => {
+                            tracing::debug!(%peer, "no request head within the header-read timeout; closing");
+                        }
                     }
                 }
                 Ok(Err(error)) => tracing::debug!(%peer, %error, "TLS handshake failed"),

@@ -69,6 +69,15 @@ pub async fn start_with_policy(
     conn_limits: ConnLimits,
     policy_file: Option<(PathBuf, String)>,
 ) -> TestServer {
+    start_with(conn_limits, Limits::default(), policy_file).await
+}
+
+/// Starts a server with the given connection and request limits.
+pub async fn start_with(
+    conn_limits: ConnLimits,
+    limits: Limits,
+    policy_file: Option<(PathBuf, String)>,
+) -> TestServer {
     let tmp = tempfile::tempdir().unwrap();
     let certs = write_certs(tmp.path());
     let state = state_file::load(&Path::new(ROOT).join("tests/golden/state.yaml"))
@@ -89,7 +98,7 @@ pub async fn start_with_policy(
         // The reload loop is exercised by calling reload directly; keep the timer out of the way.
         reload_interval: Duration::from_secs(3600),
         conn_limits,
-        limits: Limits::default(),
+        limits,
         fetcher: None,
     })
     .await
