@@ -256,7 +256,7 @@ fn parse_duration(s: &str) -> Result<Duration, String> {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    telemetry::init(cli.log_format);
+    let _log = telemetry::init(cli.log_format);
     if cli.check_args {
         return check_args(&cli.command);
     }

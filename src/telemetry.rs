@@ -1,5 +1,16 @@
 //! Logging: tracing with a text or JSON formatter, level from `RUST_LOG` (default `info`).
+//!
+//! Lines are written by a background thread (`tracing-appender`'s non-blocking writer), never
+//! by the task serving a review: a slow or stalled log pipe (a busy container runtime, a full
+//! disk behind it) must not stall the webhooks, since the API server waits on every review and
+//! a stalled webhook with `failurePolicy: Fail` blocks its objects cluster-wide. When the
+//! buffer is full, lines are dropped instead (`lossy`), for the same reason, and counted:
+//! `storage_admission_log_lines_dropped_total` says when the log is incomplete.
 
+use std::io::IsTerminal as _;
+use std::sync::OnceLock;
+
+use tracing_appender::non_blocking::{ErrorCounter, NonBlocking, NonBlockingBuilder, WorkerGuard};
 use tracing_subscriber::EnvFilter;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -8,14 +19,47 @@ pub enum LogFormat {
     Json,
 }
 
+/// Lines the writer buffers before it drops: tens of MB at worst, and minutes of logging at
+/// the `info` rate of a busy cluster, so only a stalled sink ever reaches it.
+const BUFFERED_LINES: usize = 128_000;
+
+/// The installed writer's drop count. Global like the subscriber it belongs to: a process
+/// has one log.
+static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
+
+/// Log lines dropped because the sink did not keep up (0 before `init`, or when `init` did
+/// not install its writer).
+pub fn dropped_lines() -> u64 {
+    DROPPED
+        .get()
+        .map_or(0, |counter| counter.dropped_lines() as u64)
+}
+
+/// Flushes the buffered log lines when dropped: keep it alive until the process exits.
+#[must_use = "dropping the guard stops the log writer"]
+pub struct LogGuard(#[allow(dead_code)] Option<WorkerGuard>);
+
+/// The non-blocking, lossy writer in front of `sink`.
+fn writer<W: std::io::Write + Send + 'static>(sink: W, lines: usize) -> (NonBlocking, WorkerGuard) {
+    NonBlockingBuilder::default()
+        .lossy(true)
+        .buffered_lines_limit(lines)
+        .thread_name("storage-admission-log")
+        .finish(sink)
+}
+
 /// Installs the global subscriber; logs go to stderr so `review -o json` output stays clean.
-pub fn init(format: LogFormat) {
+/// Colours only on a terminal: escape codes in a log file or a container log are noise.
+pub fn init(format: LogFormat) -> LogGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let (writer, guard) = writer(std::io::stderr(), BUFFERED_LINES);
+    let dropped = writer.error_counter();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(writer);
     // try_init: a second call (tests) keeps the first subscriber instead of panicking.
-    let _ = match format {
+    let installed = match format {
         LogFormat::Text => builder.try_init(),
         LogFormat::Json => builder
             .json()
@@ -23,4 +67,48 @@ pub fn init(format: LogFormat) {
             .with_current_span(true)
             .try_init(),
     };
+    if installed.is_ok() {
+        let _ = DROPPED.set(dropped);
+    }
+    LogGuard(installed.is_ok().then_some(guard))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write as _;
+    use std::sync::mpsc;
+
+    use super::*;
+
+    /// A sink that takes nothing until told to: a stalled container log pipe.
+    struct Stalled(mpsc::Receiver<()>);
+
+    impl std::io::Write for Stalled {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            let _ = self.0.recv();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_stalled_sink_drops_and_counts_lines_instead_of_blocking_the_caller() {
+        let (release, stalled) = mpsc::channel();
+        let (mut writer, guard) = writer(Stalled(stalled), 4);
+        let dropped = writer.error_counter();
+        // The worker takes at most one line into the stalled write; the buffer holds four
+        // more. Every write returns at once: were the writer blocking, this loop would hang.
+        for i in 0..100 {
+            writer.write_all(format!("line {i}\n").as_bytes()).unwrap();
+        }
+        assert!(
+            dropped.dropped_lines() >= 100 - 5,
+            "dropped {} of 100",
+            dropped.dropped_lines()
+        );
+        drop(release);
+        drop(guard);
+    }
 }

@@ -154,6 +154,7 @@ impl Metrics {
             "Policy file reloads, by result",
             policy_reloads.clone(),
         );
+        registry.register_collector(Box::new(DroppedLogLines));
         let cached_objects = Family::<KindLabels, Gauge>::default();
         registry.register(
             "cached_objects",
@@ -299,9 +300,51 @@ impl Metrics {
     }
 }
 
+/// `log_lines_dropped_total`, read from the log writer at each scrape (see `telemetry`).
+#[derive(Debug)]
+struct DroppedLogLines;
+
+impl prometheus_client::collector::Collector for DroppedLogLines {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::DescriptorEncoder<'_>,
+    ) -> Result<(), std::fmt::Error> {
+        use prometheus_client::encoding::EncodeMetric as _;
+        let counter = prometheus_client::metrics::counter::ConstCounter::new(
+            crate::telemetry::dropped_lines(),
+        );
+        let metric = encoder.encode_descriptor(
+            "log_lines_dropped",
+            "Log lines dropped because stderr did not keep up (the log is incomplete when > 0)",
+            None,
+            counter.metric_type(),
+        )?;
+        counter.encode(metric)
+    }
+}
+
 /// A bounded `resource` label: the kinds this service handles, or `other`.
 pub fn resource_label(kind: &str) -> &'static str {
     ResourceKind::from_kind(kind)
         .filter(|k| k.as_str() == kind)
         .map_or("other", ResourceKind::as_str)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_log_drop_count_is_exposed_with_its_type() {
+        let text = Metrics::new().encode();
+        assert!(
+            text.contains("# TYPE storage_admission_log_lines_dropped counter\n"),
+            "{text}"
+        );
+        // No writer is installed in unit tests: nothing was dropped.
+        assert!(
+            text.contains("\nstorage_admission_log_lines_dropped_total 0\n"),
+            "{text}"
+        );
+    }
 }
