@@ -15,8 +15,6 @@ DURATION=${DURATION:-10s}
 CONNECTIONS=${CONNECTIONS:-32}
 THREADS=${THREADS:-2}
 RATE=${RATE:-2000}
-PORT=${PORT:-19443}
-BASE_PORT=$((PORT + 1))
 
 need() { command -v "$1" >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq "$2" >/dev/null; }; }
 need wrk wrk
@@ -27,14 +25,21 @@ BIN=target/release/storage-admission
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
+# A port the kernel says is free now (another process could take it before the server binds;
+# the server then fails to start and says so).
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+PORT=${PORT:-$(free_port)}
+BASE_PORT=${BASE_PORT:-$(free_port)}
+
 start() { # name port policy-args...
-  local name=$1 port=$2; shift 2
+  local name=$1 port=$2 admin; shift 2
+  admin=$(free_port)
   "$BIN" serve --dev --dev-dir "$WORK/$name-certs" --state tests/golden/state.yaml \
-    --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$((port + 100))" "$@" \
+    --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" "$@" \
     >"$WORK/$name.out" 2>"$WORK/$name.log" &
   echo $! >"$WORK/$name.pid"
   for _ in $(seq 100); do
-    curl -sf "http://127.0.0.1:$((port + 100))/readyz" >/dev/null && return 0
+    curl -sf "http://127.0.0.1:$admin/readyz" >/dev/null && return 0
     sleep 0.1
   done
   echo "server $name did not become ready"; cat "$WORK/$name.log"; exit 1

@@ -56,9 +56,12 @@ print(f"{len(items)} objects: {n} snapshots + {n} contents, {n // 5} PVCs + {n /
 PY
 echo '{"apiVersion":"v1","kind":"List","items":[]}' >"$WORK/empty.json"
 
-measure() { # name state port → prints RSS in kB
-  local admin=$(($3 + 1000))
-  "$BIN" serve --dev --dev-dir "$WORK/certs-$1" --state "$2" --listen "127.0.0.1:$3" --admin-listen "127.0.0.1:$admin" >/dev/null 2>"$WORK/$1.log" &
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+measure() { # name state → prints RSS in kB
+  local port admin
+  port=$(free_port); admin=$(free_port)
+  "$BIN" serve --dev --dev-dir "$WORK/certs-$1" --state "$2" --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" >/dev/null 2>"$WORK/$1.log" &
   local pid=$!
   echo "$pid" >"$WORK/$1.pid"
   for _ in $(seq 600); do
@@ -69,13 +72,13 @@ measure() { # name state port → prints RSS in kB
   # Exercise the validating webhook once so lazily initialised paths are counted.
   curl -sf --cacert "$WORK/certs-$1/ca.crt" -H 'Content-Type: application/json' \
     --data @tests/golden/captured/validate-create-persistentvolumeclaim-restore-pvc/review.json \
-    "https://localhost:$3/validate" >/dev/null
+    "https://localhost:$port/validate" >/dev/null
   awk '/^VmRSS/ {print $2}' "/proc/$pid/status" >"$WORK/$1.rss"
   # The high-water mark: loading the state file is where the peak is.
   awk '/^VmHWM/ {print $2}' "/proc/$pid/status" >"$WORK/$1.peak"
 }
-measure empty "$WORK/empty.json" 19543
-measure full "$WORK/state.json" 19643
+measure empty "$WORK/empty.json"
+measure full "$WORK/state.json"
 empty=$(cat "$WORK/empty.rss")
 full=$(cat "$WORK/full.rss")
 objects=$((N * 2 + N / 5 * 2 + N / 20))
