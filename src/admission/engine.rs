@@ -448,14 +448,7 @@ fn decode_object<T: Object>(
     req: &AdmissionRequest,
 ) -> Result<Option<T>, String> {
     let Some(raw) = raw else { return Ok(None) };
-    let mut de = serde_json::Deserializer::from_str(raw.get());
-    let mut object: T = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        format!(
-            "request.{field}.{}: {}",
-            e.path(),
-            super::review::without_position(e.inner())
-        )
-    })?;
+    let mut object: T = super::review::parse_at(raw.get(), format_args!("request.{field}"))?;
     // The API server fills these in, but a review built by hand may not: take them from the
     // request so every message can name the object.
     let meta = object.meta_mut();

@@ -129,18 +129,32 @@ pub fn decode(body: &[u8]) -> Result<(String, AdmissionRequest), ReviewError> {
     if raw.get() == "null" {
         return Err(ReviewError::MissingRequest);
     }
-    let mut de = serde_json::Deserializer::from_str(raw.get());
-    let request: AdmissionRequest = serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        ReviewError::Shape(format!(
-            "request.{}: {}",
-            e.path(),
-            without_position(e.inner())
-        ))
-    })?;
+    let request: AdmissionRequest =
+        parse_at(raw.get(), format_args!("request")).map_err(ReviewError::Shape)?;
     if request.uid.is_empty() {
         return Err(ReviewError::MissingUid);
     }
     Ok((api_version, request))
+}
+
+/// Parses `text` (the JSON at `at`, e.g. `request.object`) into `T`; an error names the
+/// field's path, e.g. `request.object.spec.source: invalid type: ...`.
+///
+/// Tracking the path costs about as much as the parse itself, so it is only paid on failure:
+/// the fast parse runs first and, when it fails, the same input is parsed again with
+/// `serde_path_to_error` to say where (parsing is deterministic, so it fails the same way).
+pub(crate) fn parse_at<T: serde::de::DeserializeOwned>(
+    text: &str,
+    at: std::fmt::Arguments<'_>,
+) -> Result<T, String> {
+    serde_json::from_str(text).map_err(|_| {
+        let mut de = serde_json::Deserializer::from_str(text);
+        match serde_path_to_error::deserialize::<_, T>(&mut de) {
+            Err(e) => format!("{at}.{}: {}", e.path(), without_position(e.inner())),
+            // Unreachable unless the two parsers disagree; say so rather than guess a path.
+            Ok(_) => format!("{at}: could not be parsed"),
+        }
+    })
 }
 
 /// A serde error without its " at line L column C" suffix: once the field path is named, a
