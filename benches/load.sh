@@ -3,6 +3,8 @@
 # (h2load), against the release binary with the default policy and, in the same run, the
 # same binary with every rule off (the no-logic baseline). Every figure is reported next to
 # the baseline's: this machine is shared and noisy, so ratios are what compare across runs.
+# Both log JSON at `info`, as webhook-config/'s Deployment does (a patched or denied review
+# writes one line).
 #
 #   benches/load.sh                 # DURATION=10s CONNECTIONS=32 THREADS=2 RATE=2000 by default
 #
@@ -34,7 +36,7 @@ BASE_PORT=${BASE_PORT:-$(free_port)}
 start() { # name port policy-args...
   local name=$1 port=$2 admin; shift 2
   admin=$(free_port)
-  "$BIN" serve --dev --dev-dir "$WORK/$name-certs" --state tests/golden/state.yaml \
+  "$BIN" --log-format json serve --dev --dev-dir "$WORK/$name-certs" --state tests/golden/state.yaml \
     --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" "$@" \
     >"$WORK/$name.out" 2>"$WORK/$name.log" &
   echo $! >"$WORK/$name.pid"

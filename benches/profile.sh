@@ -7,6 +7,7 @@
 #
 #   benches/profile.sh                  # REQUESTS=4000 CONNECTIONS=4 STREAMS=10
 #   REVIEW=tests/golden/.../review.json HOOK=validate benches/profile.sh
+#   POLICY=benches/baseline-policy.yaml benches/profile.sh   # the no-logic baseline, to compare
 #
 # Needs valgrind and h2load (installed from Debian if absent).
 set -euo pipefail
@@ -37,7 +38,7 @@ run_once() { # name requests h2load-protocol-args...
   local port admin pid
   port=$(free_port); admin=$(free_port)
   valgrind --tool=callgrind --callgrind-out-file="$WORK/$name.cg" \
-    "$BIN" serve --dev --dev-dir "$WORK/certs-$name" --state tests/golden/state.yaml \
+    "$BIN" --log-format json serve --dev --dev-dir "$WORK/certs-$name" --state tests/golden/state.yaml ${POLICY:+--policy "$POLICY"} \
     --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" >"$WORK/$name.out" 2>"$WORK/$name.log" &
   pid=$!
   for _ in $(seq 600); do

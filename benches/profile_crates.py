@@ -57,13 +57,38 @@ LINE = re.compile(r"^\s*(-?[\d,]+)\s+(?:\([^)]*\)\s+)?(\S.*)$")
 REGISTRY = re.compile(r"/registry/src/[^/]+/([A-Za-z0-9_\-]+?)-\d+\.\d+[^/]*/")
 
 
+# A Rust symbol's crate: the first path segment, also inside `<... as ...>` and `<impl ...>`.
+SYMBOL_CRATE = re.compile(r"^[<&\s]*(?:impl\s+)?(?:dyn\s+)?([a-z_][a-z0-9_]*)::")
+C_GROUPS = [
+    (re.compile(r"aesni|ghash|gcm|x25519|sha256|sha512|ChaCha|poly1305|ecp_nistz|bn_|ring_core"), "TLS: ring (AES-GCM, SHA-2, X25519, ECDSA)"),
+]
+
+
 def group(where: str) -> str:
     m = REGISTRY.search(where)
     if m:
         return GROUPS.get(m.group(1), f"crate {m.group(1)}")
-    path = where.split(":")[0]
+    path, _, function = where.partition(":")
+    if path == "???":
+        # A release build without debug info: the symbol names the crate.
+        function = function.rsplit(" [", 1)[0]
+        for pattern, name in C_GROUPS:
+            if pattern.search(function):
+                return name
+        c = SYMBOL_CRATE.match(function)
+        if c:
+            crate = c.group(1)
+            if crate in ("core", "alloc", "std"):
+                return "Rust core, alloc, std (formatting, collections)"
+            if crate == "storage_admission":
+                return "storage-admission (decode, rules, encode)"
+            for name, g in GROUPS.items():
+                if name.replace("-", "_") == crate:
+                    return g
+            return f"crate {crate}"
+        return "other"
     if path.startswith("/rustc/"):
-        return "Rust core, alloc, std"
+        return "Rust core, alloc, std (formatting, collections)"
     if "/src/" in path and path.startswith("/"):
         return "storage-admission (decode, rules, encode)"
     if "malloc" in where or "free" in where.split(":")[-1]:
