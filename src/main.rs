@@ -159,8 +159,9 @@ struct RunArgs {
     /// creates and rotates it, every replica watches it; needs --register).
     #[arg(long, value_enum, default_value = "files")]
     certs: CertsMode,
-    /// The leader creates or updates both webhook configurations (the shipped manifests, with
-    /// this deployment's Service and CA bundle) and keeps their caBundle current.
+    /// The leader updates both webhook configurations (the shipped manifests, with this
+    /// deployment's Service and CA bundle) and keeps their caBundle current. It never creates
+    /// them: apply the manifests first.
     #[arg(long)]
     register: bool,
     /// The webhooks' Service, in --namespace.

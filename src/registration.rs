@@ -1,4 +1,5 @@
-//! `--register`: the leader creates or updates the two webhook configurations.
+//! `--register`: the leader keeps the two webhook configurations current. It only ever
+//! updates them: the manifests create them (`kubectl apply -k webhook-config/...`).
 //!
 //! The manifests in `webhook-config/base/webhooks/` are the single source of the webhook
 //! configurations (names, rules, failure policies, timeouts, selectors): they are embedded here
@@ -16,6 +17,12 @@
 //! Before writing, the current object is read and compared over the fields this service
 //! sets: when they already hold the desired values there is no write at all, so the
 //! resync costs one GET per configuration and leaves no trace in the audit log.
+//!
+//! A configuration that does not exist is never created, only reported (result `missing`)
+//! and looked for again at the next pass. Creating it would need `create` on webhook
+//! configurations, which RBAC cannot limit by name: a pod holding it could register its own
+//! webhook on Pods or Secrets. And an admin who deleted the configurations to uninstall
+//! would see the leader put its fail-closed webhooks back, pointing at a Service about to go.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,6 +74,22 @@ pub enum RegistrationError {
         #[source]
         source: kube::Error,
     },
+    #[error(
+        "{kind} {name} does not exist, so its webhooks cannot get this deployment's caBundle: \
+         create it by applying the manifests (kubectl apply -k webhook-config/overlays/<overlay>, \
+         or webhook-config/); the leader only updates it and looks for it again at its next pass"
+    )]
+    Missing { kind: &'static str, name: String },
+}
+
+impl RegistrationError {
+    /// The bounded `result` label of a failed registration.
+    fn result(&self) -> &'static str {
+        match self {
+            Self::Missing { .. } => "missing",
+            _ => "error",
+        }
+    }
 }
 
 /// Where this deployment's webhooks are reached.
@@ -213,10 +236,9 @@ fn covers(have: &Value, want: &Value) -> bool {
     }
 }
 
-/// What registering one configuration did.
+/// What registering one (existing) configuration did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Outcome {
-    Created,
     Updated,
     Unchanged,
 }
@@ -224,7 +246,6 @@ pub enum Outcome {
 impl Outcome {
     pub fn as_str(self) -> &'static str {
         match self {
-            Self::Created => "created",
             Self::Updated => "updated",
             Self::Unchanged => "unchanged",
         }
@@ -240,13 +261,15 @@ pub struct Registrar {
 
 impl Registrar {
     /// Brings both configurations to the desired state with `ca_bundle_pem`; stops at the
-    /// first error (the caller retries the whole registration).
+    /// first error, a missing configuration included (the caller retries the whole
+    /// registration, and self-managed rotation does not promote a new certificate until it
+    /// succeeded).
     pub async fn register(&self, ca_bundle_pem: &[u8]) -> Result<(), RegistrationError> {
         for configuration in Configuration::ALL {
             let result = self.register_one(configuration, ca_bundle_pem).await;
             let label = match &result {
                 Ok(outcome) => outcome.as_str(),
-                Err(_) => "error",
+                Err(error) => error.result(),
             };
             self.metrics
                 .registrations
@@ -290,16 +313,22 @@ impl Registrar {
                 name: name.clone(),
                 source,
             })?;
-        let outcome = match &current {
-            Some(object) => {
-                let current = serde_json::to_value(object).unwrap_or(Value::Null);
-                if up_to_date(&desired, &current) {
-                    return Ok(Outcome::Unchanged);
-                }
-                Outcome::Updated
-            }
-            None => Outcome::Created,
+        let Some(current) = current else {
+            return Err(RegistrationError::Missing {
+                kind: configuration.kind(),
+                name,
+            });
         };
+        if up_to_date(
+            &desired,
+            &serde_json::to_value(&current).unwrap_or(Value::Null),
+        ) {
+            return Ok(Outcome::Unchanged);
+        }
+        // Server-side apply creates a missing object, but it only gets here after reading the
+        // object. If it is deleted in between, the API server authorizes this apply as a
+        // `create`, which the shipped RBAC does not grant: it fails (an `error`), and the next
+        // pass finds the configuration missing.
         api.patch(
             &name,
             &PatchParams::apply(FIELD_MANAGER).force(),
@@ -311,7 +340,7 @@ impl Registrar {
             name,
             source,
         })?;
-        Ok(outcome)
+        Ok(Outcome::Updated)
     }
 }
 

@@ -414,11 +414,18 @@ def rbac_checks(render: str, docs: list[dict]) -> list[Check]:
                 granted |= verbs
                 if verbs & limited and rule.get("resourceNames") != [NAME]:
                     wh.append(f"{role['kind']}/{role['metadata']['name']} {sorted(verbs)} on {res} not limited to resourceNames [{NAME}]")
-                if verbs - limited - {"create"}:
-                    wh.append(f"{res}: unexpected verbs {sorted(verbs - limited - {'create'})}")
-    if render == "self-managed" and not {"get", "patch", "create"} <= granted:
-        wh.append(f"self-managed (--register, server-side apply) needs get/patch/create on the webhook configurations, has {sorted(granted)}")
+                if verbs - limited:
+                    wh.append(f"{res}: unexpected verbs {sorted(verbs - limited)}")
+    if render == "self-managed" and not {"get", "patch"} <= granted:
+        wh.append(f"self-managed (--register, server-side apply) needs get/patch on the webhook configurations, has {sorted(granted)}")
     checks.append(("rbac: webhook configuration get/patch limited by resourceNames", wh))
+
+    # `create` on admissionregistration cannot be limited by resourceNames (RBAC does not see
+    # the name of an object being created): whoever holds it can register a webhook of their
+    # own on Pods or Secrets. The manifests create the configurations; --register only updates.
+    creates = [f"{role['kind']}/{role['metadata']['name']}: {rule}" for role, rule in rules
+               if "create" in (rule.get("verbs") or []) and "admissionregistration.k8s.io" in (rule.get("apiGroups") or [])]
+    checks.append(("rbac: no create on admissionregistration resources (the manifests create the webhook configurations)", creates))
 
     ns_problems: Problems = []
     seen: dict[str, set[str]] = {"secrets": set(), "leases": set()}
@@ -628,6 +635,16 @@ MUTATIONS: list[tuple[str, str, str, Callable[[list[dict]], None]]] = [
     ("base", "rbac: no wildcard", "apiGroups *", lambda d: _rule(d, "ClusterRole", "storageclasses").update(apiGroups=["*"])),
     ("self-managed", "rbac: webhook configuration", "patch without resourceNames",
      lambda d: next(r for _, r in rbac_rules(d) if "patch" in r.get("verbs", []) and "mutatingwebhookconfigurations" in r.get("resources", [])).pop("resourceNames")),
+    ("self-managed", "rbac: no create on admissionregistration", "create granted again (unnamed, as server-side apply would need to create)",
+     lambda d: one(d, "ClusterRole", NAME)["rules"].append({"apiGroups": ["admissionregistration.k8s.io"], "resources": ["mutatingwebhookconfigurations", "validatingwebhookconfigurations"], "verbs": ["create"]})),
+    ("base", "rbac: no create on admissionregistration", "create on validatingadmissionpolicies",
+     lambda d: one(d, "ClusterRole", NAME)["rules"].append({"apiGroups": ["admissionregistration.k8s.io"], "resources": ["validatingadmissionpolicies"], "verbs": ["create"]})),
+    ("self-managed", "rbac: no create on admissionregistration", "create in a namespaced Role",
+     lambda d: one(d, "Role", NAME)["rules"].append({"apiGroups": ["admissionregistration.k8s.io"], "resources": ["validatingwebhookconfigurations"], "verbs": ["create"]})),
+    ("self-managed", "webhooks: one per concern", "the validating configuration not shipped (--register never creates it)",
+     lambda d: d.remove(one(d, "ValidatingWebhookConfiguration", NAME))),
+    ("self-managed", "webhooks: one per concern", "the mutating configuration not shipped (--register never creates it)",
+     lambda d: d.remove(one(d, "MutatingWebhookConfiguration", NAME))),
     ("self-managed", "rbac: webhook configuration", "patch dropped (server-side apply needs it)",
      lambda d: next(r for _, r in rbac_rules(d) if "patch" in r.get("verbs", []) and "mutatingwebhookconfigurations" in r.get("resources", [])).update(verbs=["get", "update"])),
     ("base", "rbac: webhook configuration", "patch granted cluster-wide",

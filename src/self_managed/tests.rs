@@ -17,7 +17,7 @@ use tower_test::mock::{self, Handle};
 
 use super::run::{Leader, serve_from, watch_secret};
 use super::*;
-use crate::registration::{Configuration, Registrar, Target, desired};
+use crate::registration::{Configuration, Registrar, RegistrationError, Target, desired};
 use crate::server::Metrics;
 use crate::server::tls::{ReloadingCert, provider};
 
@@ -299,6 +299,19 @@ fn stored(configuration: Configuration, bundle: &[u8]) -> Value {
     object
 }
 
+/// A webhook configuration as the manifests create it (`kubectl apply -k webhook-config/...`),
+/// before the leader registered a caBundle: the leader only ever updates this.
+fn shipped(configuration: Configuration) -> Value {
+    let mut object = stored(configuration, &created_at(t0())[CA_CRT]);
+    for hook in object["webhooks"].as_array_mut().unwrap() {
+        hook["clientConfig"]
+            .as_object_mut()
+            .unwrap()
+            .remove("caBundle");
+    }
+    object
+}
+
 /// Asserts the next call's method and path; returns the request.
 async fn expect(
     handle: &mut ApiHandle,
@@ -380,7 +393,7 @@ fn expect_no_more_calls(mut handle: ApiHandle) -> JoinHandle<()> {
 }
 
 #[tokio::test]
-async fn first_start_creates_the_secret_then_both_webhook_configurations() {
+async fn first_start_creates_the_secret_then_updates_both_shipped_webhook_configurations() {
     let (leader, mut handle) = leader(t0());
     let verifier = tokio::spawn(async move {
         let (_, send) = expect(&mut handle, Method::GET, SECRET_PATH).await;
@@ -401,7 +414,7 @@ async fn first_start_creates_the_secret_then_both_webhook_configurations() {
         created["metadata"]["resourceVersion"] = "1".into();
         send.send_response(respond(StatusCode::CREATED, &created));
         for configuration in Configuration::ALL {
-            expect_get_config(&mut handle, configuration, None).await;
+            expect_get_config(&mut handle, configuration, Some(shipped(configuration))).await;
             expect_apply(&mut handle, configuration, &data[CA_CRT]).await;
         }
         handle
@@ -415,7 +428,9 @@ async fn first_start_creates_the_secret_then_both_webhook_configurations() {
         ),
         "{metrics}"
     );
-    assert!(metrics.contains("storage_admission_webhook_registrations_total{configuration=\"validating\",result=\"created\"} 1"), "{metrics}");
+    for configuration in ["mutating", "validating"] {
+        assert!(metrics.contains(&format!("storage_admission_webhook_registrations_total{{configuration=\"{configuration}\",result=\"updated\"}} 1")), "{metrics}");
+    }
     drop(leader);
     expect_no_more_calls(handle).await.unwrap();
 }
@@ -438,7 +453,7 @@ async fn losing_the_create_race_rereads_the_winners_secret() {
         let (_, send) = expect(&mut handle, Method::GET, SECRET_PATH).await;
         send.send_response(respond(StatusCode::OK, &secret_json(&winners, "1")));
         for configuration in Configuration::ALL {
-            expect_get_config(&mut handle, configuration, None).await;
+            expect_get_config(&mut handle, configuration, Some(shipped(configuration))).await;
             expect_apply(&mut handle, configuration, &winners[CA_CRT]).await;
         }
         handle
@@ -603,6 +618,140 @@ async fn a_failed_registration_leaves_the_rotation_staged() {
     expect_no_more_calls(handle).await.unwrap();
 }
 
+#[tokio::test]
+async fn a_missing_configuration_is_never_created_and_is_updated_once_it_exists() {
+    let data = created_at(t0());
+    let (leader, mut handle) = leader(t0() + days(10));
+    let verifier = {
+        let data = data.clone();
+        tokio::spawn(async move {
+            // Pass 1: the validating configuration was deleted (an uninstall, or never applied).
+            let (_, send) = expect(&mut handle, Method::GET, SECRET_PATH).await;
+            send.send_response(respond(StatusCode::OK, &secret_json(&data, "1")));
+            expect_get_config(
+                &mut handle,
+                Configuration::Mutating,
+                Some(stored(Configuration::Mutating, &data[CA_CRT])),
+            )
+            .await;
+            expect_get_config(&mut handle, Configuration::Validating, None).await;
+            // Pass 2 starts with the very next call: no PATCH (an apply would create it) and no
+            // POST came after the 404. Meanwhile the manifests were applied again.
+            let (_, send) = expect(&mut handle, Method::GET, SECRET_PATH).await;
+            send.send_response(respond(StatusCode::OK, &secret_json(&data, "1")));
+            expect_get_config(
+                &mut handle,
+                Configuration::Mutating,
+                Some(stored(Configuration::Mutating, &data[CA_CRT])),
+            )
+            .await;
+            expect_get_config(
+                &mut handle,
+                Configuration::Validating,
+                Some(shipped(Configuration::Validating)),
+            )
+            .await;
+            expect_apply(&mut handle, Configuration::Validating, &data[CA_CRT]).await;
+            handle
+        })
+    };
+    let error = leader.pass().await.unwrap_err();
+    let message = error.to_string();
+    assert!(
+        matches!(
+            error,
+            super::run::Error::Registration(RegistrationError::Missing {
+                kind: "ValidatingWebhookConfiguration",
+                ..
+            })
+        ),
+        "{message}"
+    );
+    // Written for the person who has to fix it: which object, and how.
+    assert!(
+        message.starts_with("ValidatingWebhookConfiguration storage-admission does not exist")
+            && message.contains("kubectl apply -k webhook-config/")
+            && message.contains("only updates it"),
+        "{message}"
+    );
+    let metrics = leader.metrics.encode();
+    assert!(metrics.contains("storage_admission_webhook_registrations_total{configuration=\"validating\",result=\"missing\"} 1"), "{metrics}");
+    assert!(!metrics.contains("result=\"updated\""), "{metrics}");
+
+    leader.pass().await.unwrap();
+    let handle = verifier.await.unwrap();
+    let metrics = leader.metrics.encode();
+    assert!(metrics.contains("storage_admission_webhook_registrations_total{configuration=\"validating\",result=\"updated\"} 1"), "{metrics}");
+    assert!(metrics.contains("storage_admission_webhook_registrations_total{configuration=\"validating\",result=\"missing\"} 1"), "{metrics}");
+    drop(leader);
+    expect_no_more_calls(handle).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_missing_configuration_leaves_the_rotation_staged_until_it_exists() {
+    let old = created_at(t0());
+    let now = t0() + days(61);
+    let staged = render(Plan::Stage(Why::Expiring), now, &issuing(), Some(&old))
+        .unwrap()
+        .unwrap();
+    let (leader, mut handle) = leader(now);
+    let verifier = tokio::spawn(async move {
+        // Pass 1: the mutating configuration is gone, so its webhooks cannot be told about
+        // the new CA: the Secret stays staged (no PUT), still serving the old pair.
+        let (_, send) = expect(&mut handle, Method::GET, SECRET_PATH).await;
+        send.send_response(respond(StatusCode::OK, &secret_json(&staged, "2")));
+        expect_get_config(&mut handle, Configuration::Mutating, None).await;
+
+        // Pass 2: it was applied again (no caBundle): both get old+new, then the promotion.
+        let (_, send) = expect(&mut handle, Method::GET, SECRET_PATH).await;
+        send.send_response(respond(StatusCode::OK, &secret_json(&staged, "2")));
+        expect_get_config(
+            &mut handle,
+            Configuration::Mutating,
+            Some(shipped(Configuration::Mutating)),
+        )
+        .await;
+        expect_apply(&mut handle, Configuration::Mutating, &staged[CA_CRT]).await;
+        expect_get_config(
+            &mut handle,
+            Configuration::Validating,
+            Some(stored(Configuration::Validating, &old[CA_CRT])),
+        )
+        .await;
+        expect_apply(&mut handle, Configuration::Validating, &staged[CA_CRT]).await;
+        let (request, send) = expect(&mut handle, Method::PUT, SECRET_PATH).await;
+        let promoted = body_json(request).await;
+        assert_eq!(promoted["metadata"]["resourceVersion"], "2");
+        assert_eq!(data_of(&promoted)[TLS_CRT], staged[NEXT_CRT]);
+        send.send_response(respond(StatusCode::OK, &promoted));
+        handle
+    });
+    assert!(matches!(
+        leader.pass().await,
+        Err(super::run::Error::Registration(
+            RegistrationError::Missing {
+                kind: "MutatingWebhookConfiguration",
+                ..
+            }
+        ))
+    ));
+    let metrics = leader.metrics.encode();
+    assert!(metrics.contains("storage_admission_webhook_registrations_total{configuration=\"mutating\",result=\"missing\"} 1"), "{metrics}");
+    assert!(!metrics.contains("action=\"promote\""), "{metrics}");
+
+    leader.pass().await.unwrap();
+    let handle = verifier.await.unwrap();
+    let metrics = leader.metrics.encode();
+    assert!(
+        metrics.contains(
+            "storage_admission_tls_secret_writes_total{action=\"promote\",result=\"success\"} 1"
+        ),
+        "{metrics}"
+    );
+    drop(leader);
+    expect_no_more_calls(handle).await.unwrap();
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_replica_that_does_not_lead_never_writes() {
     let (leader, handle) = leader(t0());
@@ -735,7 +884,7 @@ async fn files_mode_registers_the_bundle_file_and_again_when_it_changes() {
         is_leader,
     ));
     for configuration in Configuration::ALL {
-        expect_get_config(&mut handle, configuration, None).await;
+        expect_get_config(&mut handle, configuration, Some(shipped(configuration))).await;
         expect_apply(&mut handle, configuration, &first[CA_CRT]).await;
     }
     // Unchanged polls call nothing until the resync (an hour of paused time): a re-check
@@ -764,6 +913,67 @@ async fn files_mode_registers_the_bundle_file_and_again_when_it_changes() {
     drop(is_leader_tx);
     task.await.unwrap();
     expect_no_more_calls(handle).await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn files_mode_never_creates_a_missing_configuration_and_looks_again_at_the_next_poll() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("ca.crt");
+    let bundle = created_at(t0())[CA_CRT].clone();
+    std::fs::write(&file, &bundle).unwrap();
+    let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
+    let metrics = Arc::new(Metrics::new());
+    let registrar = Arc::new(Registrar {
+        client: Client::new(service, "default"),
+        target: target(),
+        metrics: metrics.clone(),
+    });
+    let (is_leader_tx, is_leader) = tokio::sync::watch::channel(true);
+    let task = tokio::spawn(crate::registration::run_from_file(
+        registrar,
+        file,
+        Duration::from_secs(5),
+        Duration::from_secs(3600),
+        is_leader,
+    ));
+    expect_get_config(&mut handle, Configuration::Mutating, None).await;
+    let before = tokio::time::Instant::now();
+    // The next call is the next poll's read, not a write: the failed registration is retried
+    // at the poll (5 s), not at the resync (an hour).
+    expect_get_config(
+        &mut handle,
+        Configuration::Mutating,
+        Some(shipped(Configuration::Mutating)),
+    )
+    .await;
+    let waited = before.elapsed();
+    assert!(
+        waited >= Duration::from_secs(5) && waited < Duration::from_secs(3600),
+        "{waited:?}"
+    );
+    expect_apply(&mut handle, Configuration::Mutating, &bundle).await;
+    expect_get_config(
+        &mut handle,
+        Configuration::Validating,
+        Some(stored(Configuration::Validating, &bundle)),
+    )
+    .await;
+    drop(is_leader_tx);
+    task.await.unwrap();
+    expect_no_more_calls(handle).await.unwrap();
+    let encoded = metrics.encode();
+    for line in [
+        "{configuration=\"mutating\",result=\"missing\"} 1",
+        // Counted before the validating read above was sent.
+        "{configuration=\"mutating\",result=\"updated\"} 1",
+    ] {
+        assert!(
+            encoded.contains(&format!(
+                "storage_admission_webhook_registrations_total{line}"
+            )),
+            "{encoded}"
+        );
+    }
 }
 
 /// One pass over an up-to-date Secret and configurations: reads only.

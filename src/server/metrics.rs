@@ -61,7 +61,8 @@ pub struct KindLabels {
 pub struct RegistrationLabels {
     /// `mutating` or `validating`.
     pub configuration: &'static str,
-    /// `created`, `updated`, `unchanged` or `error`.
+    /// `updated`, `unchanged`, `missing` (the configuration does not exist; it is never
+    /// created, see `registration`) or `error`.
     pub result: &'static str,
 }
 
