@@ -228,6 +228,15 @@ struct CertsArgs {
     /// Validity in days.
     #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(i64).range(1..=3650))]
     days: i64,
+    /// A further name of the serving certificate, next to the Service's: a DNS name, or an IP
+    /// address (it becomes an IP SAN). For a `url:` webhook, the host the API server calls
+    /// (webhook-config/overlays/dev-url). Repeatable.
+    #[arg(long = "san", value_name = "HOST")]
+    sans: Vec<String>,
+    /// Replace ca.crt, tls.crt and tls.key when --out already holds them (otherwise refused:
+    /// the ca.crt there may be the CA your webhook configurations trust).
+    #[arg(long)]
+    force: bool,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -541,7 +550,12 @@ fn dev_certs(dir: &Path, port: u16) -> Result<(PathBuf, PathBuf), certs::CertErr
         "127.0.0.1".to_owned(),
         "::1".to_owned(),
     ];
-    let written = certs::write(dir, &certs::generate(&names, "storage-admission dev", 7)?)?;
+    // Throw-away files, regenerated on every start: replacing them is the point.
+    let written = certs::write(
+        dir,
+        &certs::generate(&names, "storage-admission dev", 7)?,
+        certs::Existing::Replace,
+    )?;
     let review = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/golden/captured/mutate-create-volumesnapshot-disk-snapshot/review.json");
     println!(
@@ -835,15 +849,24 @@ fn write_certs(args: CertsArgs) -> ExitCode {
     let result = certs::check_dns_label("service", &args.service)
         .and_then(|()| certs::check_dns_label("namespace", &args.namespace))
         .and_then(|()| {
-            certs::generate(
-                &certs::service_names(&args.service, &args.namespace),
-                &args.service,
-                args.days,
-            )
+            args.sans
+                .iter()
+                .map(|san| certs::San::parse(san))
+                .collect::<Result<Vec<_>, _>>()
         })
-        .and_then(|generated| certs::write(&args.out, &generated));
+        .and_then(|sans| {
+            let names = certs::names_with(&args.service, &args.namespace, &sans);
+            let existing = if args.force {
+                certs::Existing::Replace
+            } else {
+                certs::Existing::Refuse
+            };
+            certs::generate(&names, &args.service, args.days)
+                .and_then(|generated| certs::write(&args.out, &generated, existing))
+                .map(|written| (written, names))
+        });
     match result {
-        Ok(written) => {
+        Ok((written, names)) => {
             println!(
                 "wrote {}, {} and {}",
                 written.ca_cert.display(),
@@ -853,10 +876,15 @@ fn write_certs(args: CertsArgs) -> ExitCode {
             println!(
                 "the certificate is valid for {} days for: {}",
                 args.days,
-                certs::service_names(&args.service, &args.namespace).join(", ")
+                names.join(", ")
             );
             ExitCode::SUCCESS
         }
+        Err(e @ certs::CertError::Exists { .. }) => fail(format!(
+            "{e}. The ca.crt there may be the CA in your webhook configurations' caBundle, which a \
+             renewal keeps in the bundle until every replica serves the new certificate \
+             (certs/README.md): write to another --out directory, or pass --force to replace them"
+        )),
         Err(e) => fail(e),
     }
 }
