@@ -115,7 +115,9 @@ struct ServeArgs {
 struct RunArgs {
     #[command(flatten)]
     common: CommonArgs,
-    /// The service's own namespace (default: the kubeconfig context's, or the pod's).
+    /// The service's own namespace: the controller skips objects there, as the webhook
+    /// configurations do. Default: the pod's; out of the cluster the kubeconfig context's,
+    /// refused when that is `default` (give --namespace storage-admission).
     #[arg(long, env = "POD_NAMESPACE")]
     namespace: Option<String>,
     /// Run the controller (node label backfill, audit events) next to the webhooks.
@@ -470,7 +472,10 @@ fn run(args: RunArgs) -> ExitCode {
                 ));
             }
         };
-        let namespace = args.namespace.clone().unwrap_or_else(|| client.default_namespace().to_owned());
+        let namespace = match own_namespace(args.namespace.as_deref(), client.default_namespace()) {
+            Ok(ns) => ns,
+            Err(e) => return fail(e),
+        };
         let election = if args.leader_election {
             match leader::Config::new(
                 namespace.clone(),
@@ -534,6 +539,28 @@ fn run(args: RunArgs) -> ExitCode {
         }
         code
     })
+}
+
+/// The service's own namespace: the controller's audit skips it (as the webhook
+/// configurations do), and the Lease, the self-managed Secret and registration's Service live
+/// there. Without --namespace (or POD_NAMESPACE) it is the client's default: the pod's in the
+/// cluster, but out of the cluster the kubeconfig context's, usually `default` — and taking
+/// that as "our own" would silently stop auditing the user's objects there. So that guess is
+/// refused; `default` given explicitly is someone's decision, and only warned about.
+fn own_namespace(given: Option<&str>, client_default: &str) -> Result<String, String> {
+    match given {
+        Some("default") => {
+            tracing::warn!(
+                "--namespace default: the controller skips objects in its own namespace, so nothing in `default` is audited; the shipped webhook configurations exclude `storage-admission` instead"
+            );
+            Ok("default".to_owned())
+        }
+        Some(ns) => Ok(ns.to_owned()),
+        None if client_default == "default" => Err(
+            "no --namespace (or POD_NAMESPACE) given, and the client's namespace is `default` (out of the cluster: the kubeconfig context's). The controller skips objects in its own namespace, so it would not audit anything in `default`. Give --namespace storage-admission (the namespace the shipped webhook configurations exclude), or --namespace default if the service really runs there".to_owned(),
+        ),
+        None => Ok(client_default.to_owned()),
+    }
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, String> {

@@ -314,6 +314,44 @@ fn run_explains_when_no_cluster_is_reachable() {
 }
 
 #[test]
+fn run_out_of_cluster_refuses_to_take_the_kubeconfig_default_namespace_as_its_own() {
+    // A kubeconfig whose context names no namespace (so `default`). Building the client does
+    // not contact the server, so the refusal comes before any connection is tried.
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: dev\n  cluster: {server: 'https://127.0.0.1:1'}\nusers:\n- name: dev\n  user: {token: x}\ncontexts:\n- name: dev\n  context: {cluster: dev, user: dev}\ncurrent-context: dev\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "run",
+            "--tls-cert",
+            "x.crt",
+            "--tls-key",
+            "x.key",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .env("KUBECONFIG", &kubeconfig)
+        .env("HOME", dir.path())
+        .env_remove("POD_NAMESPACE")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no --namespace (or POD_NAMESPACE) given")
+            && err.contains("--namespace storage-admission"),
+        "{err}"
+    );
+}
+
+#[test]
 fn run_checks_the_certificate_and_registration_flags_before_contacting_the_cluster() {
     let cases: [(&[&str], &str); 7] = [
         (
