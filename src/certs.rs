@@ -1,5 +1,5 @@
 //! Certificates with rcgen: a CA and a serving certificate signed by it, for `serve --dev`
-//! (localhost) and `storage-admission certs` (a Service's DNS names).
+//! (localhost) and `storage-admission certs` (a Service's DNS names, plus any `--san`).
 //!
 //! The CA's private key is discarded after signing, so nobody can mint further certificates
 //! the webhook configuration would trust; rotation means generating a new pair and updating
@@ -8,6 +8,7 @@
 //! [`inspect`] reads back what the self-managed mode needs to decide on rotation: validity,
 //! subject alternative names, and which CA signed a certificate (x509-parser).
 
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use rcgen::{
@@ -31,6 +32,82 @@ pub enum CertError {
         value: String,
         message: String,
     },
+    #[error("{} already holds {}: refusing to replace them", dir.display(), files.join(", "))]
+    Exists { dir: PathBuf, files: Vec<String> },
+}
+
+/// An extra subject alternative name of the serving certificate (`certs --san`): the host the
+/// API server calls when it does not go through the Service, e.g. a `url:` webhook pointing at
+/// a developer's machine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum San {
+    Dns(String),
+    Ip(IpAddr),
+}
+
+impl San {
+    /// An IP address when the value parses as one (it then goes into the certificate as an
+    /// iPAddress SAN, which is what TLS clients compare an IP host with), else a DNS name.
+    /// The DNS name is checked here because rcgen accepts any ASCII, and a name with a typo'd
+    /// character would only show up as a TLS failure in the API server's log.
+    pub fn parse(value: &str) -> Result<San, CertError> {
+        let invalid = |message: &str| CertError::Invalid {
+            what: "--san",
+            value: value.to_owned(),
+            message: message.to_owned(),
+        };
+        if value.is_empty() {
+            return Err(invalid(
+                "empty; give a DNS name (host.docker.internal) or an IP address (172.18.0.1)",
+            ));
+        }
+        if let Ok(ip) = value.parse::<IpAddr>() {
+            return Ok(San::Ip(ip));
+        }
+        // The dev-url overlay's address is host:port, so pasting it here is an easy mistake.
+        if value.contains(':') {
+            return Err(invalid(
+                "a SAN is a host name or an IP address, without a port or scheme",
+            ));
+        }
+        if value.len() > 253 {
+            return Err(invalid("longer than 253 characters"));
+        }
+        let labels_ok = value.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+        });
+        if !labels_ok {
+            return Err(invalid(
+                "not a DNS name: dot-separated labels of 1-63 letters, digits or '-', each starting and ending with a letter or digit",
+            ));
+        }
+        // Names ending in a numeric label (1.2.3, 10.0.0.256) are mistyped IP addresses, not
+        // host names: no top-level domain is numeric.
+        if value
+            .rsplit('.')
+            .next()
+            .is_some_and(|tld| tld.bytes().all(|b| b.is_ascii_digit()))
+        {
+            return Err(invalid("not a valid IP address, nor a DNS name"));
+        }
+        // DNS names compare case-insensitively; one spelling keeps the printed list honest.
+        Ok(San::Dns(value.to_ascii_lowercase()))
+    }
+}
+
+impl std::fmt::Display for San {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            San::Dns(name) => f.write_str(name),
+            San::Ip(ip) => ip.fmt(f),
+        }
+    }
 }
 
 /// A CA certificate and a serving certificate + key, all PEM.
@@ -48,6 +125,19 @@ pub fn service_names(service: &str, namespace: &str) -> Vec<String> {
         format!("{service}.{namespace}.svc"),
         format!("{service}.{namespace}.svc.cluster.local"),
     ]
+}
+
+/// The Service's names followed by the extra SANs, without duplicates: the serving
+/// certificate's subject alternative names for `storage-admission certs`.
+pub fn names_with(service: &str, namespace: &str, extra: &[San]) -> Vec<String> {
+    let mut names = service_names(service, namespace);
+    for san in extra {
+        let san = san.to_string();
+        if !names.contains(&san) {
+            names.push(san);
+        }
+    }
+    names
 }
 
 /// Generates a fresh CA and a serving certificate for `names` (DNS names or IP addresses),
@@ -110,14 +200,25 @@ pub fn generate_at(
 }
 
 /// The files [`write`] creates.
+#[derive(Debug)]
 pub struct Written {
     pub ca_cert: PathBuf,
     pub cert: PathBuf,
     pub key: PathBuf,
 }
 
+/// What [`write`] does when a file it writes is already there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Existing {
+    /// Replace it (`serve --dev`'s throw-away files, `certs --force`).
+    Replace,
+    /// Write nothing and fail with [`CertError::Exists`]: the `ca.crt` there may be the CA
+    /// that webhook configurations trust, and a renewal needs it for the transition bundle.
+    Refuse,
+}
+
 /// Writes `ca.crt`, `tls.crt` and `tls.key` (mode 0600) into `dir`, creating it.
-pub fn write(dir: &Path, generated: &Generated) -> Result<Written, CertError> {
+pub fn write(dir: &Path, generated: &Generated, existing: Existing) -> Result<Written, CertError> {
     let err = |path: &Path| {
         let path = path.to_owned();
         move |source| CertError::Write { path, source }
@@ -128,28 +229,62 @@ pub fn write(dir: &Path, generated: &Generated) -> Result<Written, CertError> {
         cert: dir.join("tls.crt"),
         key: dir.join("tls.key"),
     };
-    std::fs::write(&written.ca_cert, &generated.ca_cert_pem).map_err(err(&written.ca_cert))?;
-    std::fs::write(&written.cert, &generated.cert_pem).map_err(err(&written.cert))?;
-    write_private(&written.key, generated.key_pem.as_bytes()).map_err(err(&written.key))?;
+    let create_new = existing == Existing::Refuse;
+    if create_new {
+        // All three are checked before any is written, so a refusal leaves the directory as
+        // it was instead of half old, half new. (Each file is still created with create_new,
+        // so one appearing in between is not replaced either.)
+        let files: Vec<String> = [&written.ca_cert, &written.cert, &written.key]
+            .into_iter()
+            .filter(|path| path.symlink_metadata().is_ok())
+            .filter_map(|path| path.file_name())
+            .map(|name| name.to_string_lossy().into_owned())
+            .collect();
+        if !files.is_empty() {
+            return Err(CertError::Exists {
+                dir: dir.to_owned(),
+                files,
+            });
+        }
+    }
+    write_file(
+        &written.ca_cert,
+        generated.ca_cert_pem.as_bytes(),
+        create_new,
+        false,
+    )
+    .map_err(err(&written.ca_cert))?;
+    write_file(
+        &written.cert,
+        generated.cert_pem.as_bytes(),
+        create_new,
+        false,
+    )
+    .map_err(err(&written.cert))?;
+    write_file(&written.key, generated.key_pem.as_bytes(), create_new, true)
+        .map_err(err(&written.key))?;
     Ok(written)
 }
 
-#[cfg(unix)]
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+/// Writes `bytes` to `path`, with mode 0600 when `private` (on Unix; the mode only applies
+/// to a file this creates).
+fn write_file(path: &Path, bytes: &[u8], create_new: bool, private: bool) -> std::io::Result<()> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut file = std::fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)?;
-    file.write_all(bytes)
-}
-
-#[cfg(not(unix))]
-fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    std::fs::write(path, bytes)
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true);
+    if create_new {
+        options.create_new(true);
+    } else {
+        options.create(true).truncate(true);
+    }
+    #[cfg(unix)]
+    if private {
+        use std::os::unix::fs::OpenOptionsExt;
+        options.mode(0o600);
+    }
+    #[cfg(not(unix))]
+    let _ = private;
+    options.open(path)?.write_all(bytes)
 }
 
 /// Checks a Kubernetes object name (DNS-1123 label) given on the command line.
@@ -325,7 +460,7 @@ mod tests {
     fn writes_files_with_a_private_key_mode() {
         let dir = tempfile::tempdir().unwrap();
         let generated = generate(&["localhost".into(), "127.0.0.1".into()], "dev", 1).unwrap();
-        let written = write(dir.path(), &generated).unwrap();
+        let written = write(dir.path(), &generated, Existing::Refuse).unwrap();
         assert!(
             std::fs::read_to_string(&written.ca_cert)
                 .unwrap()
@@ -370,6 +505,122 @@ mod tests {
         assert!(inspect(b"not pem").is_err());
         assert!(
             inspect(b"-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n").is_err()
+        );
+    }
+
+    #[test]
+    fn write_refuses_to_replace_existing_files_unless_told_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = generate(&["localhost".into()], "first", 1).unwrap();
+        let second = generate(&["localhost".into()], "second", 1).unwrap();
+        let written = write(dir.path(), &first, Existing::Refuse).unwrap();
+
+        let err = write(dir.path(), &second, Existing::Refuse).unwrap_err();
+        assert!(
+            matches!(&err, CertError::Exists { files, .. } if files == &["ca.crt", "tls.crt", "tls.key"]),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("refusing to replace"), "{err}");
+        // Nothing was touched: the CA is still the first one.
+        let ca = || std::fs::read_to_string(&written.ca_cert).unwrap();
+        assert_eq!(ca(), first.ca_cert_pem);
+
+        // One file left over is enough to refuse, and nothing is written then either.
+        std::fs::remove_file(&written.ca_cert).unwrap();
+        std::fs::remove_file(&written.cert).unwrap();
+        let err = write(dir.path(), &second, Existing::Refuse).unwrap_err();
+        assert!(
+            matches!(&err, CertError::Exists { files, .. } if files == &["tls.key"]),
+            "{err:?}"
+        );
+        assert!(!written.ca_cert.exists() && !written.cert.exists());
+
+        write(dir.path(), &second, Existing::Replace).unwrap();
+        assert_eq!(ca(), second.ca_cert_pem);
+        assert_eq!(
+            std::fs::read_to_string(&written.key).unwrap(),
+            second.key_pem
+        );
+    }
+
+    #[test]
+    fn san_is_an_ip_address_when_it_parses_as_one_else_a_checked_dns_name() {
+        let ok = |s: &str| San::parse(s).unwrap();
+        assert_eq!(ok("172.18.0.1"), San::Ip("172.18.0.1".parse().unwrap()));
+        assert_eq!(ok("fd00::1"), San::Ip("fd00::1".parse().unwrap()));
+        assert_eq!(
+            ok("Host.Docker.Internal"),
+            San::Dns("host.docker.internal".into())
+        );
+        assert_eq!(ok("my-laptop"), San::Dns("my-laptop".into()));
+        let err = |s: &str| San::parse(s).unwrap_err().to_string();
+        assert!(err("").contains("empty"), "{}", err(""));
+        for (bad, why) in [
+            ("host.docker.internal:8443", "without a port"),
+            ("https://host", "without a port or scheme"),
+            ("my_laptop", "not a DNS name"),
+            ("has space", "not a DNS name"),
+            ("-lead.example", "not a DNS name"),
+            ("a..b", "not a DNS name"),
+            ("trailing.", "not a DNS name"),
+            ("10.0.0.256", "not a valid IP address"),
+        ] {
+            let message = err(bad);
+            assert!(
+                message.contains(why) && message.contains(&format!("--san {bad:?}")),
+                "{bad}: {message}"
+            );
+        }
+        assert!(err(&"a".repeat(254)).contains("longer than 253"));
+    }
+
+    #[test]
+    fn extra_sans_go_into_the_certificate_next_to_the_service_names() {
+        use x509_parser::extensions::GeneralName;
+        use x509_parser::prelude::FromDer;
+        let extra = [
+            San::parse("host.docker.internal").unwrap(),
+            San::parse("172.18.0.1").unwrap(),
+            // Already a Service name: listed once.
+            San::parse("sa.ns.svc").unwrap(),
+        ];
+        let names = names_with("sa", "ns", &extra);
+        assert_eq!(
+            names,
+            [
+                "sa",
+                "sa.ns",
+                "sa.ns.svc",
+                "sa.ns.svc.cluster.local",
+                "host.docker.internal",
+                "172.18.0.1"
+            ]
+        );
+        let generated = generate(&names, "sa", 1).unwrap();
+        let info = &inspect(generated.cert_pem.as_bytes()).unwrap()[0];
+        let (_, cert) = x509_parser::certificate::X509Certificate::from_der(&info.der).unwrap();
+        let san = cert.subject_alternative_name().unwrap().unwrap();
+        let mut dns = Vec::new();
+        let mut ips = Vec::new();
+        for name in &san.value.general_names {
+            match name {
+                GeneralName::DNSName(d) => dns.push((*d).to_owned()),
+                GeneralName::IPAddress(b) => ips.push(b.to_vec()),
+                other => panic!("unexpected SAN {other:?}"),
+            }
+        }
+        // The IP is an iPAddress SAN (what a TLS client compares an IP host with), not a DNS
+        // name spelled with digits.
+        assert_eq!(ips, [vec![172, 18, 0, 1]]);
+        assert_eq!(
+            dns,
+            [
+                "sa",
+                "sa.ns",
+                "sa.ns.svc",
+                "sa.ns.svc.cluster.local",
+                "host.docker.internal"
+            ]
         );
     }
 

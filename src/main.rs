@@ -115,7 +115,9 @@ struct ServeArgs {
 struct RunArgs {
     #[command(flatten)]
     common: CommonArgs,
-    /// The service's own namespace (default: the kubeconfig context's, or the pod's).
+    /// The service's own namespace: the controller skips objects there, as the webhook
+    /// configurations do. Default: the pod's; out of the cluster the kubeconfig context's,
+    /// refused when that is `default` (give --namespace storage-admission).
     #[arg(long, env = "POD_NAMESPACE")]
     namespace: Option<String>,
     /// Run the controller (node label backfill, audit events) next to the webhooks.
@@ -229,6 +231,15 @@ struct CertsArgs {
     /// Validity in days.
     #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(i64).range(1..=3650))]
     days: i64,
+    /// A further name of the serving certificate, next to the Service's: a DNS name, or an IP
+    /// address (it becomes an IP SAN). For a `url:` webhook, the host the API server calls
+    /// (webhook-config/overlays/dev-url). Repeatable.
+    #[arg(long = "san", value_name = "HOST")]
+    sans: Vec<String>,
+    /// Replace ca.crt, tls.crt and tls.key when --out already holds them (otherwise refused:
+    /// the ca.crt there may be the CA your webhook configurations trust).
+    #[arg(long)]
+    force: bool,
 }
 
 fn parse_duration(s: &str) -> Result<Duration, String> {
@@ -462,7 +473,10 @@ fn run(args: RunArgs) -> ExitCode {
                 ));
             }
         };
-        let namespace = args.namespace.clone().unwrap_or_else(|| client.default_namespace().to_owned());
+        let namespace = match own_namespace(args.namespace.as_deref(), client.default_namespace()) {
+            Ok(ns) => ns,
+            Err(e) => return fail(e),
+        };
         let election = if args.leader_election {
             match leader::Config::new(
                 namespace.clone(),
@@ -528,6 +542,28 @@ fn run(args: RunArgs) -> ExitCode {
     })
 }
 
+/// The service's own namespace: the controller's audit skips it (as the webhook
+/// configurations do), and the Lease, the self-managed Secret and registration's Service live
+/// there. Without --namespace (or POD_NAMESPACE) it is the client's default: the pod's in the
+/// cluster, but out of the cluster the kubeconfig context's, usually `default` — and taking
+/// that as "our own" would silently stop auditing the user's objects there. So that guess is
+/// refused; `default` given explicitly is someone's decision, and only warned about.
+fn own_namespace(given: Option<&str>, client_default: &str) -> Result<String, String> {
+    match given {
+        Some("default") => {
+            tracing::warn!(
+                "--namespace default: the controller skips objects in its own namespace, so nothing in `default` is audited; the shipped webhook configurations exclude `storage-admission` instead"
+            );
+            Ok("default".to_owned())
+        }
+        Some(ns) => Ok(ns.to_owned()),
+        None if client_default == "default" => Err(
+            "no --namespace (or POD_NAMESPACE) given, and the client's namespace is `default` (out of the cluster: the kubeconfig context's). The controller skips objects in its own namespace, so it would not audit anything in `default`. Give --namespace storage-admission (the namespace the shipped webhook configurations exclude), or --namespace default if the service really runs there".to_owned(),
+        ),
+        None => Ok(client_default.to_owned()),
+    }
+}
+
 fn runtime() -> Result<tokio::runtime::Runtime, String> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -542,7 +578,12 @@ fn dev_certs(dir: &Path, port: u16) -> Result<(PathBuf, PathBuf), certs::CertErr
         "127.0.0.1".to_owned(),
         "::1".to_owned(),
     ];
-    let written = certs::write(dir, &certs::generate(&names, "storage-admission dev", 7)?)?;
+    // Throw-away files, regenerated on every start: replacing them is the point.
+    let written = certs::write(
+        dir,
+        &certs::generate(&names, "storage-admission dev", 7)?,
+        certs::Existing::Replace,
+    )?;
     let review = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/golden/captured/mutate-create-volumesnapshot-disk-snapshot/review.json");
     println!(
@@ -836,15 +877,24 @@ fn write_certs(args: CertsArgs) -> ExitCode {
     let result = certs::check_dns_label("service", &args.service)
         .and_then(|()| certs::check_dns_label("namespace", &args.namespace))
         .and_then(|()| {
-            certs::generate(
-                &certs::service_names(&args.service, &args.namespace),
-                &args.service,
-                args.days,
-            )
+            args.sans
+                .iter()
+                .map(|san| certs::San::parse(san))
+                .collect::<Result<Vec<_>, _>>()
         })
-        .and_then(|generated| certs::write(&args.out, &generated));
+        .and_then(|sans| {
+            let names = certs::names_with(&args.service, &args.namespace, &sans);
+            let existing = if args.force {
+                certs::Existing::Replace
+            } else {
+                certs::Existing::Refuse
+            };
+            certs::generate(&names, &args.service, args.days)
+                .and_then(|generated| certs::write(&args.out, &generated, existing))
+                .map(|written| (written, names))
+        });
     match result {
-        Ok(written) => {
+        Ok((written, names)) => {
             println!(
                 "wrote {}, {} and {}",
                 written.ca_cert.display(),
@@ -854,10 +904,15 @@ fn write_certs(args: CertsArgs) -> ExitCode {
             println!(
                 "the certificate is valid for {} days for: {}",
                 args.days,
-                certs::service_names(&args.service, &args.namespace).join(", ")
+                names.join(", ")
             );
             ExitCode::SUCCESS
         }
+        Err(e @ certs::CertError::Exists { .. }) => fail(format!(
+            "{e}. The ca.crt there may be the CA in your webhook configurations' caBundle, which a \
+             renewal keeps in the bundle until every replica serves the new certificate \
+             (certs/README.md): write to another --out directory, or pass --force to replace them"
+        )),
         Err(e) => fail(e),
     }
 }

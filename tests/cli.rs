@@ -159,6 +159,95 @@ fn certs_writes_a_ca_and_a_serving_pair() {
 }
 
 #[test]
+fn certs_adds_each_san_to_the_serving_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = run(
+        &[
+            "certs",
+            "--service",
+            "storage-admission",
+            "--namespace",
+            "storage-admission",
+            "--san",
+            "host.docker.internal",
+            "--san",
+            "172.18.0.1",
+            "--out",
+            dir.path().to_str().unwrap(),
+        ],
+        None,
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(
+        stdout(&out).contains("storage-admission.storage-admission.svc.cluster.local, host.docker.internal, 172.18.0.1"),
+        "{}",
+        stdout(&out)
+    );
+    let pem = std::fs::read(dir.path().join("tls.crt")).unwrap();
+    let cert = &storage_admission::certs::inspect(&pem).unwrap()[0];
+    assert_eq!(
+        cert.names,
+        [
+            "storage-admission",
+            "storage-admission.storage-admission",
+            "storage-admission.storage-admission.svc",
+            "storage-admission.storage-admission.svc.cluster.local",
+            "host.docker.internal",
+            "172.18.0.1",
+        ]
+    );
+    let ca = std::fs::read(dir.path().join("ca.crt")).unwrap();
+    assert!(cert.is_signed_by(&storage_admission::certs::inspect(&ca).unwrap()[0]));
+}
+
+#[test]
+fn certs_rejects_a_bad_san_with_the_reason_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("out");
+    for (san, reason) in [
+        ("", "empty"),
+        ("host.docker.internal:8443", "without a port"),
+        ("my_laptop", "not a DNS name"),
+    ] {
+        let out = run(
+            &["certs", "--san", san, "--out", out_dir.to_str().unwrap()],
+            None,
+        );
+        assert_eq!(out.status.code(), Some(2), "{san:?}");
+        assert!(
+            stderr(&out).contains(&format!("invalid --san {san:?}"))
+                && stderr(&out).contains(reason),
+            "{san:?}: {}",
+            stderr(&out)
+        );
+        assert!(!out_dir.exists(), "{san:?}: nothing is written");
+    }
+}
+
+#[test]
+fn certs_refuses_to_replace_an_existing_ca_unless_forced() {
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().to_str().unwrap();
+    let ca = || std::fs::read_to_string(dir.path().join("ca.crt")).unwrap();
+    assert!(run(&["certs", "--out", out_dir], None).status.success());
+    let first = ca();
+
+    let out = run(&["certs", "--out", out_dir], None);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("already holds ca.crt, tls.crt, tls.key")
+            && stderr(&out).contains("--force"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(ca(), first, "the old CA is kept");
+
+    let out = run(&["certs", "--out", out_dir, "--force"], None);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_ne!(ca(), first, "--force writes a new CA");
+}
+
+#[test]
 fn serve_refuses_to_start_without_a_certificate_or_state() {
     let out = run(
         &[
@@ -220,6 +309,44 @@ fn run_explains_when_no_cluster_is_reachable() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("cannot reach the Kubernetes API") && err.contains("serve --state"),
+        "{err}"
+    );
+}
+
+#[test]
+fn run_out_of_cluster_refuses_to_take_the_kubeconfig_default_namespace_as_its_own() {
+    // A kubeconfig whose context names no namespace (so `default`). Building the client does
+    // not contact the server, so the refusal comes before any connection is tried.
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: dev\n  cluster: {server: 'https://127.0.0.1:1'}\nusers:\n- name: dev\n  user: {token: x}\ncontexts:\n- name: dev\n  context: {cluster: dev, user: dev}\ncurrent-context: dev\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "run",
+            "--tls-cert",
+            "x.crt",
+            "--tls-key",
+            "x.key",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .env("KUBECONFIG", &kubeconfig)
+        .env("HOME", dir.path())
+        .env_remove("POD_NAMESPACE")
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("no --namespace (or POD_NAMESPACE) given")
+            && err.contains("--namespace storage-admission"),
         "{err}"
     );
 }

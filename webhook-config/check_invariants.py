@@ -14,14 +14,19 @@ expects its check to fail, so no check can pass vacuously.
 from __future__ import annotations
 
 import argparse
+import base64
+import binascii
 import copy
 import json
 import os
 import re
+import shlex
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Callable
+from urllib.parse import urlsplit
 
 import yaml
 
@@ -537,6 +542,88 @@ def schema_checks(render: str, docs: list[dict], versions: list[str]) -> tuple[l
     return checks, skips
 
 
+def dev_url_commands(repo: Path) -> tuple[dict[str, list[str]], Problems]:
+    """The commands the "dev-url" section of webhook-config/README.md tells a developer to run:
+    `storage-admission certs …` and `storage-admission run …` (as argument lists) and the
+    `kubectl kustomize … | sed … | kubectl apply` line (as text)."""
+    text = (repo / "webhook-config" / "README.md").read_text()
+    start = text.find("### dev-url")
+    if start < 0:
+        return {}, ["webhook-config/README.md has no '### dev-url' section"]
+    section = text[start:text.find("\n## ", start) if text.find("\n## ", start) > 0 else len(text)]
+    lines = re.sub(r"\\\n\s*", " ", section).splitlines()  # join `\` continuations
+    found: dict[str, list[str]] = {}
+    problems: Problems = []
+    for key, prefix in (("certs", "storage-admission certs "), ("run", "storage-admission run "),
+                        ("apply", "kubectl kustomize webhook-config/overlays/dev-url |")):
+        hits = [ln.strip() for ln in lines if ln.strip().startswith(prefix)]
+        if len(hits) != 1:
+            problems.append(f"{len(hits)} lines starting with {prefix!r} in the dev-url section, want 1")
+            continue
+        found[key] = [hits[0]] if key == "apply" else shlex.split(hits[0])[2:]  # after `storage-admission certs`
+    return found, problems
+
+
+def dev_url_checks(docs: list[dict], repo: Path) -> list[Check]:
+    checks: list[Check] = []
+    bundles = {(w.get("clientConfig") or {}).get("caBundle") for _, w in webhooks(docs)}
+
+    def bundle() -> Problems:
+        if len(bundles) != 1 or None in bundles or "" in bundles:
+            return [f"caBundles {sorted(map(str, bundles))}: want one value in every webhook"]
+        try:
+            base64.b64decode(next(iter(bundles)), validate=True)
+        except (binascii.Error, ValueError):
+            return []
+        return ["caBundle is valid base64: a committed CA, or a placeholder that lets an unedited apply register unverifiable webhooks"]
+
+    checks.append(("dev-url: caBundle the same placeholder in every webhook, not valid base64 (an unedited apply fails)", bundle()))
+
+    def documented() -> Problems:
+        if BINARY is None:
+            return ["no --binary given: cannot check the documented commands against the CLI"]
+        commands, problems = dev_url_commands(repo)
+        if problems:
+            return problems
+        urls = [urlsplit((w.get("clientConfig") or {}).get("url") or "") for _, w in webhooks(docs)]
+        certs, run = commands["certs"], commands["run"]
+        out = flag(certs, "--out")
+        sans = [certs[i + 1] for i, a in enumerate(certs[:-1]) if a == "--san"] + [a.split("=", 1)[1] for a in certs if a.startswith("--san=")]
+        if not out:
+            return ["the certs command has no --out"]
+        with tempfile.TemporaryDirectory() as tmp:
+            args = [tmp if a == out else a.replace(f"--out={out}", f"--out={tmp}") for a in certs]
+            done = subprocess.run([str(BINARY), "certs", *args], capture_output=True, text=True, timeout=60)
+            if done.returncode != 0:
+                problems.append(f"storage-admission certs {' '.join(certs)} fails: {done.stderr.strip()}")
+        done = subprocess.run([str(BINARY), "run", *run, "--check-args"], capture_output=True, text=True, timeout=60,
+                              env={k: v for k, v in os.environ.items() if k not in ("POD_NAMESPACE", "POD_NAME")})
+        if done.returncode != 0:
+            problems.append(f"storage-admission run {' '.join(run)} is refused: {done.stderr.strip()}")
+        port = (flag(run, "--listen") or "0.0.0.0:8443").rsplit(":", 1)[1]
+        for host in sorted({str(u.hostname) for u in urls} - set(sans)):
+            problems.append(f"url host {host!r} is not a --san of the documented certs command ({sans})")
+        for other in sorted({str(u.port) for u in urls} - {port}):
+            problems.append(f"url port {other} is not the documented run's --listen port {port}")
+        d = out.rstrip("/")
+        if flag(run, "--tls-cert") != f"{d}/tls.crt" or flag(run, "--tls-key") != f"{d}/tls.key":
+            problems.append(f"run serves {flag(run, '--tls-cert')}/{flag(run, '--tls-key')}, not the pair certs writes to {out}")
+        if flag(run, "--namespace") != NS:
+            problems.append(f"run --namespace {flag(run, '--namespace')!r}: want {NS}, the namespace the webhooks exclude (the controller skips its own)")
+        if flag(run, "--leader-election") != "false":
+            problems.append("run without --leader-election=false: a Lease in a namespace the overlay does not create")
+        apply = commands["apply"][0]
+        if f"base64 < {d}/ca.crt" not in apply:
+            problems.append(f"the apply command does not take the CA from {d}/ca.crt: {apply}")
+        placeholder = re.search(r"sed \"s\|([^|]+)\|", apply)
+        if not placeholder or {placeholder.group(1)} != bundles:
+            problems.append(f"the apply command's sed replaces {placeholder.group(1) if placeholder else None!r}, the rendered caBundle is {sorted(map(str, bundles))}")
+        return problems
+
+    checks.append(("dev-url: documented commands (webhook-config/README.md) match the overlay and the CLI", documented()))
+    return checks
+
+
 def invariant_checks(render: str, docs: list[dict], default_policy: str, repo: Path) -> list[Check]:
     checks = webhook_checks(render, docs)
     if render in IN_CLUSTER:
@@ -547,6 +634,8 @@ def invariant_checks(render: str, docs: list[dict], default_policy: str, repo: P
                        [] if ns and (ns["metadata"].get("labels") or {}).get("pod-security.kubernetes.io/enforce") == "restricted" else ["missing or not restricted"]))
     if render == "base":
         checks += cel_checks(docs, repo)
+    if render == "dev-url":
+        checks += dev_url_checks(docs, repo)
     return checks
 
 
@@ -595,6 +684,15 @@ MUTATIONS: list[tuple[str, str, str, Callable[[list[dict]], None]]] = [
     ("dev-url", "webhooks: clientConfig", "a webhook left on the service",
      lambda d: _hook(d, RESTORE_WEBHOOK).update(clientConfig={"service": {"name": NAME, "namespace": NS, "path": "/validate", "port": 443}})),
     ("dev-url", "webhooks: clientConfig", "HOST placeholder left", lambda d: _hook(d, RESTORE_WEBHOOK)["clientConfig"].update(url="https://HOST/validate")),
+    ("dev-url", "dev-url: caBundle", "one webhook without caBundle", lambda d: _hook(d, RESTORE_WEBHOOK)["clientConfig"].pop("caBundle")),
+    ("dev-url", "dev-url: caBundle", "a valid base64 caBundle committed",
+     lambda d: [w["clientConfig"].update(caBundle="Zm9v") for _, w in webhooks(d)]),
+    ("dev-url", "dev-url: documented commands", "placeholder the documented sed does not replace",
+     lambda d: [w["clientConfig"].update(caBundle="REPLACE-ME") for _, w in webhooks(d)]),
+    ("dev-url", "dev-url: documented commands", "url host not a --san of the documented certificate",
+     lambda d: _hook(d, RESTORE_WEBHOOK)["clientConfig"].update(url="https://172.18.0.1:8443/validate")),
+    ("dev-url", "dev-url: documented commands", "url port not the documented run's --listen port",
+     lambda d: _hook(d, RESTORE_WEBHOOK)["clientConfig"].update(url="https://host.docker.internal:9443/validate")),
     ("cert-manager", "cert-manager: inject-ca-from", "annotation removed from the validating configuration",
      lambda d: one(d, "ValidatingWebhookConfiguration", NAME)["metadata"].pop("annotations")),
     ("cert-manager", "cert-manager: inject-ca-from", "dnsNames lose .svc",

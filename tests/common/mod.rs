@@ -45,7 +45,8 @@ pub struct CertFiles {
 /// Writes a fresh CA + localhost certificate into `dir`.
 pub fn write_certs(dir: &Path) -> CertFiles {
     let generated = certs::generate(&["localhost".into(), "127.0.0.1".into()], "test", 1).unwrap();
-    let written = certs::write(dir, &generated).unwrap();
+    // Replace: reload tests write a second pair over the first.
+    let written = certs::write(dir, &generated, certs::Existing::Replace).unwrap();
     CertFiles {
         dir: dir.to_owned(),
         ca: generated.ca_cert_pem.into_bytes(),
