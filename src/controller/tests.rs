@@ -310,24 +310,36 @@ async fn audit_without_snapshot_crds_is_complete_and_calls_nothing() {
     no_more.await.unwrap();
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn run_works_only_while_leader_and_returns_when_the_signal_is_dropped() {
     let (ctx, mut handle) = context(NODES, CLOUD_POLICY, Config::default());
+    // Long enough for a resync pass, which would patch node2 again: the mock's answer does
+    // not reach the cache, so the cache still says its zone is missing.
+    let resync_and_more = ctx.config.resync * 2;
     let (leader, is_leader) = watch::channel(false);
-    let (patched, was_patched) = tokio::sync::oneshot::channel();
-    let verifier = tokio::spawn(async move {
-        expect_node_patch(&mut handle, "cn-hangzhou-b-node2", zone_patch()).await;
-        let _ = patched.send(());
-        handle
-    });
     let controller = tokio::spawn(run(ctx.clone(), is_leader));
-    // Not leader: nothing runs. Becoming leader starts the first pass at once.
+    // Not leader: nothing runs (paused time: the clock jumps to the timeout once every task
+    // is waiting, so this waits out two resyncs at no cost).
+    assert!(
+        tokio::time::timeout(resync_and_more, handle.next_request())
+            .await
+            .is_err(),
+        "a pass ran before leading"
+    );
+    // Becoming leader starts the first pass at once.
     leader.send_replace(true);
-    was_patched.await.unwrap();
+    expect_node_patch(&mut handle, "cn-hangzhou-b-node2", zone_patch()).await;
+    // Losing it stops the loops, though the signal is still there to lead again.
     leader.send_replace(false);
+    assert!(
+        tokio::time::timeout(resync_and_more, handle.next_request())
+            .await
+            .is_err(),
+        "a pass ran after leadership was lost"
+    );
+    assert!(!controller.is_finished(), "waiting to lead again");
     drop(leader);
     controller.await.unwrap();
-    let handle = verifier.await.unwrap();
     drop(ctx);
     expect_no_more_calls(handle).await.unwrap();
 }
