@@ -94,6 +94,8 @@ pub struct Metrics {
     pub audit_findings: Family<AuditLabels, Gauge>,
     /// Audit events sent (`published`) or refused by the API server (`error`).
     pub audit_events: Family<AuditEventLabels, Counter>,
+    /// Audit passes started (by the leader): shows the debouncing of object changes at work.
+    pub audit_passes: Counter,
     /// Node label patches sent by the backfill: `applied`, `conflict` (the node changed since
     /// it was cached; retried next pass), `error`.
     pub backfill_patches: Family<ResultLabels, Counter>,
@@ -185,6 +187,12 @@ impl Metrics {
             "Audit events sent to the API server, by rule and result",
             audit_events.clone(),
         );
+        let audit_passes = Counter::default();
+        registry.register(
+            "audit_passes",
+            "Audit passes started: at start, every resync, on a policy reload and after object changes (debounced)",
+            audit_passes.clone(),
+        );
         let backfill_patches = Family::<ResultLabels, Counter>::default();
         registry.register(
             "backfill_patches",
@@ -237,6 +245,7 @@ impl Metrics {
             registry,
             audit_findings,
             audit_events,
+            audit_passes,
             backfill_patches,
             backfill_pending_nodes,
             reviews,
