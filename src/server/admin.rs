@@ -80,6 +80,11 @@ async fn readyz(State(health): State<Arc<Health>>) -> Response {
 }
 
 async fn metrics(State(health): State<Arc<Health>>) -> Response {
+    // Read from the stores at each scrape, like the counts: the state lives in the store, so
+    // the gauge cannot disagree with what `/readyz` and the rules see.
+    for (kind, state) in health.index.states() {
+        health.metrics.set_cache_status(kind, &state);
+    }
     for (kind, count) in health.index.counts() {
         health
             .metrics
@@ -157,7 +162,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn missing_snapshot_crds_do_not_make_the_webhook_unready() {
+    async fn missing_snapshot_crds_do_not_make_the_webhook_unready_but_show_in_metrics() {
         let index = synced_except(|index| {
             let missing =
                 SyncState::Missing("the external-snapshotter CRDs are not installed".into());
@@ -170,6 +175,20 @@ mod tests {
             get(&health, "/readyz").await,
             (StatusCode::OK, "ok\n".into())
         );
+        let (status, metrics) = get(&health, "/metrics").await;
+        assert_eq!(status, StatusCode::OK);
+        for line in [
+            "storage_admission_cache_status{kind=\"VolumeSnapshot\",status=\"missing\"} 1",
+            "storage_admission_cache_status{kind=\"VolumeSnapshot\",status=\"synced\"} 0",
+            "storage_admission_cache_status{kind=\"VolumeSnapshotClass\",status=\"missing\"} 1",
+            "storage_admission_cache_status{kind=\"Node\",status=\"synced\"} 1",
+            "storage_admission_cache_status{kind=\"Node\",status=\"missing\"} 0",
+        ] {
+            assert!(
+                metrics.lines().any(|l| l == line),
+                "no {line} in\n{metrics}"
+            );
+        }
     }
 
     #[tokio::test]
