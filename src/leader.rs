@@ -1,9 +1,10 @@
 //! Leader election over a `coordination.k8s.io/v1` Lease: only one replica writes.
 //!
 //! Every replica serves the webhooks; only the leader runs what writes to the cluster (the
-//! controller's backfill and audit, and later the self-managed certificate and webhook
-//! registration loops). This module owns the `watch::Sender<bool>` those loops follow: each of
-//! them takes a clone of [`Elector::subscribe`] and works while it reads `true`.
+//! controller's backfill and audit, the self-managed certificate loop
+//! ([`crate::self_managed`]) and the webhook registration loop ([`crate::registration`])).
+//! This module owns the `watch::Sender<bool>` those loops follow: each of them takes a clone
+//! of [`Elector::subscribe`] and works while it reads `true`.
 //!
 //! It lives beside `controller` rather than in it because it gates more than the controller,
 //! and `main` wires it: the certificate and registration loops should not depend on the

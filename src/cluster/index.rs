@@ -1,10 +1,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use super::store::{Cached, Store, SyncState};
+use tokio::sync::watch;
+
+use super::store::{Cached, Changes, Store, SyncState};
 use super::{ClusterView, Lookup, ResourceKind};
 use crate::model::{
-    Node, NodeSelectorTerm, PersistentVolume, PersistentVolumeClaim, StorageClass,
+    Node, NodeSelectorTerm, ObjectMeta, PersistentVolume, PersistentVolumeClaim, StorageClass,
     TopologyRequirement, VolumeSnapshot, VolumeSnapshotClass, VolumeSnapshotContent,
 };
 
@@ -12,8 +14,21 @@ const DRIVER: &str = "driver=";
 const DEFAULT: &str = "default";
 const LABEL: &str = "label:";
 
+/// Every kind keeps its metadata in `metadata`.
+macro_rules! meta_access {
+    () => {
+        fn meta(&self) -> &ObjectMeta {
+            &self.metadata
+        }
+        fn meta_mut(&mut self) -> &mut ObjectMeta {
+            &mut self.metadata
+        }
+    };
+}
+
 impl Cached for VolumeSnapshotClass {
     const KIND: ResourceKind = ResourceKind::VolumeSnapshotClass;
+    meta_access!();
     fn key(&self) -> (&str, &str) {
         ("", &self.metadata.name)
     }
@@ -24,6 +39,7 @@ impl Cached for VolumeSnapshotClass {
 
 impl Cached for VolumeSnapshot {
     const KIND: ResourceKind = ResourceKind::VolumeSnapshot;
+    meta_access!();
     fn key(&self) -> (&str, &str) {
         (
             self.metadata.namespace.as_deref().unwrap_or_default(),
@@ -34,6 +50,7 @@ impl Cached for VolumeSnapshot {
 
 impl Cached for VolumeSnapshotContent {
     const KIND: ResourceKind = ResourceKind::VolumeSnapshotContent;
+    meta_access!();
     fn key(&self) -> (&str, &str) {
         ("", &self.metadata.name)
     }
@@ -41,6 +58,7 @@ impl Cached for VolumeSnapshotContent {
 
 impl Cached for StorageClass {
     const KIND: ResourceKind = ResourceKind::StorageClass;
+    meta_access!();
     fn key(&self) -> (&str, &str) {
         ("", &self.metadata.name)
     }
@@ -55,6 +73,7 @@ impl Cached for StorageClass {
 
 impl Cached for PersistentVolumeClaim {
     const KIND: ResourceKind = ResourceKind::PersistentVolumeClaim;
+    meta_access!();
     fn key(&self) -> (&str, &str) {
         (
             self.metadata.namespace.as_deref().unwrap_or_default(),
@@ -65,6 +84,7 @@ impl Cached for PersistentVolumeClaim {
 
 impl Cached for PersistentVolume {
     const KIND: ResourceKind = ResourceKind::PersistentVolume;
+    meta_access!();
     fn key(&self) -> (&str, &str) {
         ("", &self.metadata.name)
     }
@@ -72,6 +92,7 @@ impl Cached for PersistentVolume {
 
 impl Cached for Node {
     const KIND: ResourceKind = ResourceKind::Node;
+    meta_access!();
     fn key(&self) -> (&str, &str) {
         ("", &self.metadata.name)
     }
@@ -92,20 +113,32 @@ pub struct ClusterIndex {
     pub pvcs: Store<PersistentVolumeClaim>,
     pub pvs: Store<PersistentVolume>,
     pub nodes: Store<Node>,
+    /// Bumped by every store on every change (see [`ClusterIndex::subscribe`]).
+    changes: Changes,
 }
 
 impl ClusterIndex {
     /// Every store starts in `state`: `Pending` until watches list, or `Synced` for a file.
     pub fn new(state: SyncState) -> Self {
+        let changes: Changes = Arc::new(watch::channel(0).0);
         Self {
-            snapshot_classes: Store::new(state.clone()),
-            snapshots: Store::new(state.clone()),
-            snapshot_contents: Store::new(state.clone()),
-            storage_classes: Store::new(state.clone()),
-            pvcs: Store::new(state.clone()),
-            pvs: Store::new(state.clone()),
-            nodes: Store::new(state),
+            snapshot_classes: Store::new(state.clone(), changes.clone()),
+            snapshots: Store::new(state.clone(), changes.clone()),
+            snapshot_contents: Store::new(state.clone(), changes.clone()),
+            storage_classes: Store::new(state.clone(), changes.clone()),
+            pvcs: Store::new(state.clone(), changes.clone()),
+            pvs: Store::new(state.clone(), changes.clone()),
+            nodes: Store::new(state, changes.clone()),
+            changes,
         }
+    }
+
+    /// A receiver that is marked changed whenever any store changes (an object added,
+    /// changed apart from its `resourceVersion`, or deleted; a relist swapped in; a sync state
+    /// changed). The value is a generation count; several changes before the receiver looks
+    /// are seen as one.
+    pub fn subscribe(&self) -> watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     /// A view with no source at all: every lookup is unavailable, with this reason.
@@ -324,6 +357,51 @@ mod tests {
         index.nodes.delete("", "n1");
         assert!(index.node_label_values("zone").unwrap().is_empty());
         assert!(index.nodes.is_empty());
+    }
+
+    #[test]
+    fn changes_are_signalled_once_per_write_that_changed_something() {
+        let index = ClusterIndex::unavailable("starting");
+        let mut changes = index.subscribe();
+        let mut changed = move || {
+            let seen = changes.has_changed().unwrap();
+            changes.mark_unchanged();
+            seen
+        };
+        // A list arriving: content and state change.
+        index.nodes.replace([node("n1", &[("zone", "b")])]);
+        assert!(changed(), "the first list");
+        assert!(!changed(), "seen");
+        let mut n1 = node("n1", &[("zone", "b")]);
+        n1.metadata.resource_version = Some("8".into());
+        index.nodes.apply(n1);
+        assert!(
+            !changed(),
+            "only the resourceVersion differs (a status heartbeat)"
+        );
+        assert_eq!(
+            index
+                .nodes
+                .get("", "n1")
+                .unwrap()
+                .unwrap()
+                .metadata
+                .resource_version,
+            Some("8".into()),
+            "but the new version is stored"
+        );
+        index.nodes.apply(node("n1", &[("zone", "c")]));
+        assert!(changed(), "a label changed");
+        index.nodes.apply(node("n2", &[]));
+        assert!(changed(), "a new object");
+        index.nodes.delete("", "gone");
+        assert!(!changed(), "nothing to delete");
+        index.nodes.delete("", "n2");
+        assert!(changed(), "deleted");
+        index.pvcs.set_state(SyncState::Pending("starting".into()));
+        assert!(!changed(), "same state");
+        index.pvcs.set_state(SyncState::Missing("no API".into()));
+        assert!(changed(), "every store shares the signal");
     }
 
     #[test]

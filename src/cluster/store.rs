@@ -3,13 +3,19 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
+use tokio::sync::watch;
+
 use super::{ResourceKind, Unavailable};
+use crate::model::ObjectMeta;
 
 /// An object the store can hold: where it lives, and the secondary index values it has.
-pub trait Cached: Send + Sync + 'static {
+pub trait Cached: PartialEq + Send + Sync + 'static {
     const KIND: ResourceKind;
     /// Namespace (`""` for cluster-scoped objects) and name.
     fn key(&self) -> (&str, &str);
+    /// Its metadata (the store compares objects apart from their `resourceVersion`).
+    fn meta(&self) -> &ObjectMeta;
+    fn meta_mut(&mut self) -> &mut ObjectMeta;
     /// Secondary index values (e.g. the driver of a snapshot class, `key=value` per node label).
     fn index_values(&self) -> Vec<String> {
         Vec::new()
@@ -50,15 +56,31 @@ impl<T> Inner<T> {
     }
 }
 
+/// The change counter a [`ClusterIndex`](super::ClusterIndex)'s stores share: bumped after
+/// every write that changed what a store holds or says, so the controller can re-audit soon
+/// after a change instead of at the next resync. A `watch` channel, so a burst of changes
+/// wakes a waiting reader once, and the webhooks' reads never touch it.
+pub type Changes = Arc<watch::Sender<u64>>;
+
 pub struct Store<T> {
     inner: RwLock<Inner<T>>,
+    changes: Changes,
 }
 
 impl<T: Cached> Store<T> {
-    pub fn new(state: SyncState) -> Self {
+    /// A store in `state` that bumps `changes` (shared with the other stores) when it changes.
+    pub fn new(state: SyncState, changes: Changes) -> Self {
         Self {
             inner: RwLock::new(Inner::empty(state)),
+            changes,
         }
+    }
+
+    /// Called after the write lock is released, so a woken reader never waits on it.
+    /// `send_modify` updates the value even when nobody subscribed yet.
+    fn changed(&self) {
+        self.changes
+            .send_modify(|generation| *generation = generation.wrapping_add(1));
     }
 
     // A poisoned lock only means another thread panicked mid-update; the maps are still
@@ -86,7 +108,15 @@ impl<T: Cached> Store<T> {
     }
 
     pub fn set_state(&self, state: SyncState) {
-        self.write().state = state;
+        let changed = {
+            let mut inner = self.write();
+            let changed = inner.state != state;
+            inner.state = state;
+            changed
+        };
+        if changed {
+            self.changed();
+        }
     }
 
     pub fn len(&self) -> usize {
@@ -200,27 +230,43 @@ impl<T: Cached> Store<T> {
         Ok(f(&mut iter))
     }
 
-    /// Inserts or replaces one object (a watch `Apply`).
-    pub fn apply(&self, obj: T) {
-        let mut inner = self.write();
-        Self::insert(&mut inner, Arc::new(obj));
+    /// Inserts or replaces one object (a watch `Apply`). An object that differs from the cached
+    /// one only in its `resourceVersion` is still stored (the backfill's patches are guarded
+    /// by it) but is not a change: every write bumps that version, including the status
+    /// updates of fields the model drops (a node's heartbeat), which must not wake the audit.
+    pub fn apply(&self, mut obj: T) {
+        let changed = {
+            let mut inner = self.write();
+            let (ns, name) = obj.key();
+            let old = inner.objects.get(ns).and_then(|m| m.get(name)).cloned();
+            let changed = old.is_none_or(|old| !same_apart_from_version(old.as_ref(), &mut obj));
+            Self::insert(&mut inner, Arc::new(obj));
+            changed
+        };
+        if changed {
+            self.changed();
+        }
     }
 
     /// Removes one object (a watch `Delete`).
     pub fn delete(&self, namespace: &str, name: &str) {
-        let mut inner = self.write();
-        Self::remove(&mut inner, namespace, name);
+        let removed = Self::remove(&mut self.write(), namespace, name);
+        if removed {
+            self.changed();
+        }
     }
 
     /// Replaces the whole content at once and marks the store synced (the end of a list or
     /// relist): until then the previous content keeps serving, so a relist after `410 Gone`
-    /// never empties the cache.
+    /// never empties the cache. Always a change: relists are rare, and comparing the whole
+    /// content would cost more than the audit pass it might save.
     pub fn replace(&self, objects: impl IntoIterator<Item = T>) {
         let mut fresh = Inner::empty(SyncState::Synced);
         for obj in objects {
             Self::insert(&mut fresh, Arc::new(obj));
         }
         *self.write() = fresh;
+        self.changed();
     }
 
     fn insert(inner: &mut Inner<T>, obj: Arc<T>) {
@@ -238,12 +284,13 @@ impl<T: Cached> Store<T> {
         inner.len += 1;
     }
 
-    fn remove(inner: &mut Inner<T>, ns: &str, name: &str) {
+    /// Whether an object was there to remove.
+    fn remove(inner: &mut Inner<T>, ns: &str, name: &str) -> bool {
         let Some(by_name) = inner.objects.get_mut(ns) else {
-            return;
+            return false;
         };
         let Some(old) = by_name.remove(name) else {
-            return;
+            return false;
         };
         if by_name.is_empty() {
             inner.objects.remove(ns);
@@ -257,5 +304,19 @@ impl<T: Cached> Store<T> {
                 }
             }
         }
+        true
     }
+}
+
+/// Whether `new` holds what `old` holds apart from `metadata.resourceVersion`. Compares with
+/// `old`'s version lent to `new` for the comparison: the stored object is shared (`Arc`), so
+/// the new one is the one to adjust, and it gets its own version back before it is stored.
+fn same_apart_from_version<T: Cached>(old: &T, new: &mut T) -> bool {
+    let own = std::mem::replace(
+        &mut new.meta_mut().resource_version,
+        old.meta().resource_version.clone(),
+    );
+    let same = old == new;
+    new.meta_mut().resource_version = own;
+    same
 }

@@ -32,10 +32,7 @@ use tokio::time::Instant;
 
 use super::{Context, Error, Scope};
 use crate::cluster::{Cached, ClusterIndex, ClusterView, ResourceKind, Store, SyncState};
-use crate::model::{
-    ObjectMeta, PersistentVolumeClaim, StorageClass, VolumeSnapshot, VolumeSnapshotClass,
-    annotation_is_true, keys,
-};
+use crate::model::{ObjectMeta, annotation_is_true, keys};
 use crate::policy::{Mode, Policy, UserInfo};
 use crate::rules::{self, Input, Operation, Phase, RuleId, RuleResult};
 use crate::server::metrics::{AuditEventLabels, AuditLabels};
@@ -143,7 +140,7 @@ impl Audit {
     }
 
     /// Runs `check` on each object the rule applies to and records what it says.
-    fn judge<T: Cached + Audited>(
+    fn judge<T: Cached>(
         &mut self,
         policy: &Policy,
         scope: &Scope,
@@ -201,28 +198,6 @@ impl Audit {
         }
     }
 }
-
-/// The objects the audit reads metadata from.
-trait Audited {
-    fn meta(&self) -> &ObjectMeta;
-}
-
-macro_rules! audited {
-    ($($ty:ty),*) => {$(
-        impl Audited for $ty {
-            fn meta(&self) -> &ObjectMeta {
-                &self.metadata
-            }
-        }
-    )*};
-}
-
-audited!(
-    PersistentVolumeClaim,
-    StorageClass,
-    VolumeSnapshotClass,
-    VolumeSnapshot
-);
 
 fn create<T>(phase: Phase, object: &T) -> Input<'_, T> {
     Input {

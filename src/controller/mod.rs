@@ -8,7 +8,8 @@
 //! Both are pure decision functions over the [`ClusterIndex`] the webhook reads, plus a thin
 //! loop that sends what they decided. Each loop runs a pass on start, every `resync`, at once
 //! when the policy is reloaded, and soon again after a pass a not-yet-synced cache left
-//! incomplete.
+//! incomplete. The audit also runs soon after the cache changes ([`Debounce`]), so a broken
+//! restore created a second ago is reported in seconds, not at the next resync.
 //!
 //! Only one replica should write: [`run`] works while its `leader` signal is `true` and stops
 //! (dropping any pass in flight, which is safe: every pass recomputes from the cache) when it
@@ -179,6 +180,60 @@ impl Trigger {
     pub fn done(&mut self, now: Instant, policy: Arc<Policy>, complete: bool) {
         self.last = Some((now, policy, complete));
     }
+
+    /// When the last pass ended.
+    pub fn last_pass(&self) -> Option<Instant> {
+        self.last.as_ref().map(|(at, _, _)| *at)
+    }
+}
+
+/// The audit's wait after a cache change: a `kubectl apply` of a directory or a rollout
+/// writes its objects within a second or two, so one pass sees them all, and a finding is
+/// still reported seconds after the change.
+pub const CHANGE_QUIET: Duration = Duration::from_secs(2);
+/// The least time between the end of an audit pass and a pass for later changes. A pass
+/// evaluates every audited object, so under a steady churn (a big cluster always has some)
+/// this caps the audit at one pass per 10 s instead of one per change; Events are
+/// deduplicated anyway, so passing more often would only burn CPU the webhooks share.
+pub const CHANGE_MIN_INTERVAL: Duration = Duration::from_secs(10);
+
+/// When changes to the cache call for an audit pass: once they have been quiet for `quiet`,
+/// or `min_interval` after the first of them if they never go quiet — but never sooner than
+/// `min_interval` after the last pass. A pass of any cause covers every change before it.
+#[derive(Debug)]
+pub struct Debounce {
+    quiet: Duration,
+    min_interval: Duration,
+    /// The first and the latest change no pass has seen yet.
+    pending: Option<(Instant, Instant)>,
+}
+
+impl Debounce {
+    pub fn new(quiet: Duration, min_interval: Duration) -> Self {
+        Self {
+            quiet,
+            min_interval,
+            pending: None,
+        }
+    }
+
+    pub fn changed(&mut self, now: Instant) {
+        let first = self.pending.map_or(now, |(first, _)| first);
+        self.pending = Some((first, now));
+    }
+
+    /// A pass is starting: it reads the cache as it is now, so it covers every change so far.
+    pub fn covered(&mut self) {
+        self.pending = None;
+    }
+
+    /// When a pass is due for the pending changes (`None`: there are none). `last_pass` is
+    /// when the last pass of any cause ended.
+    pub fn due_at(&self, last_pass: Option<Instant>) -> Option<Instant> {
+        let (first, latest) = self.pending?;
+        let settled = (latest + self.quiet).min(first + self.min_interval);
+        Some(last_pass.map_or(settled, |at| settled.max(at + self.min_interval)))
+    }
 }
 
 /// Polls every `poll` until a pass is due; returns the policy to run it with.
@@ -213,12 +268,58 @@ async fn backfill_loop(ctx: &Context) {
     }
 }
 
+/// Like [`next_pass`], and also wakes for cache changes and returns once they are due (see
+/// [`Debounce`]).
+async fn next_audit_pass(
+    ctx: &Context,
+    ticker: &mut tokio::time::Interval,
+    trigger: &Trigger,
+    changes: &mut watch::Receiver<u64>,
+    debounce: &mut Debounce,
+) -> Arc<Policy> {
+    // The index owns the sender and `ctx` the index, so `changed()` cannot fail while this
+    // runs; should it anyway, the branch is turned off rather than spinning on the error.
+    let mut watching = true;
+    loop {
+        let due_at = debounce.due_at(trigger.last_pass());
+        let due = async {
+            match due_at {
+                Some(at) => tokio::time::sleep_until(at).await,
+                None => std::future::pending().await,
+            }
+        };
+        tokio::select! {
+            _ = ticker.tick() => {}
+            changed = changes.changed(), if watching => match changed {
+                Ok(()) => debounce.changed(Instant::now()),
+                Err(_) => watching = false,
+            },
+            () = due => {}
+        }
+        let now = Instant::now();
+        let policy = ctx.policy.load_full();
+        let changes_due = debounce
+            .due_at(trigger.last_pass())
+            .is_some_and(|at| at <= now);
+        if changes_due || trigger.is_due(now, &policy) {
+            return policy;
+        }
+    }
+}
+
 async fn audit_loop(ctx: &Context) {
     let mut dedup = audit::Dedup::new(ctx.config.dedup_window);
     let mut trigger = Trigger::new(ctx.config.resync);
+    let mut debounce = Debounce::new(CHANGE_QUIET, CHANGE_MIN_INTERVAL);
+    let mut changes = ctx.index.subscribe();
     let mut ticker = poll_ticker(ctx);
     loop {
-        let policy = next_pass(ctx, &mut ticker, &trigger).await;
+        let policy = next_audit_pass(ctx, &mut ticker, &trigger, &mut changes, &mut debounce).await;
+        // The pass reads the cache from here on: it covers the changes so far, and any change
+        // made while it runs marks `changes` again and gets a pass of its own.
+        changes.mark_unchanged();
+        debounce.covered();
+        ctx.metrics.audit_passes.inc();
         let complete = audit::run_pass(ctx, &policy, &mut dedup).await;
         trigger.done(Instant::now(), policy, complete);
     }

@@ -9,6 +9,7 @@ use std::time::Duration;
 use arc_swap::ArcSwap;
 use axum::http::{Method, Request, Response, StatusCode};
 use kube::Client;
+use kube::api::DynamicObject;
 use kube::client::Body;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
@@ -310,26 +311,197 @@ async fn audit_without_snapshot_crds_is_complete_and_calls_nothing() {
     no_more.await.unwrap();
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn run_works_only_while_leader_and_returns_when_the_signal_is_dropped() {
     let (ctx, mut handle) = context(NODES, CLOUD_POLICY, Config::default());
+    // Long enough for a resync pass, which would patch node2 again: the mock's answer does
+    // not reach the cache, so the cache still says its zone is missing.
+    let resync_and_more = ctx.config.resync * 2;
     let (leader, is_leader) = watch::channel(false);
-    let (patched, was_patched) = tokio::sync::oneshot::channel();
-    let verifier = tokio::spawn(async move {
-        expect_node_patch(&mut handle, "cn-hangzhou-b-node2", zone_patch()).await;
-        let _ = patched.send(());
-        handle
-    });
     let controller = tokio::spawn(run(ctx.clone(), is_leader));
-    // Not leader: nothing runs. Becoming leader starts the first pass at once.
+    // Not leader: nothing runs (paused time: the clock jumps to the timeout once every task
+    // is waiting, so this waits out two resyncs at no cost).
+    assert!(
+        tokio::time::timeout(resync_and_more, handle.next_request())
+            .await
+            .is_err(),
+        "a pass ran before leading"
+    );
+    // Becoming leader starts the first pass at once.
     leader.send_replace(true);
-    was_patched.await.unwrap();
+    expect_node_patch(&mut handle, "cn-hangzhou-b-node2", zone_patch()).await;
+    // Losing it stops the loops, though the signal is still there to lead again.
     leader.send_replace(false);
+    assert!(
+        tokio::time::timeout(resync_and_more, handle.next_request())
+            .await
+            .is_err(),
+        "a pass ran after leadership was lost"
+    );
+    assert!(!controller.is_finished(), "waiting to lead again");
     drop(leader);
     controller.await.unwrap();
-    let handle = verifier.await.unwrap();
     drop(ctx);
     expect_no_more_calls(handle).await.unwrap();
+}
+
+const BUILTIN: &str = "apiVersion: storage-admission.io/v1alpha1\nkind: AdmissionPolicy\n";
+
+/// A PVC in namespace `app` as the watch delivers it: restoring from a snapshot that does not
+/// exist when `broken`, otherwise a plain claim; `revision` is a label, so each revision is a
+/// change the audit must look at.
+fn pvc(name: &str, broken: bool, revision: u32, resource_version: u32) -> DynamicObject {
+    let mut spec = json!({"storageClassName": ""});
+    if broken {
+        spec["dataSource"] = json!({"apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot", "name": "gone"});
+    }
+    serde_json::from_value(json!({
+        "apiVersion": "v1",
+        "kind": "PersistentVolumeClaim",
+        "metadata": {"name": name, "namespace": "app", "uid": format!("uid-{name}"),
+                     "resourceVersion": resource_version.to_string(),
+                     "labels": {"revision": revision.to_string()}},
+        "spec": spec,
+    }))
+    .unwrap()
+}
+
+/// Feeds one object change into the cache through the watch's own path.
+fn watch_applies(ctx: &Context, object: DynamicObject) {
+    let mut buffer = None;
+    let skipped = crate::cluster::watch::apply_event(
+        &ctx.index.pvcs,
+        &mut buffer,
+        kube::runtime::watcher::Event::Apply(object),
+    );
+    assert_eq!(skipped, 0);
+}
+
+/// Asserts the next call is the audit Event about PVC app/`name`, and accepts it.
+async fn expect_event_about(handle: &mut ApiHandle, name: &str) {
+    let (request, send) = handle
+        .next_request()
+        .await
+        .unwrap_or_else(|| panic!("expected an event about {name}"));
+    assert_eq!(
+        request.uri().path(),
+        "/apis/events.k8s.io/v1/namespaces/app/events"
+    );
+    let event = body_json(request).await;
+    assert_eq!(event["regarding"]["name"], name);
+    assert_eq!(event["reason"], "RestoreReadiness");
+    send.send_response(respond(StatusCode::CREATED, &event));
+}
+
+fn passes(ctx: &Context) -> u64 {
+    ctx.metrics.audit_passes.get()
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_object_change_is_audited_within_seconds_not_at_the_next_resync() {
+    let (ctx, mut handle) = context(BROKEN_RESTORE, BUILTIN, Config::default());
+    let start = Instant::now();
+    let (leader, is_leader) = watch::channel(true);
+    let controller = tokio::spawn(run(ctx.clone(), is_leader));
+    // The first pass reports what is already wrong.
+    expect_event_about(&mut handle, "restore").await;
+    // Another broken restore is created after that pass has read the cache.
+    watch_applies(&ctx, pvc("restore-2", true, 0, 1));
+    expect_event_about(&mut handle, "restore-2").await;
+    assert!(
+        Instant::now() < start + ctx.config.resync,
+        "reported {:?} after the first pass: that is the resync, not the change",
+        Instant::now() - start
+    );
+    assert_eq!(passes(&ctx), 2);
+    drop(leader);
+    controller.await.unwrap();
+    drop(ctx);
+    expect_no_more_calls(handle).await.unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_burst_of_changes_is_one_audit_pass_and_no_change_is_none() {
+    // A long resync, so every pass here is one the changes caused.
+    let config = Config {
+        resync: Duration::from_secs(3600),
+        ..Config::default()
+    };
+    let state = "
+apiVersion: v1
+kind: List
+items:
+- {apiVersion: v1, kind: PersistentVolumeClaim, metadata: {name: data, namespace: app, uid: uid-data}, spec: {storageClassName: ''}}
+";
+    let (ctx, handle) = context(state, BUILTIN, config);
+    // Nothing here is a finding: no call at all.
+    let no_calls = expect_no_more_calls(handle);
+    let (leader, is_leader) = watch::channel(false);
+    let controller = tokio::spawn(run(ctx.clone(), is_leader));
+    // Each `sleep` below is the scenario's virtual time passing (the runtime is paused and
+    // every timer due before then fires first), not a wait for something to happen.
+    let virtual_time_passes = tokio::time::sleep;
+
+    // Not leading: a change wakes no audit.
+    watch_applies(&ctx, pvc("data", false, 1, 1));
+    virtual_time_passes(Duration::from_secs(60)).await;
+    assert_eq!(passes(&ctx), 0);
+    leader.send_replace(true);
+    virtual_time_passes(Duration::from_secs(1)).await;
+    assert_eq!(passes(&ctx), 1, "the first pass, on becoming leader");
+
+    // 50 changes over 5 s, each of which would be worth a pass on its own.
+    for revision in 2..52 {
+        watch_applies(&ctx, pvc("data", false, revision, revision));
+        virtual_time_passes(Duration::from_millis(100)).await;
+    }
+    virtual_time_passes(Duration::from_secs(60)).await;
+    assert_eq!(passes(&ctx), 2, "one pass for the whole burst");
+
+    // Only the resourceVersion changes (a status update of fields the cache drops): no pass.
+    watch_applies(&ctx, pvc("data", false, 51, 1000));
+    virtual_time_passes(Duration::from_secs(600)).await;
+    assert_eq!(passes(&ctx), 2, "nothing changed, nothing to audit");
+
+    drop(leader);
+    controller.await.unwrap();
+    drop(ctx);
+    no_calls.await.unwrap();
+}
+
+#[test]
+fn debounce_waits_for_quiet_but_not_forever_and_keeps_the_minimum_interval() {
+    let start = Instant::now();
+    let s = Duration::from_secs;
+    let mut debounce = Debounce::new(s(2), s(10));
+    assert_eq!(debounce.due_at(None), None, "no change, no pass");
+    debounce.changed(start);
+    assert_eq!(
+        debounce.due_at(None),
+        Some(start + s(2)),
+        "quiet after one change"
+    );
+    debounce.changed(start + s(1));
+    assert_eq!(
+        debounce.due_at(None),
+        Some(start + s(3)),
+        "each change restarts the quiet"
+    );
+    for second in 2..30 {
+        debounce.changed(start + s(second));
+    }
+    assert_eq!(
+        debounce.due_at(None),
+        Some(start + s(10)),
+        "a churn that never goes quiet still gets a pass"
+    );
+    assert_eq!(
+        debounce.due_at(Some(start + s(25))),
+        Some(start + s(35)),
+        "not sooner than the minimum interval after the last pass"
+    );
+    debounce.covered();
+    assert_eq!(debounce.due_at(Some(start + s(25))), None);
 }
 
 #[test]

@@ -80,6 +80,11 @@ async fn readyz(State(health): State<Arc<Health>>) -> Response {
 }
 
 async fn metrics(State(health): State<Arc<Health>>) -> Response {
+    // Read from the stores at each scrape, like the counts: the state lives in the store, so
+    // the gauge cannot disagree with what `/readyz` and the rules see.
+    for (kind, state) in health.index.states() {
+        health.metrics.set_cache_status(kind, &state);
+    }
     for (kind, count) in health.index.counts() {
         health
             .metrics
@@ -97,4 +102,111 @@ async fn metrics(State(health): State<Arc<Health>>) -> Response {
         health.metrics.encode(),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::body::Body;
+    use axum::http::Request;
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    use super::*;
+    use crate::cluster::ResourceKind;
+    use crate::server::tls;
+
+    /// A health whose certificate is loaded, so only the caches decide readiness.
+    fn health(index: Arc<ClusterIndex>) -> Arc<Health> {
+        let cert = Arc::new(tls::ReloadingCert::empty(tls::provider()));
+        let pair = crate::certs::generate(&["localhost".into()], "admin-test", 1).unwrap();
+        cert.set_pem(pair.cert_pem.as_bytes(), pair.key_pem.as_bytes(), "test")
+            .unwrap();
+        Arc::new(Health::new(index, Arc::new(Metrics::new()), cert))
+    }
+
+    async fn get(health: &Arc<Health>, path: &str) -> (StatusCode, String) {
+        let request = Request::get(path).body(Body::empty()).unwrap();
+        let response = router(health.clone()).oneshot(request).await.unwrap();
+        let status = response.status();
+        let body = response.into_body().collect().await.unwrap().to_bytes();
+        (status, String::from_utf8(body.to_vec()).unwrap())
+    }
+
+    /// Every cache synced, then `adjust`ed.
+    fn synced_except(adjust: impl Fn(&ClusterIndex)) -> Arc<ClusterIndex> {
+        let index = ClusterIndex::new(SyncState::Synced);
+        adjust(&index);
+        Arc::new(index)
+    }
+
+    #[tokio::test]
+    async fn readyz_is_503_naming_the_kind_while_a_cache_waits_for_its_first_list() {
+        let index = synced_except(|index| {
+            index
+                .pvcs
+                .set_state(SyncState::Pending("waiting for the first list".into()));
+        });
+        let health = health(index.clone());
+        let (status, body) = get(&health, "/readyz").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(
+            body,
+            "PersistentVolumeClaim cache not synced: waiting for the first list\n"
+        );
+        // The list arrives.
+        index.pvcs.replace([]);
+        assert_eq!(
+            get(&health, "/readyz").await,
+            (StatusCode::OK, "ok\n".into())
+        );
+    }
+
+    #[tokio::test]
+    async fn missing_snapshot_crds_do_not_make_the_webhook_unready_but_show_in_metrics() {
+        let index = synced_except(|index| {
+            let missing =
+                SyncState::Missing("the external-snapshotter CRDs are not installed".into());
+            index.snapshot_classes.set_state(missing.clone());
+            index.snapshots.set_state(missing.clone());
+            index.snapshot_contents.set_state(missing);
+        });
+        let health = health(index);
+        assert_eq!(
+            get(&health, "/readyz").await,
+            (StatusCode::OK, "ok\n".into())
+        );
+        let (status, metrics) = get(&health, "/metrics").await;
+        assert_eq!(status, StatusCode::OK);
+        for line in [
+            "storage_admission_cache_status{kind=\"VolumeSnapshot\",status=\"missing\"} 1",
+            "storage_admission_cache_status{kind=\"VolumeSnapshot\",status=\"synced\"} 0",
+            "storage_admission_cache_status{kind=\"VolumeSnapshotClass\",status=\"missing\"} 1",
+            "storage_admission_cache_status{kind=\"Node\",status=\"synced\"} 1",
+            "storage_admission_cache_status{kind=\"Node\",status=\"missing\"} 0",
+        ] {
+            assert!(
+                metrics.lines().any(|l| l == line),
+                "no {line} in\n{metrics}"
+            );
+        }
+    }
+
+    #[tokio::test]
+    async fn readyz_lists_every_reason() {
+        let index = Arc::new(ClusterIndex::unavailable("starting"));
+        let health = Arc::new(Health::new(
+            index,
+            Arc::new(Metrics::new()),
+            Arc::new(tls::ReloadingCert::empty(tls::provider())),
+        ));
+        health.begin_shutdown();
+        let (status, body) = get(&health, "/readyz").await;
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        let reasons: Vec<&str> = body.lines().collect();
+        assert_eq!(
+            reasons[..2],
+            ["shutting down", "no serving certificate yet"]
+        );
+        assert_eq!(reasons.len(), 2 + ResourceKind::ALL.len(), "{body}");
+    }
 }

@@ -9,7 +9,7 @@ use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
 use crate::admission::{RuleReport, Webhook};
-use crate::cluster::ResourceKind;
+use crate::cluster::{ResourceKind, SyncState};
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReviewLabels {
@@ -58,6 +58,16 @@ pub struct KindLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CacheStatusLabels {
+    pub kind: &'static str,
+    /// One of [`CACHE_STATUSES`].
+    pub status: &'static str,
+}
+
+/// The values of `cache_status`'s `status` label, one per [`SyncState`] variant.
+pub const CACHE_STATUSES: [&str; 3] = ["pending", "synced", "missing"];
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RegistrationLabels {
     /// `mutating` or `validating`.
     pub configuration: &'static str,
@@ -89,12 +99,17 @@ pub struct Metrics {
     pub tls_reloads: Family<ResultLabels, Counter>,
     pub policy_reloads: Family<ResultLabels, Counter>,
     pub cached_objects: Family<KindLabels, Gauge>,
+    /// Per kind, 1 for the cache's current status and 0 for the others (see
+    /// [`Metrics::set_cache_status`]).
+    pub cache_status: Family<CacheStatusLabels, Gauge>,
     pub open_connections: Gauge,
     pub in_flight: Gauge,
     /// Existing objects that violate a rule, as of the controller's last audit pass.
     pub audit_findings: Family<AuditLabels, Gauge>,
     /// Audit events sent (`published`) or refused by the API server (`error`).
     pub audit_events: Family<AuditEventLabels, Counter>,
+    /// Audit passes started (by the leader): shows the debouncing of object changes at work.
+    pub audit_passes: Counter,
     /// Node label patches sent by the backfill: `applied`, `conflict` (the node changed since
     /// it was cached; retried next pass), `error`.
     pub backfill_patches: Family<ResultLabels, Counter>,
@@ -162,6 +177,12 @@ impl Metrics {
             "Objects in the cluster view, by kind",
             cached_objects.clone(),
         );
+        let cache_status = Family::<CacheStatusLabels, Gauge>::default();
+        registry.register(
+            "cache_status",
+            "1 for each cache's current status (pending: no first list yet; synced; missing: the cluster does not serve the kind), 0 for the others",
+            cache_status.clone(),
+        );
         let open_connections = Gauge::default();
         registry.register(
             "open_connections",
@@ -185,6 +206,12 @@ impl Metrics {
             "audit_events",
             "Audit events sent to the API server, by rule and result",
             audit_events.clone(),
+        );
+        let audit_passes = Counter::default();
+        registry.register(
+            "audit_passes",
+            "Audit passes started: at start, every resync, on a policy reload and after object changes (debounced)",
+            audit_passes.clone(),
         );
         let backfill_patches = Family::<ResultLabels, Counter>::default();
         registry.register(
@@ -238,6 +265,7 @@ impl Metrics {
             registry,
             audit_findings,
             audit_events,
+            audit_passes,
             backfill_patches,
             backfill_pending_nodes,
             reviews,
@@ -247,6 +275,7 @@ impl Metrics {
             tls_reloads,
             policy_reloads,
             cached_objects,
+            cache_status,
             open_connections,
         }
     }
@@ -292,6 +321,24 @@ impl Metrics {
             .inc();
     }
 
+    /// Sets `kind`'s `cache_status` one-hot: every status is written, so a series never keeps
+    /// a stale 1 after the cache moved on (a missing CRD installed later, say).
+    pub fn set_cache_status(&self, kind: ResourceKind, state: &SyncState) {
+        let current = match state {
+            SyncState::Pending(_) => "pending",
+            SyncState::Synced => "synced",
+            SyncState::Missing(_) => "missing",
+        };
+        for status in CACHE_STATUSES {
+            self.cache_status
+                .get_or_create(&CacheStatusLabels {
+                    kind: kind.as_str(),
+                    status,
+                })
+                .set(i64::from(status == current));
+        }
+    }
+
     /// The text exposition format.
     pub fn encode(&self) -> String {
         let mut out = String::new();
@@ -334,6 +381,31 @@ pub fn resource_label(kind: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cache_status_is_one_hot_and_follows_the_state() {
+        let metrics = Metrics::new();
+        let kind = ResourceKind::VolumeSnapshot;
+        let series = |metrics: &Metrics, status: &str| {
+            let prefix = format!(
+                "storage_admission_cache_status{{kind=\"VolumeSnapshot\",status=\"{status}\"}} "
+            );
+            let text = metrics.encode();
+            text.lines()
+                .find_map(|l| l.strip_prefix(prefix.as_str()).map(str::to_owned))
+                .unwrap_or_else(|| panic!("no {prefix} in {text}"))
+        };
+        metrics.set_cache_status(kind, &SyncState::Pending("starting".into()));
+        assert_eq!(CACHE_STATUSES.map(|s| series(&metrics, s)), ["1", "0", "0"]);
+        metrics.set_cache_status(kind, &SyncState::Missing("no CRDs".into()));
+        assert_eq!(CACHE_STATUSES.map(|s| series(&metrics, s)), ["0", "0", "1"]);
+        metrics.set_cache_status(kind, &SyncState::Synced);
+        assert_eq!(
+            CACHE_STATUSES.map(|s| series(&metrics, s)),
+            ["0", "1", "0"],
+            "the CRDs were installed"
+        );
+    }
 
     #[test]
     fn the_log_drop_count_is_exposed_with_its_type() {
