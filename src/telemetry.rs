@@ -66,7 +66,9 @@ pub fn init(format: LogFormat) -> LogGuard {
         LogFormat::Json => builder
             .json()
             .flatten_event(true)
-            .with_current_span(true)
+            // No spans: a review's fields are on its events (see server::router).
+            .with_current_span(false)
+            .with_span_list(false)
             .try_init(),
     };
     if installed.is_ok() {

@@ -753,8 +753,8 @@ async fn sigterm_to_the_binary_under_load_answers_every_request_in_flight() {
         .spawn()
         .unwrap();
     let pid = child.id();
-    // The log, line by line: the bound addresses, then one line per patched review (the
-    // uid is in the review span), which is the server's side of the accounting.
+    // The log, line by line: the bound addresses, then one line per patched review (with
+    // its uid), which is the server's side of the accounting.
     let (lines_tx, mut lines) = tokio::sync::mpsc::unbounded_channel::<Value>();
     let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
     let reader = std::thread::spawn(move || {
@@ -815,7 +815,7 @@ async fn sigterm_to_the_binary_under_load_answers_every_request_in_flight() {
     reader.join().unwrap();
     let mut logged = Vec::new();
     while let Ok(line) = lines.try_recv() {
-        if let Some(uid) = line["span"]["uid"].as_str()
+        if let Some(uid) = line["uid"].as_str()
             && uid.starts_with("load-")
         {
             logged.push(uid.to_owned());
