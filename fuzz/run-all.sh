@@ -13,7 +13,7 @@ export RUSTC_BOOTSTRAP=1
 SECONDS_EACH=${SECONDS_EACH:-1200}
 targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(review object patch policy)
-seeds=$(mktemp -d)
+seeds=$(mktemp -d -t storage-admission-fuzz-seeds.XXXXXX)
 trap 'rm -rf "$seeds"' EXIT
 
 # The golden inputs, as seed.sh would add them, but outside the committed corpus.
@@ -30,7 +30,7 @@ for t in "${targets[@]}"; do
   echo "=== $t: ${SECONDS_EACH}s"
   cargo fuzz run "$t" "fuzz/corpus/$t" "$seeds/$t" -- \
     -max_total_time="$SECONDS_EACH" -timeout=10 -print_final_stats=1 2>&1 \
-    | grep -E '^(stat::|#[0-9]+ +DONE|==[0-9]+==|SUMMARY|Test unit written|INFO: seed corpus|artifact_prefix)' || true
+    | tee -a "${FUZZ_LOG:-/dev/null}" | grep -E '^(stat::|#[0-9]+ +DONE|==[0-9]+==|SUMMARY|Test unit written|INFO: seed corpus|artifact_prefix|error|Error|No such file)' || true
   # A crash stops the run before its time; cargo fuzz exits non-zero and says where the
   # input was written (the grep above keeps that line).
 done
