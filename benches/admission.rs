@@ -12,8 +12,11 @@ use serde_json::json;
 
 use storage_admission::admission::{self, Webhook, review};
 use storage_admission::cluster::{ClusterIndex, state_file};
-use storage_admission::model::{Node, PersistentVolumeClaim, VolumeSnapshot, VolumeSnapshotClass};
+use storage_admission::model::{
+    Node, PersistentVolumeClaim, StorageClass, VolumeSnapshot, VolumeSnapshotClass,
+};
 use storage_admission::policy::Policy;
+use storage_admission::rules::{self, Input, Operation, Phase};
 
 const CASES: &[(&str, Webhook)] = &[
     (
@@ -130,5 +133,93 @@ fn decode_only(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, whole_path, decode_only);
+/// The captured review's `request.object`, parsed into the rule's model.
+fn captured_object<T: serde::de::DeserializeOwned>(case: &str) -> T {
+    let review: serde_json::Value = serde_json::from_slice(&review_bytes(case)).unwrap();
+    serde_json::from_value(review["request"]["object"].clone()).unwrap()
+}
+
+/// A rule function on an already parsed object: what the rule itself costs, without the
+/// envelope, the object parse and the response.
+fn bench_rule<T>(
+    group: &mut criterion::BenchmarkGroup<'_, criterion::measurement::WallTime>,
+    name: &str,
+    phase: Phase,
+    object: &T,
+    check: impl Fn(&Input<'_, T>) -> rules::RuleResult,
+) {
+    group.bench_function(name, |b| {
+        b.iter(|| {
+            let input = Input {
+                operation: Operation::Create,
+                phase,
+                object: black_box(object),
+                old_object: None,
+            };
+            check(&input).unwrap()
+        })
+    });
+}
+
+fn rules_alone(c: &mut Criterion) {
+    let policy = Policy::builtin();
+    let r = &policy.rules;
+    let snapshot: VolumeSnapshot = captured_object("mutate-create-volumesnapshot-disk-snapshot");
+    let class: VolumeSnapshotClass =
+        captured_object("mutate-create-volumesnapshotclass-default-snapclass");
+    let pvc: PersistentVolumeClaim =
+        captured_object("validate-create-persistentvolumeclaim-restore-pvc");
+    // Binds WaitForFirstConsumer already: bindingMode has nothing to do, allowedTopologies
+    // checks its zones against the nodes.
+    let storage_class: StorageClass =
+        captured_object("mutate-create-storageclass-csi-disk-topology");
+    // A local-volume class binding Immediate: bindingMode patches it.
+    let local_class: StorageClass = captured_object("mutate-create-storageclass-local-storage");
+    let node: Node = captured_object("mutate-create-node-cn-hangzhou-b-node2");
+    for size in [10usize, 100_000] {
+        let view = cluster(size);
+        let mut group = c.benchmark_group(format!("rule/cluster-{size}"));
+        bench_rule(
+            &mut group,
+            "defaultSnapshotClass",
+            Phase::Mutating,
+            &snapshot,
+            |i| rules::default_snapshot_class::check(i, &view, &r.default_snapshot_class),
+        );
+        bench_rule(
+            &mut group,
+            "snapshotClassDefaults",
+            Phase::Validating,
+            &class,
+            |i| rules::snapshot_class_defaults::check(i, &view, &r.snapshot_class_defaults),
+        );
+        bench_rule(
+            &mut group,
+            "restoreReadiness",
+            Phase::Validating,
+            &pvc,
+            |i| rules::restore_readiness::check(i, &view, &r.restore_readiness),
+        );
+        bench_rule(
+            &mut group,
+            "bindingMode",
+            Phase::Mutating,
+            &local_class,
+            |i| rules::binding_mode::check(i, &view, &r.binding_mode),
+        );
+        bench_rule(
+            &mut group,
+            "allowedTopologies",
+            Phase::Validating,
+            &storage_class,
+            |i| rules::allowed_topologies::check(i, &view, &r.allowed_topologies),
+        );
+        bench_rule(&mut group, "nodeTopology", Phase::Mutating, &node, |i| {
+            rules::node_topology::check(i, &view, &r.node_topology)
+        });
+        group.finish();
+    }
+}
+
+criterion_group!(benches, whole_path, decode_only, rules_alone);
 criterion_main!(benches);
