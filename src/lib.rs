@@ -32,4 +32,6 @@ pub mod rules;
 pub mod self_managed;
 pub mod server;
 pub mod telemetry;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod yaml;

@@ -7,19 +7,15 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use axum::http::{Method, Request, Response, StatusCode};
-use kube::Client;
+use axum::http::{Method, StatusCode};
 use kube::api::DynamicObject;
-use kube::client::Body;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
-use tower_test::mock::{self, Handle};
 
 use super::*;
 use crate::cluster::state_file;
 use crate::controller::backfill::tests::CLOUD_POLICY;
-
-type ApiHandle = Handle<Request<Body>, Response<Body>>;
+use crate::testing::{ApiHandle, body_json, mock_client, respond};
 
 /// A node that has every derived label, and one missing its zone.
 const NODES: &str = "
@@ -54,8 +50,7 @@ items:
 ";
 
 fn context(state: &str, policy: &str, config: Config) -> (Arc<Context>, ApiHandle) {
-    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
-    let client = Client::new(service, "default");
+    let (client, handle) = mock_client();
     let index = state_file::parse(state, Path::new("controller-test.yaml"))
         .unwrap()
         .index;
@@ -69,19 +64,6 @@ fn context(state: &str, policy: &str, config: Config) -> (Arc<Context>, ApiHandl
         config,
     );
     (Arc::new(ctx), handle)
-}
-
-async fn body_json(request: Request<Body>) -> Value {
-    let bytes = request.into_body().collect_bytes().await.unwrap();
-    serde_json::from_slice(&bytes).unwrap()
-}
-
-fn respond(status: StatusCode, body: &Value) -> Response<Body> {
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(Body::from(serde_json::to_vec(body).unwrap()))
-        .unwrap()
 }
 
 /// Asserts the next call is the label patch of `node` with `ops`, and answers with the node.

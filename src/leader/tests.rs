@@ -10,15 +10,14 @@ use arc_swap::ArcSwap;
 use axum::http::{Method, Request, Response, StatusCode};
 use kube::client::Body;
 use serde_json::{Value, json};
-use tower_test::mock::{self, Handle};
+use tower_test::mock;
 
 use super::*;
 use crate::cluster::state_file;
 use crate::controller;
 use crate::controller::backfill::tests::CLOUD_POLICY;
 use crate::policy::Policy;
-
-type ApiHandle = Handle<Request<Body>, Response<Body>>;
+use crate::testing::{ApiHandle, body_json, mock_client, respond, status};
 
 const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/storage-admission/leases";
 const LEASE: &str =
@@ -59,8 +58,7 @@ fn config() -> Config {
 
 /// An elector and a controller on one mocked client, as `main` wires them.
 fn setup() -> Setup {
-    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
-    let client = Client::new(service, "default");
+    let (client, handle) = mock_client();
     let metrics = Arc::new(Metrics::new());
     let index = state_file::parse(NODES, Path::new("leader-test.yaml"))
         .unwrap()
@@ -82,26 +80,6 @@ fn setup() -> Setup {
         metrics,
         handle,
     }
-}
-
-async fn body_json(request: Request<Body>) -> Value {
-    let bytes = request.into_body().collect_bytes().await.unwrap();
-    serde_json::from_slice(&bytes).unwrap()
-}
-
-fn respond(status: StatusCode, body: &Value) -> Response<Body> {
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(Body::from(serde_json::to_vec(body).unwrap()))
-        .unwrap()
-}
-
-fn status(code: u16, reason: &str) -> Response<Body> {
-    respond(
-        StatusCode::from_u16(code).unwrap(),
-        &json!({"apiVersion": "v1", "kind": "Status", "status": "Failure", "reason": reason, "code": code, "message": reason}),
-    )
 }
 
 fn lease(rv: &str, spec: Value) -> Value {

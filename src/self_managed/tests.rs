@@ -13,15 +13,14 @@ use kube::client::Body;
 use serde_json::{Value, json};
 use time::OffsetDateTime;
 use tokio::task::JoinHandle;
-use tower_test::mock::{self, Handle};
+use tower_test::mock;
 
 use super::run::{Leader, serve_from, watch_secret};
 use super::*;
 use crate::registration::{Configuration, Registrar, RegistrationError, Target, desired};
 use crate::server::Metrics;
 use crate::server::tls::{ReloadingCert, provider};
-
-type ApiHandle = Handle<Request<Body>, Response<Body>>;
+use crate::testing::{ApiHandle, body_json, mock_client, respond, status_body as status};
 
 const NS: &str = "storage-admission";
 const SECRET: &str = "storage-admission-tls";
@@ -224,8 +223,7 @@ fn an_unusable_secret_is_renewed_through_stage_and_promote() {
 // The leader's pass against a mocked API server.
 
 fn leader(at: OffsetDateTime) -> (Arc<Leader>, ApiHandle) {
-    let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
-    let client = Client::new(service, "default");
+    let (client, handle) = mock_client();
     let metrics = Arc::new(Metrics::new());
     let leader = Leader {
         client: client.clone(),
@@ -250,24 +248,6 @@ fn target() -> Target {
         namespace: NS.into(),
         service: "storage-admission".into(),
     }
-}
-
-async fn body_json(request: Request<Body>) -> Value {
-    let bytes = request.into_body().collect_bytes().await.unwrap();
-    serde_json::from_slice(&bytes).unwrap()
-}
-
-fn respond(status: StatusCode, body: &Value) -> Response<Body> {
-    Response::builder()
-        .status(status)
-        .header("content-type", "application/json")
-        .body(Body::from(serde_json::to_vec(body).unwrap()))
-        .unwrap()
-}
-
-fn status(code: u16, reason: &str) -> Value {
-    json!({"apiVersion": "v1", "kind": "Status", "status": "Failure", "reason": reason, "code": code,
-           "message": reason})
 }
 
 fn secret_json(data: &SecretData, resource_version: &str) -> Value {
@@ -818,8 +798,7 @@ fn the_secret_pair_is_served_and_a_broken_one_ignored() {
 
 #[tokio::test]
 async fn every_replica_watches_only_its_secret_and_serves_it() {
-    let (service, mut handle) = mock::pair::<Request<Body>, Response<Body>>();
-    let client = Client::new(service, "default");
+    let (client, mut handle) = mock_client();
     let cert = Arc::new(ReloadingCert::empty(provider()));
     let changed = Arc::new(tokio::sync::Notify::new());
     let data = created_at(t0());
