@@ -139,8 +139,8 @@ impl ClusterView for Overlay<'_> {
     fn count_nodes_matching_topology(&self, term: &[TopologyRequirement]) -> Lookup<usize> {
         self.base.count_nodes_matching_topology(term)
     }
-    fn count_nodes_matching_selector(&self, term: &NodeSelectorTerm) -> Lookup<usize> {
-        self.base.count_nodes_matching_selector(term)
+    fn any_node_matches_selector(&self, term: &NodeSelectorTerm) -> Lookup<bool> {
+        self.base.any_node_matches_selector(term)
     }
 }
 

@@ -249,9 +249,10 @@ impl ClusterView for ClusterIndex {
         self.nodes.count_matching(&groups)
     }
 
-    fn count_nodes_matching_selector(&self, term: &NodeSelectorTerm) -> Lookup<usize> {
+    fn any_node_matches_selector(&self, term: &NodeSelectorTerm) -> Lookup<bool> {
         // Narrow to candidates through the label index when the term has an `In` expression
-        // or names nodes; only a term made solely of other operators needs a scan.
+        // or names nodes; only a term made solely of other operators needs a scan, and that
+        // stops at the first node that matches.
         let candidates: Option<Vec<Arc<Node>>> = if let Some(by_name) = term
             .match_fields
             .iter()
@@ -275,13 +276,10 @@ impl ClusterView for ClusterIndex {
             None
         };
         match candidates {
-            Some(nodes) => Ok(nodes
-                .iter()
-                .filter(|n| term.matches(n.name(), n.labels()))
-                .count()),
+            Some(nodes) => Ok(nodes.iter().any(|n| term.matches(n.name(), n.labels()))),
             None => self
                 .nodes
-                .scan(|it| it.filter(|n| term.matches(n.name(), n.labels())).count()),
+                .scan(|mut it| Iterator::any(&mut it, |n| term.matches(n.name(), n.labels()))),
         }
     }
 }
@@ -310,6 +308,47 @@ mod tests {
         let err = index.snapshot("default", "s").unwrap_err();
         assert_eq!(err.kind, ResourceKind::VolumeSnapshot);
         assert_eq!(err.reason, "no --state file");
+    }
+
+    fn term(json: serde_json::Value) -> NodeSelectorTerm {
+        serde_json::from_value(json).unwrap()
+    }
+
+    #[test]
+    fn node_selector_terms_match_through_the_index_or_a_scan() {
+        let index = ClusterIndex::new(SyncState::Synced);
+        index.nodes.replace([
+            node("n1", &[("zone", "b")]),
+            node("n2", &[("zone", "c"), ("disk", "ssd")]),
+        ]);
+        let any = |json| index.any_node_matches_selector(&term(json)).unwrap();
+        // Narrowed by the label index (`In`) or by name (`metadata.name`).
+        assert!(any(
+            serde_json::json!({"matchExpressions": [{"key": "zone", "operator": "In", "values": ["c"]}]})
+        ));
+        assert!(!any(
+            serde_json::json!({"matchExpressions": [{"key": "zone", "operator": "In", "values": ["d"]}]})
+        ));
+        assert!(any(
+            serde_json::json!({"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n1"]}]})
+        ));
+        assert!(!any(
+            serde_json::json!({"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["n9"]}]}),
+        ));
+        // No `In`: a scan, which must still apply every requirement.
+        assert!(any(
+            serde_json::json!({"matchExpressions": [{"key": "zone", "operator": "NotIn", "values": ["b"]}]})
+        ));
+        assert!(!any(
+            serde_json::json!({"matchExpressions": [{"key": "zone", "operator": "NotIn", "values": ["b", "c"]}]})
+        ));
+        assert!(any(
+            serde_json::json!({"matchExpressions": [{"key": "disk", "operator": "Exists"}]})
+        ));
+        assert!(!any(serde_json::json!({"matchExpressions": [
+            {"key": "disk", "operator": "Exists"},
+            {"key": "zone", "operator": "NotIn", "values": ["c"]}
+        ]})));
     }
 
     #[test]

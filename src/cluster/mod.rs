@@ -132,6 +132,7 @@ pub trait ClusterView: Send + Sync {
     fn node_label_values(&self, key: &str) -> Lookup<BTreeMap<String, usize>>;
     /// How many nodes satisfy every requirement (`key` in `values`) of one topology term.
     fn count_nodes_matching_topology(&self, term: &[TopologyRequirement]) -> Lookup<usize>;
-    /// How many nodes satisfy a node selector term (PV node affinity).
-    fn count_nodes_matching_selector(&self, term: &NodeSelectorTerm) -> Lookup<usize>;
+    /// Whether any node satisfies a node selector term (PV node affinity). A yes/no, not a
+    /// count, so a term the label index cannot narrow stops at the first matching node.
+    fn any_node_matches_selector(&self, term: &NodeSelectorTerm) -> Lookup<bool>;
 }

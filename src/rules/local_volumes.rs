@@ -47,7 +47,7 @@ pub fn check(
     if !terms.is_empty() {
         let mut reachable = false;
         for term in terms {
-            if view.count_nodes_matching_selector(term)? > 0 {
+            if view.any_node_matches_selector(term)? {
                 reachable = true;
                 break;
             }
