@@ -285,21 +285,28 @@ fn serve_refuses_to_start_without_a_certificate_or_state() {
     );
 }
 
+/// `run` with placeholder certificate paths on ephemeral ports: what happens before it
+/// reads them is what these tests look at.
+fn run_out_of_cluster() -> Command {
+    let mut command = Command::new(BIN);
+    command.args([
+        "run",
+        "--tls-cert",
+        "x.crt",
+        "--tls-key",
+        "x.key",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin-listen",
+        "127.0.0.1:0",
+    ]);
+    command
+}
+
 #[test]
 fn run_explains_when_no_cluster_is_reachable() {
     let dir = tempfile::tempdir().unwrap();
-    let out = Command::new(BIN)
-        .args([
-            "run",
-            "--tls-cert",
-            "x.crt",
-            "--tls-key",
-            "x.key",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ])
+    let out = run_out_of_cluster()
         .env("KUBECONFIG", dir.path().join("no-such-kubeconfig"))
         .env("HOME", dir.path())
         .env_remove("KUBERNETES_SERVICE_HOST")
@@ -324,18 +331,7 @@ fn run_out_of_cluster_refuses_to_take_the_kubeconfig_default_namespace_as_its_ow
         "apiVersion: v1\nkind: Config\nclusters:\n- name: dev\n  cluster: {server: 'https://127.0.0.1:1'}\nusers:\n- name: dev\n  user: {token: x}\ncontexts:\n- name: dev\n  context: {cluster: dev, user: dev}\ncurrent-context: dev\n",
     )
     .unwrap();
-    let out = Command::new(BIN)
-        .args([
-            "run",
-            "--tls-cert",
-            "x.crt",
-            "--tls-key",
-            "x.key",
-            "--listen",
-            "127.0.0.1:0",
-            "--admin-listen",
-            "127.0.0.1:0",
-        ])
+    let out = run_out_of_cluster()
         .env("KUBECONFIG", &kubeconfig)
         .env("HOME", dir.path())
         .env_remove("POD_NAMESPACE")

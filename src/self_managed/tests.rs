@@ -60,6 +60,17 @@ fn cas(pem: &[u8]) -> Vec<crate::certs::CertInfo> {
     crate::certs::inspect(pem).unwrap()
 }
 
+/// A Secret created at t0, 61 days later (a third of 90 days left): the old data, the time,
+/// and the data with the next pair staged.
+fn staged_rotation() -> (SecretData, OffsetDateTime, SecretData) {
+    let old = created_at(t0());
+    let now = t0() + days(61);
+    let staged = render(Plan::Stage(Why::Expiring), now, &issuing(), Some(&old))
+        .unwrap()
+        .unwrap();
+    (old, now, staged)
+}
+
 fn leaf(data: &SecretData, key: &str) -> crate::certs::CertInfo {
     cas(&data[key]).remove(0)
 }
@@ -101,11 +112,7 @@ fn rotation_starts_when_a_third_of_the_validity_remains() {
 
 #[test]
 fn a_rotation_stages_then_promotes_only_once_the_webhooks_trust_the_new_ca_then_prunes() {
-    let old = created_at(t0());
-    let now = t0() + days(61);
-    let staged = render(Plan::Stage(Why::Expiring), now, &issuing(), Some(&old))
-        .unwrap()
-        .unwrap();
+    let (old, now, staged) = staged_rotation();
     // Staged: the served pair is untouched, the bundle holds old and new CA, next is ready.
     assert_eq!(staged[TLS_CRT], old[TLS_CRT]);
     assert_eq!(staged[TLS_KEY], old[TLS_KEY]);
@@ -572,11 +579,7 @@ async fn rotation_adds_the_new_ca_to_the_webhooks_before_the_serving_certificate
 
 #[tokio::test]
 async fn a_failed_registration_leaves_the_rotation_staged() {
-    let old = created_at(t0());
-    let now = t0() + days(61);
-    let staged = render(Plan::Stage(Why::Expiring), now, &issuing(), Some(&old))
-        .unwrap()
-        .unwrap();
+    let (old, now, staged) = staged_rotation();
     let (leader, mut handle) = leader(now);
     let verifier = tokio::spawn(async move {
         let (_, send) = expect(&mut handle, Method::GET, SECRET_PATH).await;
@@ -669,11 +672,7 @@ async fn a_missing_configuration_is_never_created_and_is_updated_once_it_exists(
 
 #[tokio::test]
 async fn a_missing_configuration_leaves_the_rotation_staged_until_it_exists() {
-    let old = created_at(t0());
-    let now = t0() + days(61);
-    let staged = render(Plan::Stage(Why::Expiring), now, &issuing(), Some(&old))
-        .unwrap()
-        .unwrap();
+    let (old, now, staged) = staged_rotation();
     let (leader, mut handle) = leader(now);
     let verifier = tokio::spawn(async move {
         // Pass 1: the mutating configuration is gone, so its webhooks cannot be told about
