@@ -10,7 +10,7 @@ use std::fmt::Write as _;
 use serde_json::{Value, json};
 
 use crate::admission::review::{self, AdmissionRequest, ReviewError};
-use crate::admission::{Verdict, Webhook, decide};
+use crate::admission::{self, Reviewed, Verdict, Webhook};
 use crate::cluster::ClusterView;
 use crate::policy::Policy;
 
@@ -205,17 +205,25 @@ fn run(
     view: &dyn ClusterView,
     policy: &Policy,
 ) -> Result<Result1, OfflineError> {
-    let decode = |value: &Value| -> Result<(String, AdmissionRequest), OfflineError> {
+    // Both phases go through the webhook's own entry point, as the API server would call it.
+    let handle = |webhook: Webhook, value: &Value| -> Result<Reviewed, OfflineError> {
         let bytes = serde_json::to_vec(value).map_err(|e| OfflineError::Document {
             document,
             message: e.to_string(),
         })?;
-        review::decode(&bytes).map_err(|source| OfflineError::Review { document, source })
+        admission::handle_now(webhook, &bytes, view, policy)
+            .map_err(|source| OfflineError::Review { document, source })
     };
-    let (api_version, request) = decode(&review_json)?;
-    let mutate = decide(Webhook::Mutate.phase(), &request, view, policy);
-    let (kind, name) = (request.kind.kind.clone(), display_name(&request));
+    let mutated = handle(Webhook::Mutate, &review_json)?;
+    let api_version = review_json
+        .get("apiVersion")
+        .and_then(Value::as_str)
+        .unwrap_or(review::API_VERSION)
+        .to_owned();
+    let request = &mutated.request;
+    let (kind, name) = (request.kind.kind.clone(), display_name(request));
     let uid = request.uid.clone();
+    let mutate = mutated.verdict;
     if !mutate.allowed {
         return Ok(Result1 {
             kind,
@@ -226,9 +234,7 @@ fn run(
             validate: None,
         });
     }
-    let request = if mutate.patch.is_empty() {
-        request
-    } else {
+    if !mutate.patch.is_empty() {
         let object =
             review_json
                 .pointer_mut("/request/object")
@@ -240,9 +246,8 @@ fn run(
             document,
             message: e.to_string(),
         })?;
-        decode(&review_json)?.1
-    };
-    let validate = decide(Webhook::Validate.phase(), &request, view, policy);
+    }
+    let validate = handle(Webhook::Validate, &review_json)?.verdict;
     Ok(Result1 {
         kind,
         name,

@@ -4,7 +4,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use storage_admission::admission::{Webhook, handle};
+use storage_admission::admission::{Webhook, handle_now};
 use storage_admission_fuzz::{
     Edit, builtin_policy, captured, check_response, demo_view, node_policy, with_object,
 };
@@ -40,7 +40,7 @@ fuzz_target!(|input: Input| {
         builtin_policy()
     };
     for webhook in [Webhook::Mutate, Webhook::Validate] {
-        let reviewed = handle(webhook, &body, demo_view(), policy)
+        let reviewed = handle_now(webhook, &body, demo_view(), policy)
             .unwrap_or_else(|e| panic!("a valid envelope must be answered: {e}"));
         check_response(&reviewed.body, &reviewed.request.uid);
     }

@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
-use storage_admission::admission::{RuleStatus, Webhook, handle};
+use storage_admission::admission::{RuleStatus, Webhook, handle_now};
 use storage_admission::policy::Policy;
 use storage_admission_fuzz::{
     Edit, FuzzString, builtin_policy, check_response, demo_view, golden_review, node_policy,
@@ -52,7 +52,7 @@ fn run(
     policy: &Policy,
 ) -> storage_admission::admission::Reviewed {
     let body = serde_json::to_vec(review).expect("a Value serialises");
-    let reviewed = handle(webhook, &body, demo_view(), policy)
+    let reviewed = handle_now(webhook, &body, demo_view(), policy)
         .unwrap_or_else(|e| panic!("a valid envelope must be answered: {e}"));
     check_response(&reviewed.body, &reviewed.request.uid);
     reviewed

@@ -4,12 +4,12 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use storage_admission::admission::{Webhook, handle};
+use storage_admission::admission::{Webhook, handle_now};
 use storage_admission_fuzz::{builtin_policy, check_response, demo_view};
 
 fuzz_target!(|data: &[u8]| {
     for webhook in [Webhook::Mutate, Webhook::Validate] {
-        match handle(webhook, data, demo_view(), builtin_policy()) {
+        match handle_now(webhook, data, demo_view(), builtin_policy()) {
             Ok(reviewed) => {
                 check_response(&reviewed.body, &reviewed.request.uid);
             }

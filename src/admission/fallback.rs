@@ -1,78 +1,56 @@
-//! The restore fallback at the edge: before a restoring PVC is decided, a VolumeSnapshot it
-//! names that the synced cache lacks (it may have been created a moment ago) is looked up once
-//! ([`crate::cluster::fetch`]); the rule then decides over the cache plus that one answer
-//! ([`Overlay`]). The rule itself stays pure and unaware of it.
+//! The restore fallback at the edge. A VolumeSnapshot that a rule looks up and the synced
+//! cache lacks may have been created a moment ago (a backup tool creates the snapshot, then
+//! the PVC restoring from it, faster than the watch delivers). So the edge decides once through
+//! a [`Lookaside`] view that records such misses; when the decision read a miss and a fetcher
+//! is present (`run`), the snapshot is looked up once ([`crate::cluster::fetch`]) and the
+//! review decided again over the cache plus that one answer. The rules stay pure and unaware:
+//! they see a cache that has the snapshot, or not, or cannot say.
 //!
 //! - found: decided with it, as if the cache had it;
 //! - 404: genuinely missing: decided on the cache, which denies as before;
 //! - timeout, error, busy: the lookup is unavailable, and the rule's `whenStateUnavailable`
 //!   decides, as for any state that is not loaded.
+//!
+//! A cache that is not synced (or has no snapshot CRDs) answers "unavailable", not "missing",
+//! so it is never second-guessed here.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
-use super::engine::{self, decide};
-use super::{AdmissionRequest, ReviewError, Reviewed, Webhook, review};
-use crate::cluster::fetch::{FetchFailure, Fetched, SnapshotFetcher};
-use crate::cluster::{ClusterView, Lookup, ResourceKind, Unavailable};
+use crate::cluster::fetch::{FetchFailure, Fetched};
+use crate::cluster::{ClusterView, Lookup, ResourceKind, StateUnavailable};
 use crate::model::{
     Node, NodeSelectorTerm, PersistentVolume, PersistentVolumeClaim, StorageClass,
     TopologyRequirement, VolumeSnapshot, VolumeSnapshotClass, VolumeSnapshotContent,
 };
-use crate::policy::Policy;
-use crate::rules::{Operation, Phase, RuleId, restore_readiness};
 
-/// The VolumeSnapshot (namespace, name) to look up before deciding this review: only for a
-/// validating PVC CREATE that the restore-readiness rule will judge, whose source is a
-/// VolumeSnapshot that the cache — synced — does not hold. A cache that is not synced (or has
-/// no snapshot CRDs) is not second-guessed: the rule reports it unavailable as before.
-pub fn needed(
-    phase: Phase,
-    req: &AdmissionRequest,
-    view: &dyn ClusterView,
-    policy: &Policy,
-) -> Option<(String, String)> {
-    if phase != Phase::Validating
-        || req.operation != Operation::Create
-        || req.sub_resource.is_some()
-        || engine::handled_kind(req) != Some(ResourceKind::PersistentVolumeClaim)
-        || !engine::rule_applies(RuleId::RestoreReadiness, req, policy)
-    {
-        return None;
-    }
-    // An object the rule cannot read is refused by the engine; nothing to look up for it.
-    let pvc: PersistentVolumeClaim = serde_json::from_str(req.object.as_deref()?.get()).ok()?;
-    let namespace = pvc
-        .metadata
-        .namespace
-        .as_deref()
-        .filter(|n| !n.is_empty())
-        .or(req.namespace.as_deref())
-        .filter(|n| !n.is_empty())?;
-    let (ns, name) = restore_readiness::snapshot_to_look_up(&pvc, namespace)?;
-    match view.snapshot(ns, name) {
-        Ok(None) => Some((ns.to_owned(), name.to_owned())),
-        Ok(Some(_)) | Err(_) => None,
-    }
-}
+/// A VolumeSnapshot (namespace, name) that a rule looked up and the cache did not hold.
+pub type Miss = (String, String);
 
-/// The cache, with one VolumeSnapshot answered by a lookup instead.
-pub struct Overlay<'a> {
+/// The cache as the rules see it during one review: it records the first VolumeSnapshot a
+/// rule missed, and can answer that one snapshot from a lookup instead of the cache.
+pub struct Lookaside<'a> {
     base: &'a dyn ClusterView,
-    namespace: &'a str,
-    name: &'a str,
-    answer: Lookup<Option<Arc<VolumeSnapshot>>>,
+    /// Only the first miss is kept: the one lookup made per review is for it.
+    missed: Mutex<Option<Miss>>,
+    answer: Option<(Miss, Lookup<Option<Arc<VolumeSnapshot>>>)>,
 }
 
-impl<'a> Overlay<'a> {
-    pub fn new(
-        base: &'a dyn ClusterView,
-        namespace: &'a str,
-        name: &'a str,
-        fetched: &Fetched,
-    ) -> Self {
+impl<'a> Lookaside<'a> {
+    /// The cache, recording misses.
+    pub fn recording(base: &'a dyn ClusterView) -> Self {
+        Self {
+            base,
+            missed: Mutex::new(None),
+            answer: None,
+        }
+    }
+
+    /// The cache, with the snapshot `miss` answered by `fetched` instead.
+    pub fn answered(base: &'a dyn ClusterView, miss: Miss, fetched: &Fetched) -> Self {
+        let (namespace, name) = (&miss.0, &miss.1);
         let unavailable = |what: String| {
-            Err(Unavailable {
+            Err(StateUnavailable {
                 kind: ResourceKind::VolumeSnapshot,
                 reason: format!(
                     "VolumeSnapshot {namespace}/{name} is not in storage-admission's cache yet, and {what}"
@@ -94,20 +72,36 @@ impl<'a> Overlay<'a> {
         };
         Self {
             base,
-            namespace,
-            name,
-            answer,
+            missed: Mutex::new(None),
+            answer: Some((miss, answer)),
         }
+    }
+
+    /// The first snapshot a rule missed, if any.
+    pub fn missed(&self) -> Option<Miss> {
+        self.missed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 }
 
-impl ClusterView for Overlay<'_> {
+impl ClusterView for Lookaside<'_> {
     fn snapshot(&self, namespace: &str, name: &str) -> Lookup<Option<Arc<VolumeSnapshot>>> {
-        if namespace == self.namespace && name == self.name {
-            self.answer.clone()
-        } else {
-            self.base.snapshot(namespace, name)
+        if let Some(((ns, n), answer)) = &self.answer
+            && ns == namespace
+            && n == name
+        {
+            return answer.clone();
         }
+        let found = self.base.snapshot(namespace, name);
+        if matches!(found, Ok(None)) {
+            self.missed
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .get_or_insert_with(|| (namespace.to_owned(), name.to_owned()));
+        }
+        found
     }
     fn snapshot_class(&self, name: &str) -> Lookup<Option<Arc<VolumeSnapshotClass>>> {
         self.base.snapshot_class(name)
@@ -142,48 +136,6 @@ impl ClusterView for Overlay<'_> {
     fn any_node_matches_selector(&self, term: &NodeSelectorTerm) -> Lookup<bool> {
         self.base.any_node_matches_selector(term)
     }
-}
-
-/// [`super::handle`] with the fallback: decode, look the snapshot up if [`needed`], decide,
-/// encode. Without a fetcher it is exactly `handle`. Returns the lookup's answer too, for
-/// the edge's metrics and logs.
-pub async fn handle(
-    webhook: Webhook,
-    body: &[u8],
-    view: &dyn ClusterView,
-    policy: &Policy,
-    fetcher: Option<&dyn SnapshotFetcher>,
-) -> Result<(Reviewed, Option<Fetched>), ReviewError> {
-    let (api_version, request) = review::decode(body)?;
-    let phase = webhook.phase();
-    let lookup = match fetcher {
-        Some(fetcher) => match needed(phase, &request, view, policy) {
-            Some((ns, name)) => {
-                let fetched = fetcher.snapshot(&ns, &name).await;
-                Some((ns, name, fetched))
-            }
-            None => None,
-        },
-        None => None,
-    };
-    let verdict = match &lookup {
-        Some((ns, name, fetched)) => decide(
-            phase,
-            &request,
-            &Overlay::new(view, ns, name, fetched),
-            policy,
-        ),
-        None => decide(phase, &request, view, policy),
-    };
-    let body = review::encode(&api_version, &request.uid, &verdict)?;
-    Ok((
-        Reviewed {
-            request,
-            verdict,
-            body,
-        },
-        lookup.map(|(_, _, fetched)| fetched),
-    ))
 }
 
 #[cfg(test)]

@@ -5,7 +5,8 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
-use super::engine::{Denial, Verdict};
+use super::verdict::{Denial, Verdict};
+use crate::model::parse_at;
 use crate::policy::UserInfo;
 use crate::rules::Operation;
 
@@ -34,6 +35,9 @@ pub enum ReviewError {
     MissingUid,
     #[error("cannot encode the response: {0}")]
     Encode(String),
+    /// Only without a runtime: a review that waited for a lookup no fetcher can make.
+    #[error("the review did not complete without waiting, and nothing here can wait")]
+    Incomplete,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -135,36 +139,6 @@ pub fn decode(body: &[u8]) -> Result<(String, AdmissionRequest), ReviewError> {
         return Err(ReviewError::MissingUid);
     }
     Ok((api_version, request))
-}
-
-/// Parses `text` (the JSON at `at`, e.g. `request.object`) into `T`; an error names the
-/// field's path, e.g. `request.object.spec.source: invalid type: ...`.
-///
-/// Tracking the path costs about as much as the parse itself, so it is only paid on failure:
-/// the fast parse runs first and, when it fails, the same input is parsed again with
-/// `serde_path_to_error` to say where (parsing is deterministic, so it fails the same way).
-pub(crate) fn parse_at<T: serde::de::DeserializeOwned>(
-    text: &str,
-    at: std::fmt::Arguments<'_>,
-) -> Result<T, String> {
-    serde_json::from_str(text).map_err(|_| {
-        let mut de = serde_json::Deserializer::from_str(text);
-        match serde_path_to_error::deserialize::<_, T>(&mut de) {
-            Err(e) => format!("{at}.{}: {}", e.path(), without_position(e.inner())),
-            // Unreachable unless the two parsers disagree; say so rather than guess a path.
-            Ok(_) => format!("{at}: could not be parsed"),
-        }
-    })
-}
-
-/// A serde error without its " at line L column C" suffix: once the field path is named, a
-/// position inside an embedded object only confuses.
-pub(crate) fn without_position(err: &serde_json::Error) -> String {
-    let text = err.to_string();
-    match text.rfind(" at line ") {
-        Some(pos) if err.line() > 0 => text[..pos].to_owned(),
-        _ => text,
-    }
 }
 
 #[derive(Serialize)]

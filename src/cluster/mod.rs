@@ -108,12 +108,12 @@ impl fmt::Display for ResourceKind {
 /// Why a lookup could not be answered: the rule cannot decide, and the policy says what then.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{kind} objects are not available: {reason}")]
-pub struct Unavailable {
+pub struct StateUnavailable {
     pub kind: ResourceKind,
     pub reason: String,
 }
 
-pub type Lookup<T> = Result<T, Unavailable>;
+pub type Lookup<T> = Result<T, StateUnavailable>;
 
 /// What the rules may know about the cluster. Read-only; cheap; never blocks on the network.
 pub trait ClusterView: Send + Sync {

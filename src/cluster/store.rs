@@ -5,7 +5,7 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use tokio::sync::watch;
 
-use super::{ResourceKind, Unavailable};
+use super::{ResourceKind, StateUnavailable};
 use crate::model::ObjectMeta;
 
 /// An object the store can hold: where it lives, and the secondary index values it has.
@@ -93,10 +93,10 @@ impl<T: Cached> Store<T> {
         self.inner.write().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn unavailable(state: &SyncState) -> Option<Unavailable> {
+    fn unavailable(state: &SyncState) -> Option<StateUnavailable> {
         match state {
             SyncState::Synced => None,
-            SyncState::Pending(reason) | SyncState::Missing(reason) => Some(Unavailable {
+            SyncState::Pending(reason) | SyncState::Missing(reason) => Some(StateUnavailable {
                 kind: T::KIND,
                 reason: reason.clone(),
             }),
@@ -127,7 +127,7 @@ impl<T: Cached> Store<T> {
         self.len() == 0
     }
 
-    pub fn get(&self, namespace: &str, name: &str) -> Result<Option<Arc<T>>, Unavailable> {
+    pub fn get(&self, namespace: &str, name: &str) -> Result<Option<Arc<T>>, StateUnavailable> {
         let inner = self.read();
         if let Some(err) = Self::unavailable(&inner.state) {
             return Err(err);
@@ -140,7 +140,7 @@ impl<T: Cached> Store<T> {
     }
 
     /// Objects whose index values include `value`.
-    pub fn by_index(&self, value: &str) -> Result<Vec<Arc<T>>, Unavailable> {
+    pub fn by_index(&self, value: &str) -> Result<Vec<Arc<T>>, StateUnavailable> {
         let inner = self.read();
         if let Some(err) = Self::unavailable(&inner.state) {
             return Err(err);
@@ -160,7 +160,7 @@ impl<T: Cached> Store<T> {
 
     /// How many objects are filed under each index value starting with `prefix`, keyed by the
     /// rest of the value. Counts only: never copies the key sets (a zone holds every node).
-    pub fn index_counts(&self, prefix: &str) -> Result<Vec<(String, usize)>, Unavailable> {
+    pub fn index_counts(&self, prefix: &str) -> Result<Vec<(String, usize)>, StateUnavailable> {
         let inner = self.read();
         if let Some(err) = Self::unavailable(&inner.state) {
             return Err(err);
@@ -177,7 +177,7 @@ impl<T: Cached> Store<T> {
     /// at least one of the group's index values (groups ANDed, values ORed). No groups: every
     /// object. Costs O(values) for one group and O(smallest group × groups) otherwise, never a
     /// scan of the store.
-    pub fn count_matching(&self, groups: &[Vec<String>]) -> Result<usize, Unavailable> {
+    pub fn count_matching(&self, groups: &[Vec<String>]) -> Result<usize, StateUnavailable> {
         let inner = self.read();
         if let Some(err) = Self::unavailable(&inner.state) {
             return Err(err);
@@ -221,7 +221,7 @@ impl<T: Cached> Store<T> {
     pub fn scan<R>(
         &self,
         f: impl FnOnce(&mut dyn Iterator<Item = &Arc<T>>) -> R,
-    ) -> Result<R, Unavailable> {
+    ) -> Result<R, StateUnavailable> {
         let inner = self.read();
         if let Some(err) = Self::unavailable(&inner.state) {
             return Err(err);

@@ -32,19 +32,19 @@ use tokio::time::Instant;
 
 use super::{Context, Error, Scope};
 use crate::cluster::{Cached, ClusterIndex, ClusterView, ResourceKind, Store, SyncState};
-use crate::model::{ObjectMeta, annotation_is_true, keys};
+use crate::model::ObjectMeta;
 use crate::policy::{Mode, Policy, UserInfo};
-use crate::rules::{self, Input, Operation, Phase, RuleId, RuleResult};
+use crate::rules::kinds::StoreVisitor;
+use crate::rules::{Check, For, RULES, Rule, RuleId, gate};
 use crate::server::metrics::{AuditEventLabels, AuditLabels};
 
-/// The rules the audit evaluates, in report order.
-pub const AUDITED_RULES: [RuleId; 5] = [
-    RuleId::RestoreReadiness,
-    RuleId::AllowedTopologies,
-    RuleId::BindingMode,
-    RuleId::SnapshotClassDefaults,
-    RuleId::DefaultSnapshotClass,
-];
+/// The rules the audit evaluates: those with an audited check in the table, in table order.
+pub fn audited_rules() -> impl Iterator<Item = &'static Rule> {
+    RULES
+        .iter()
+        .copied()
+        .filter(|rule| rule.checks.iter().any(Check::is_audited))
+}
 
 /// events.k8s.io/v1 limits `note` to 1 kB.
 const MAX_NOTE_BYTES: usize = 1024;
@@ -138,160 +138,80 @@ impl Audit {
     pub fn count(&self, rule: RuleId) -> usize {
         self.findings.iter().filter(|f| f.rule == rule).count()
     }
+}
 
-    /// Runs `check` on each object the rule applies to and records what it says.
-    fn judge<T: Cached>(
-        &mut self,
-        policy: &Policy,
-        scope: &Scope,
-        rule: RuleId,
-        store: &Store<T>,
-        applies: impl Fn(&T) -> bool,
-        check: impl Fn(&T) -> RuleResult,
-    ) {
-        let settings = rule.settings(policy);
-        if settings.mode == Mode::Off {
-            return;
-        }
+/// Runs one rule's audited check over the store of its kind.
+struct Judge<'a> {
+    audit: &'a mut Audit,
+    rule: &'static Rule,
+    view: &'a dyn ClusterView,
+    policy: &'a Policy,
+    scope: &'a Scope,
+}
+
+impl StoreVisitor for Judge<'_> {
+    fn visit<T: Cached>(&mut self, store: &Store<T>, check: &For<T>) {
+        let Some(audited) = &check.audit else { return };
         // Collected first, so rules reading other stores run without this store's lock held.
         let objects = match store.scan(|it| it.cloned().collect::<Vec<Arc<T>>>()) {
             Ok(objects) => objects,
             Err(_) => {
-                self.undecided_rules.insert(rule);
+                self.audit.undecided_rules.insert(self.rule.id);
                 return;
             }
         };
-        // Who created an object is not known after the fact, so only the namespace part of
-        // the exemptions can apply here.
+        // Who created an object is not known after the fact: no user, so only the namespace
+        // part of the exemptions can apply.
         let nobody = UserInfo::default();
         for object in objects {
             let m = object.meta();
-            let namespace = m.namespace.as_deref().filter(|n| !n.is_empty());
-            if scope.skips(m)
-                || policy.exemptions.matches(&nobody, namespace)
-                || settings.exemptions.matches(&nobody, namespace)
+            if self.scope.skips(m)
+                || !gate::applies(self.rule, self.policy, &nobody, m.namespace.as_deref())
                 || m.is_being_deleted()
-                || !applies(&object)
+                || !(audited.select)(&object)
             {
                 continue;
             }
             let reference = ObjectRef::new(T::KIND, m);
-            match check(&object) {
-                Ok(outcome) => {
-                    let said: Vec<String> = outcome
-                        .denials
-                        .into_iter()
-                        .chain(outcome.warnings)
-                        .collect();
-                    if !said.is_empty() {
-                        self.findings.push(Finding {
-                            rule,
-                            object: reference,
-                            message: said.join("\n"),
-                        });
-                    }
-                }
-                Err(_) => {
-                    self.undecided.insert((reference.key(), rule));
-                }
+            let input = For::existing(object.as_ref(), audited.phase, audited.operation);
+            let gated = gate::gate(
+                self.rule,
+                self.policy,
+                (check.check)(&input, self.view, self.policy),
+            );
+            if gated.undecided {
+                self.audit.undecided.insert((reference.key(), self.rule.id));
+            } else if !gated.said.is_empty() {
+                self.audit.findings.push(Finding {
+                    rule: self.rule.id,
+                    object: reference,
+                    message: gated.said.join("\n"),
+                });
             }
         }
-    }
-}
-
-fn create<T>(phase: Phase, object: &T) -> Input<'_, T> {
-    Input {
-        operation: Operation::Create,
-        phase,
-        object,
-        old_object: None,
     }
 }
 
 /// Which findings exist in this cache: pure, no API. Sorted by object, then rule.
 pub fn findings(index: &ClusterIndex, policy: &Policy, scope: &Scope) -> Audit {
-    let view: &dyn ClusterView = index;
-    let rules = &policy.rules;
     let mut audit = Audit::default();
-
-    audit.judge(
-        policy,
-        scope,
-        RuleId::RestoreReadiness,
-        &index.pvcs,
-        |p| {
-            let bound = p.bound_volume().is_some()
-                || p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound");
-            !bound && (p.spec.data_source.is_some() || p.spec.data_source_ref.is_some())
-        },
-        |p| {
-            rules::restore_readiness::check(
-                &create(Phase::Validating, p),
-                view,
-                &rules.restore_readiness,
-            )
-        },
-    );
-    audit.judge(
-        policy,
-        scope,
-        RuleId::AllowedTopologies,
-        &index.storage_classes,
-        |_| true,
-        |c| {
-            rules::allowed_topologies::check(
-                &create(Phase::Validating, c),
-                view,
-                &rules.allowed_topologies,
-            )
-        },
-    );
-    audit.judge(
-        policy,
-        scope,
-        RuleId::BindingMode,
-        &index.storage_classes,
-        // An opted-out class only gets an informational note from the webhook: not a finding.
-        |c| !annotation_is_true(c.metadata.annotation(keys::ALLOW_IMMEDIATE_BINDING)),
-        |c| rules::binding_mode::check(&create(Phase::Validating, c), view, &rules.binding_mode),
-    );
-    audit.judge(
-        policy,
-        scope,
-        RuleId::SnapshotClassDefaults,
-        &index.snapshot_classes,
-        |_| true,
-        // As an UPDATE of itself: the rule then speaks of an existing duplicate ("X and Y are
-        // all default for D") instead of refusing a new one.
-        |c| {
-            rules::snapshot_class_defaults::check(
-                &Input {
-                    operation: Operation::Update,
-                    phase: Phase::Validating,
-                    object: c,
-                    old_object: Some(c),
+    for rule in audited_rules() {
+        if (rule.settings)(policy).mode == Mode::Off {
+            continue;
+        }
+        for check in rule.checks {
+            check.visit_store(
+                index,
+                &mut Judge {
+                    audit: &mut audit,
+                    rule,
+                    view: index,
+                    policy,
+                    scope,
                 },
-                view,
-                &rules.snapshot_class_defaults,
-            )
-        },
-    );
-    audit.judge(
-        policy,
-        scope,
-        RuleId::DefaultSnapshotClass,
-        &index.snapshots,
-        |s| s.spec.volume_snapshot_class_name.is_none() && s.bound_content_name().is_none(),
-        |s| {
-            // The mutating call: a patch means a default exists (the snapshot controller will
-            // find it too), so only its denials and warnings are findings.
-            rules::default_snapshot_class::check(
-                &create(Phase::Mutating, s),
-                view,
-                &rules.default_snapshot_class,
-            )
-        },
-    );
+            );
+        }
+    }
     audit
         .findings
         .sort_by(|a, b| (&a.object, a.rule).cmp(&(&b.object, b.rule)));
@@ -400,7 +320,7 @@ pub fn event(finding: &Finding) -> Event {
 /// does not count: retrying every poll would not change that, the next resync will.
 pub async fn run_pass(ctx: &Context, policy: &Policy, dedup: &mut Dedup) -> bool {
     let audit = findings(&ctx.index, policy, &ctx.config.scope);
-    for rule in AUDITED_RULES {
+    for rule in audited_rules().map(|r| r.id) {
         if !audit.undecided_rules.contains(&rule) {
             ctx.metrics
                 .audit_findings
@@ -581,21 +501,24 @@ items:
         };
         // The webhook's own words.
         assert!(
-            message(RuleId::RestoreReadiness).starts_with(
+            message(crate::rules::restore_readiness::RULE.id).starts_with(
                 "PersistentVolumeClaim app/restore cannot be restored from VolumeSnapshot app/gone: it does not exist."
             ),
             "{}",
-            message(RuleId::RestoreReadiness)
+            message(crate::rules::restore_readiness::RULE.id)
         );
         assert!(
-            message(RuleId::SnapshotClassDefaults)
+            message(crate::rules::snapshot_class_defaults::RULE.id)
                 .contains("are all default for disk.csi.example.com")
         );
         assert!(
-            message(RuleId::DefaultSnapshotClass)
+            message(crate::rules::default_snapshot_class::RULE.id)
                 .contains("nfs.csi.example.com has no default VolumeSnapshotClass")
         );
-        assert!(message(RuleId::AllowedTopologies).contains("topology.kubernetes.io/zone"));
+        assert!(
+            message(crate::rules::allowed_topologies::RULE.id)
+                .contains("topology.kubernetes.io/zone")
+        );
     }
 
     #[test]
@@ -613,9 +536,9 @@ rules:
         .unwrap();
         let audit = findings(&index(), &policy, &Scope::default());
         let rules: Vec<_> = audit.findings.iter().map(|f| f.rule).collect();
-        assert!(!rules.contains(&RuleId::RestoreReadiness));
-        assert!(!rules.contains(&RuleId::AllowedTopologies));
-        assert!(rules.contains(&RuleId::BindingMode));
+        assert!(!rules.contains(&crate::rules::restore_readiness::RULE.id));
+        assert!(!rules.contains(&crate::rules::allowed_topologies::RULE.id));
+        assert!(rules.contains(&crate::rules::binding_mode::RULE.id));
     }
 
     #[test]
@@ -624,12 +547,12 @@ rules:
         let audit = findings(&index, &Policy::builtin(), &Scope::default());
         assert!(audit.findings.is_empty());
         assert!(!audit.is_complete());
-        assert_eq!(audit.undecided_rules.len(), AUDITED_RULES.len());
+        assert_eq!(audit.undecided_rules.len(), audited_rules().count());
     }
 
     fn finding(uid: &str, message: &str) -> Finding {
         Finding {
-            rule: RuleId::RestoreReadiness,
+            rule: crate::rules::restore_readiness::RULE.id,
             object: ObjectRef {
                 kind: ResourceKind::PersistentVolumeClaim,
                 namespace: Some("app".into()),
@@ -669,7 +592,7 @@ rules:
         };
         audit
             .undecided
-            .insert(("b".into(), RuleId::RestoreReadiness));
+            .insert(("b".into(), crate::rules::restore_readiness::RULE.id));
         dedup.forget_resolved(&audit);
         assert_eq!(dedup.len(), 2, "undecided: kept");
         audit.undecided.clear();
@@ -684,9 +607,12 @@ rules:
 
     #[test]
     fn events_carry_a_pascal_case_reason_and_a_bounded_note() {
-        assert_eq!(reason(RuleId::RestoreReadiness), "RestoreReadiness");
         assert_eq!(
-            reason(RuleId::SnapshotClassDefaults),
+            reason(crate::rules::restore_readiness::RULE.id),
+            "RestoreReadiness"
+        );
+        assert_eq!(
+            reason(crate::rules::snapshot_class_defaults::RULE.id),
             "SnapshotClassDefaults"
         );
         let long = finding("u", &"é".repeat(700));

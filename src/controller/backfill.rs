@@ -1,7 +1,7 @@
 //! Node backfill: nodes that registered before the webhook existed, or while it was down
 //! (its failurePolicy for nodes is `Ignore`), get the topology labels the policy derives.
 //!
-//! The decision is [`rules::node_topology::check`], the function the mutating webhook calls,
+//! The decision is [`crate::rules::node_topology::check`], the function the mutating webhook calls,
 //! asked about the cached node as an UPDATE whose old object is the node itself: the patch
 //! it returns is exactly what the webhook would add on the node's next update. A node the
 //! rule has nothing to add to is left alone (no API call). Only `mode: enforce` patches, as in
@@ -24,8 +24,9 @@ use serde_json::Value;
 use super::{Context, Error, FIELD_MANAGER, Scope};
 use crate::cluster::ClusterView;
 use crate::model::Node;
-use crate::policy::{Mode, Policy};
-use crate::rules::{self, Input, Operation, Phase, patch};
+use crate::policy::{Policy, UserInfo};
+use crate::rules::kinds::Judged as _;
+use crate::rules::{For, Operation, Phase, RULES, Rule, gate, patch};
 use crate::server::metrics::ResultLabels;
 
 /// The labels one node is missing, as the JSON patch that adds them.
@@ -38,34 +39,38 @@ pub struct NodePatch {
 }
 
 /// Which nodes need which patch: pure, no API. Sorted by node name, so passes are repeatable.
+/// Every rule of the table marked `backfill` is asked about each node, as an UPDATE whose
+/// old object is the node itself; [`gate`] keeps its patch only in `mode: enforce`.
 pub fn plan(
     nodes: &[Arc<Node>],
     view: &dyn ClusterView,
     policy: &Policy,
     scope: &Scope,
 ) -> Vec<NodePatch> {
-    let cfg = &policy.rules.node_topology;
-    if cfg.mode != Mode::Enforce {
+    let nobody = UserInfo::default();
+    let rules: Vec<(&Rule, &For<Node>)> = RULES
+        .iter()
+        .filter(|rule| rule.backfill && gate::applies(rule, policy, &nobody, None))
+        .filter_map(|rule| Some((*rule, rule.checks.iter().find_map(Node::check)?)))
+        .collect();
+    if rules.is_empty() {
         return Vec::new();
     }
     let mut patches: Vec<NodePatch> = nodes
         .iter()
         .filter(|node| !scope.skips(&node.metadata))
         .filter_map(|node| {
-            let input = Input {
-                operation: Operation::Update,
-                phase: Phase::Mutating,
-                object: node.as_ref(),
-                old_object: Some(node.as_ref()),
-            };
-            // The rule reads no cluster state, so it cannot be unavailable; if it ever is,
-            // the node is simply not patched this pass.
-            let outcome = rules::node_topology::check(&input, view, cfg).ok()?;
+            let input = For::existing(node.as_ref(), Phase::Mutating, Operation::Update);
             let mut ops: Vec<PatchOperation> = Vec::new();
             let mut notes = Vec::new();
-            for mutation in outcome.mutations {
-                ops.extend(mutation.ops);
-                notes.extend(mutation.note);
+            for (rule, check) in &rules {
+                let gated = gate::gate(rule, policy, (check.check)(&input, view, policy));
+                // A rule that cannot decide leaves the node alone this pass.
+                if gated.undecided || gated.patch.is_empty() {
+                    continue;
+                }
+                ops.extend(gated.patch);
+                notes.extend(gated.notes);
             }
             if ops.is_empty() {
                 return None;

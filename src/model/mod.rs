@@ -99,3 +99,33 @@ pub mod keys {
 pub(crate) fn annotation_is_true(value: Option<&String>) -> bool {
     value.is_some_and(|v| v == "true")
 }
+
+/// Parses `text` (the JSON at `at`, e.g. `request.object`) into `T`; an error names the
+/// field's path, e.g. `request.object.spec.source: invalid type: ...`.
+///
+/// Tracking the path costs about as much as the parse itself, so it is only paid on failure:
+/// the fast parse runs first and, when it fails, the same input is parsed again with
+/// `serde_path_to_error` to say where (parsing is deterministic, so it fails the same way).
+pub fn parse_at<T: serde::de::DeserializeOwned>(
+    text: &str,
+    at: std::fmt::Arguments<'_>,
+) -> Result<T, String> {
+    serde_json::from_str(text).map_err(|_| {
+        let mut de = serde_json::Deserializer::from_str(text);
+        match serde_path_to_error::deserialize::<_, T>(&mut de) {
+            Err(e) => format!("{at}.{}: {}", e.path(), without_position(e.inner())),
+            // Unreachable unless the two parsers disagree; say so rather than guess a path.
+            Ok(_) => format!("{at}: could not be parsed"),
+        }
+    })
+}
+
+/// A serde error without its " at line L column C" suffix: once the field path is named, a
+/// position inside an embedded object only confuses.
+pub fn without_position(err: &serde_json::Error) -> String {
+    let text = err.to_string();
+    match text.rfind(" at line ") {
+        Some(pos) if err.line() > 0 => text[..pos].to_owned(),
+        _ => text,
+    }
+}

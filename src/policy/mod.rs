@@ -54,7 +54,7 @@ pub enum Mode {
 /// What a rule does when the cluster state it needs is not available.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Unavailable {
+pub enum WhenUnavailable {
     /// Allow, with a warning saying the check was skipped and why.
     Allow,
     /// Deny, saying the check could not run.
@@ -85,6 +85,37 @@ pub enum BindingModeAction {
 /// Declares a rule's settings struct with the fields every rule has (`mode`, `exemptions`,
 /// `whenStateUnavailable`) plus its own. serde cannot combine `flatten` with
 /// `deny_unknown_fields`, hence a macro rather than a shared embedded struct.
+/// What every rule's config has, whatever its own knobs: the rule table reads a rule's
+/// settings through this.
+pub trait RuleConfig {
+    /// Enforce, warn or off (a rule with its own actions maps them onto these).
+    fn mode(&self) -> Mode;
+    fn exemptions(&self) -> &Exemptions;
+    fn when_state_unavailable(&self) -> WhenUnavailable;
+}
+
+/// A rule's `mode` field, as one of the three modes the admission edge knows.
+pub trait AsMode: Copy {
+    fn as_mode(self) -> Mode;
+}
+
+impl AsMode for Mode {
+    fn as_mode(self) -> Mode {
+        self
+    }
+}
+
+impl AsMode for BindingModeAction {
+    /// `mutate` and `enforce` both act (patch, or deny); the rule itself tells them apart.
+    fn as_mode(self) -> Mode {
+        match self {
+            Self::Mutate | Self::Enforce => Mode::Enforce,
+            Self::Warn => Mode::Warn,
+            Self::Off => Mode::Off,
+        }
+    }
+}
+
 macro_rules! rule_config {
     (
         $(#[$meta:meta])*
@@ -101,8 +132,20 @@ macro_rules! rule_config {
             /// Requests this rule does not look at (in addition to the policy-wide ones).
             pub exemptions: Exemptions,
             /// What happens when the cluster state the rule needs is not loaded.
-            pub when_state_unavailable: Unavailable,
+            pub when_state_unavailable: WhenUnavailable,
             $( $(#[$fmeta])* pub $field: $ty, )*
+        }
+
+        impl RuleConfig for $name {
+            fn mode(&self) -> Mode {
+                self.mode.as_mode()
+            }
+            fn exemptions(&self) -> &Exemptions {
+                &self.exemptions
+            }
+            fn when_state_unavailable(&self) -> WhenUnavailable {
+                self.when_state_unavailable
+            }
         }
 
         impl Default for $name {
@@ -110,7 +153,7 @@ macro_rules! rule_config {
                 Self {
                     mode: $mode_default,
                     exemptions: Exemptions::default(),
-                    when_state_unavailable: Unavailable::Allow,
+                    when_state_unavailable: WhenUnavailable::Allow,
                     $( $field: $default, )*
                 }
             }

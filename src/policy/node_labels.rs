@@ -3,7 +3,7 @@ use std::collections::BTreeMap;
 use regex::Regex;
 use serde::Deserialize;
 
-use super::{Exemptions, Mode, PolicyError, Unavailable};
+use super::{AsMode, Exemptions, Mode, PolicyError, RuleConfig, WhenUnavailable};
 use crate::model::labels::{check_label_key, check_label_value};
 
 /// Where a label rule reads the text its pattern matches.

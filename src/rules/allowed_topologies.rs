@@ -14,6 +14,7 @@
 use crate::cluster::ClusterView;
 use crate::model::{StorageClass, TopologyRequirement};
 use crate::policy::AllowedTopologiesConfig;
+use crate::rules::{Audited, Check, For, Phase, Rule, RuleId, RuleSettings};
 use crate::rules::{Input, Operation, Outcome, RuleResult};
 
 /// At most this many values are listed in a message; warnings must stay short.
@@ -114,6 +115,26 @@ pub(crate) fn list<'a>(values: impl ExactSizeIterator<Item = &'a String>) -> Str
     }
     format!("[{}]", shown.join(", "))
 }
+
+/// This rule in the rule table ([`crate::rules::RULES`]).
+pub const RULE: Rule = Rule {
+    id: RuleId::new("allowed-topologies"),
+    policy_key: "allowedTopologies",
+    phases: &[Phase::Validating],
+    operations: &[Operation::Create],
+    checks: &[Check::StorageClass(For::audited(
+        |input, view, policy| check(input, view, &policy.rules.allowed_topologies),
+        // Every class: allowedTopologies that match no node.
+        Audited {
+            select: |_| true,
+            phase: Phase::Validating,
+            operation: Operation::Create,
+        },
+    ))],
+    never_denies: false,
+    backfill: false,
+    settings: |policy| RuleSettings::of(&policy.rules.allowed_topologies),
+};
 
 #[cfg(test)]
 mod tests {

@@ -24,6 +24,7 @@
 use crate::cluster::ClusterView;
 use crate::model::{StorageClass, VolumeBindingMode, annotation_is_true, keys};
 use crate::policy::{BindingModeAction, BindingModeConfig};
+use crate::rules::{Audited, Check, For, Rule, RuleId, RuleSettings};
 use crate::rules::{Input, Operation, Outcome, Phase, RuleResult, patch};
 
 /// Why a class's volumes are reachable from only some nodes.
@@ -145,6 +146,26 @@ pub fn check(
     }
     Ok(outcome)
 }
+
+/// This rule in the rule table ([`crate::rules::RULES`]).
+pub const RULE: Rule = Rule {
+    id: RuleId::new("binding-mode"),
+    policy_key: "bindingMode",
+    phases: &[Phase::Mutating, Phase::Validating],
+    operations: &[Operation::Create],
+    checks: &[Check::StorageClass(For::audited(
+        |input, view, policy| check(input, view, &policy.rules.binding_mode),
+        // An opted-out class only gets an informational note from the webhook: not a finding.
+        Audited {
+            select: |c| !annotation_is_true(c.metadata.annotation(keys::ALLOW_IMMEDIATE_BINDING)),
+            phase: Phase::Validating,
+            operation: Operation::Create,
+        },
+    ))],
+    never_denies: false,
+    backfill: false,
+    settings: |policy| RuleSettings::of(&policy.rules.binding_mode),
+};
 
 #[cfg(test)]
 mod tests {

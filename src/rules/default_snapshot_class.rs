@@ -22,6 +22,7 @@ use serde_json::Value;
 use crate::cluster::{ClusterView, Lookup};
 use crate::model::{PersistentVolumeClaim, StorageClass, VolumeSnapshot, keys};
 use crate::policy::{DefaultSnapshotClassConfig, WarnOrDeny};
+use crate::rules::{Audited, Check, For, Rule, RuleId, RuleSettings};
 use crate::rules::{Input, Operation, Outcome, Phase, RuleResult, patch};
 
 /// The StorageClass a claim provisions (or provisioned) with, as far as the cluster view tells.
@@ -252,6 +253,30 @@ pub fn check(
         )),
     })
 }
+
+/// This rule in the rule table ([`crate::rules::RULES`]).
+pub const RULE: Rule = Rule {
+    id: RuleId::new("default-snapshot-class"),
+    policy_key: "defaultSnapshotClass",
+    phases: &[Phase::Mutating],
+    operations: &[Operation::Create],
+    checks: &[Check::VolumeSnapshot(For::audited(
+        |input, view, policy| check(input, view, &policy.rules.default_snapshot_class),
+        // Snapshots with no class that are not bound yet. Asked as the mutating call: a patch
+        // means a default exists (the snapshot controller will find it too), so only the
+        // rule's denials and warnings are findings.
+        Audited {
+            select: |s| {
+                s.spec.volume_snapshot_class_name.is_none() && s.bound_content_name().is_none()
+            },
+            phase: Phase::Mutating,
+            operation: Operation::Create,
+        },
+    ))],
+    never_denies: false,
+    backfill: false,
+    settings: |policy| RuleSettings::of(&policy.rules.default_snapshot_class),
+};
 
 #[cfg(test)]
 pub(crate) mod tests {

@@ -18,6 +18,7 @@ use crate::model::{
 };
 use crate::policy::LocalVolumesConfig;
 use crate::rules::allowed_topologies::list;
+use crate::rules::{Check, For, Phase, Rule, RuleId, RuleSettings};
 use crate::rules::{Input, Operation, Outcome, RuleResult};
 
 pub fn check(
@@ -105,6 +106,20 @@ fn describe_term(term: &NodeSelectorTerm) -> String {
         .collect::<Vec<_>>()
         .join(" and ")
 }
+
+/// This rule in the rule table ([`crate::rules::RULES`]).
+pub const RULE: Rule = Rule {
+    id: RuleId::new("local-volumes"),
+    policy_key: "localVolumes",
+    phases: &[Phase::Validating],
+    operations: &[Operation::Create],
+    checks: &[Check::PersistentVolume(For::webhook(
+        |input, view, policy| check(input, view, &policy.rules.local_volumes),
+    ))],
+    never_denies: false,
+    backfill: false,
+    settings: |policy| RuleSettings::of(&policy.rules.local_volumes),
+};
 
 #[cfg(test)]
 mod tests {

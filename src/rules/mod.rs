@@ -2,6 +2,13 @@
 //! to an [`Outcome`]: denials, patches and warnings. The webhook ([`crate::admission`]) and the
 //! controller's audit and backfill call the same functions, so they never disagree.
 //!
+//! Every rule is one module that ends in a `pub const RULE: Rule` — its name, policy key,
+//! the kinds, phases and operations it judges, whether the audit and the backfill run it, how
+//! its settings come out of the policy, and its check functions — and one entry in
+//! [`table::RULES`]. Everything else (the webhook's dispatch, the audit, the backfill, the
+//! metrics, `policy check`) reads the table; [`gate`] applies policy modes, exemptions and
+//! `whenStateUnavailable` to a rule's result, once, for all of them.
+//!
 //! | rule | module | webhook | objects |
 //! |---|---|---|---|
 //! | default-snapshot-class | [`default_snapshot_class`] | mutating | VolumeSnapshot CREATE |
@@ -13,140 +20,115 @@
 //! | node-topology | [`node_topology`] | mutating | Node CREATE/UPDATE |
 //! | local-volumes | [`local_volumes`] | validating | PersistentVolume CREATE |
 //!
-//! A rule returns `Err(Unavailable)` when the cluster state it needs is not loaded; the
-//! admission edge then applies the rule's `whenStateUnavailable` setting. Policy modes
-//! (`enforce`/`warn`) are applied by the edge too, in one place: in `warn` mode denials become
-//! warnings and patches are not applied.
+//! A rule returns `Err(StateUnavailable)` when the cluster state it needs is not loaded; the
+//! gate then applies the rule's `whenStateUnavailable` setting.
 
 pub mod allowed_topologies;
 pub mod binding_mode;
 pub mod default_snapshot_class;
+pub mod gate;
+pub mod kinds;
 pub mod local_volumes;
 pub mod node_topology;
 pub mod patch;
 pub mod restore_readiness;
 pub mod snapshot_class_defaults;
 pub mod snapshot_validation;
+pub mod table;
 
 use json_patch::PatchOperation;
 
-use crate::cluster::Unavailable;
-use crate::policy::{self, Exemptions, Policy, Unavailable as WhenUnavailable};
+use crate::cluster::StateUnavailable;
+use crate::policy::{self, Exemptions, Policy, WhenUnavailable};
 
-/// Every rule, by its stable name (used in metrics, logs, events and the policy file).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum RuleId {
-    DefaultSnapshotClass,
-    SnapshotClassDefaults,
-    SnapshotValidation,
-    RestoreReadiness,
-    BindingMode,
-    AllowedTopologies,
-    NodeTopology,
-    LocalVolumes,
-}
+pub use gate::RuleStatus;
+pub use kinds::{Audited, Check, For, Object};
+pub use table::RULES;
+
+/// A rule's stable name (used in metrics, logs, events and findings): `restore-readiness`.
+/// Ordered by the rule's place in [`RULES`], so reports list rules in table order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RuleId(&'static str);
 
 impl RuleId {
-    pub const ALL: [RuleId; 8] = [
-        Self::DefaultSnapshotClass,
-        Self::SnapshotClassDefaults,
-        Self::SnapshotValidation,
-        Self::RestoreReadiness,
-        Self::BindingMode,
-        Self::AllowedTopologies,
-        Self::NodeTopology,
-        Self::LocalVolumes,
-    ];
+    pub const fn new(name: &'static str) -> Self {
+        Self(name)
+    }
 
     /// The rule's name in metrics, logs and events.
     pub fn as_str(self) -> &'static str {
-        match self {
-            Self::DefaultSnapshotClass => "default-snapshot-class",
-            Self::SnapshotClassDefaults => "snapshot-class-defaults",
-            Self::SnapshotValidation => "snapshot-validation",
-            Self::RestoreReadiness => "restore-readiness",
-            Self::BindingMode => "binding-mode",
-            Self::AllowedTopologies => "allowed-topologies",
-            Self::NodeTopology => "node-topology",
-            Self::LocalVolumes => "local-volumes",
-        }
+        self.0
     }
 
-    /// The rule's key under `rules:` in the policy file.
-    pub fn policy_key(self) -> &'static str {
-        match self {
-            Self::DefaultSnapshotClass => "defaultSnapshotClass",
-            Self::SnapshotClassDefaults => "snapshotClassDefaults",
-            Self::SnapshotValidation => "snapshotValidation",
-            Self::RestoreReadiness => "restoreReadiness",
-            Self::BindingMode => "bindingMode",
-            Self::AllowedTopologies => "allowedTopologies",
-            Self::NodeTopology => "nodeTopology",
-            Self::LocalVolumes => "localVolumes",
-        }
+    /// The rule's entry in the table (`None` only for an id no rule has).
+    pub fn rule(self) -> Option<&'static Rule> {
+        table::find(self.0)
     }
 
-    /// Rules whose objects must always be admitted (nodes must always be able to register):
-    /// whatever happens, they only ever warn.
-    pub fn never_denies(self) -> bool {
-        matches!(self, Self::NodeTopology)
+    fn position(self) -> usize {
+        RULES
+            .iter()
+            .position(|r| r.id == self)
+            .unwrap_or(usize::MAX)
     }
+}
 
-    /// The rule's mode, exemptions and unavailable-state setting in `policy`.
-    pub fn settings(self, policy: &Policy) -> RuleSettings<'_> {
-        let r = &policy.rules;
-        let (mode, exemptions, when_unavailable) = match self {
-            Self::DefaultSnapshotClass => {
-                let c = &r.default_snapshot_class;
-                (c.mode, &c.exemptions, c.when_state_unavailable)
-            }
-            Self::SnapshotClassDefaults => {
-                let c = &r.snapshot_class_defaults;
-                (c.mode, &c.exemptions, c.when_state_unavailable)
-            }
-            Self::SnapshotValidation => {
-                let c = &r.snapshot_validation;
-                (c.mode, &c.exemptions, c.when_state_unavailable)
-            }
-            Self::RestoreReadiness => {
-                let c = &r.restore_readiness;
-                (c.mode, &c.exemptions, c.when_state_unavailable)
-            }
-            Self::BindingMode => {
-                let c = &r.binding_mode;
-                let mode = match c.mode {
-                    policy::BindingModeAction::Mutate | policy::BindingModeAction::Enforce => {
-                        policy::Mode::Enforce
-                    }
-                    policy::BindingModeAction::Warn => policy::Mode::Warn,
-                    policy::BindingModeAction::Off => policy::Mode::Off,
-                };
-                (mode, &c.exemptions, c.when_state_unavailable)
-            }
-            Self::AllowedTopologies => {
-                let c = &r.allowed_topologies;
-                (c.mode, &c.exemptions, c.when_state_unavailable)
-            }
-            Self::NodeTopology => {
-                let c = &r.node_topology;
-                (c.mode, &c.exemptions, c.when_state_unavailable)
-            }
-            Self::LocalVolumes => {
-                let c = &r.local_volumes;
-                (c.mode, &c.exemptions, c.when_state_unavailable)
-            }
-        };
-        RuleSettings {
-            mode,
-            exemptions,
-            when_unavailable,
-        }
+impl PartialOrd for RuleId {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for RuleId {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        (self.position(), self.0).cmp(&(other.position(), other.0))
     }
 }
 
 impl std::fmt::Display for RuleId {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        f.write_str(self.0)
+    }
+}
+
+/// One rule: everything the webhook, the audit, the backfill and the metrics need to know.
+pub struct Rule {
+    pub id: RuleId,
+    /// The rule's key under `rules:` in the policy file.
+    pub policy_key: &'static str,
+    /// The admission phases it answers in.
+    pub phases: &'static [Phase],
+    /// The operations it judges; the webhook does not run it (nor read the object for it) on
+    /// any other.
+    pub operations: &'static [Operation],
+    /// Its check of each kind it judges (and, per kind, whether and how the audit runs it).
+    pub checks: &'static [Check],
+    /// Objects that must always be admitted (nodes must always be able to register): the
+    /// rule only ever warns, whatever its mode.
+    pub never_denies: bool,
+    /// The controller's backfill applies its patches to existing objects (node labels).
+    pub backfill: bool,
+    /// Its mode, exemptions and `whenStateUnavailable` in a policy.
+    pub settings: for<'p> fn(&'p Policy) -> RuleSettings<'p>,
+}
+
+impl Rule {
+    /// Whether the webhook runs it for this phase and operation.
+    pub fn answers(&self, phase: Phase, operation: Operation) -> bool {
+        self.phases.contains(&phase) && self.operations.contains(&operation)
+    }
+
+    /// Its check of `kind`, if it judges that kind.
+    pub fn check_for(&self, kind: crate::cluster::ResourceKind) -> Option<&'static Check> {
+        self.checks.iter().find(|c| c.kind() == kind)
+    }
+}
+
+impl std::fmt::Debug for Rule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Rule")
+            .field("id", &self.id)
+            .finish_non_exhaustive()
     }
 }
 
@@ -156,6 +138,17 @@ pub struct RuleSettings<'p> {
     pub mode: policy::Mode,
     pub exemptions: &'p Exemptions,
     pub when_unavailable: WhenUnavailable,
+}
+
+impl<'p> RuleSettings<'p> {
+    /// The common settings of a rule config with a plain [`policy::Mode`].
+    pub fn of<C: policy::RuleConfig>(config: &'p C) -> Self {
+        Self {
+            mode: config.mode(),
+            exemptions: config.exemptions(),
+            when_unavailable: config.when_state_unavailable(),
+        }
+    }
 }
 
 /// The admission operation.
@@ -253,17 +246,10 @@ impl Outcome {
         self
     }
 
-    /// Adds everything `other` decided to this outcome.
-    pub fn merge(&mut self, other: Outcome) {
-        self.denials.extend(other.denials);
-        self.mutations.extend(other.mutations);
-        self.warnings.extend(other.warnings);
-    }
-
     pub fn is_empty(&self) -> bool {
         self.denials.is_empty() && self.mutations.is_empty() && self.warnings.is_empty()
     }
 }
 
 /// What every rule function returns: an outcome, or the reason it could not decide.
-pub type RuleResult = Result<Outcome, Unavailable>;
+pub type RuleResult = Result<Outcome, StateUnavailable>;

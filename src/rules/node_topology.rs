@@ -27,6 +27,7 @@ use crate::cluster::ClusterView;
 use crate::model::labels::check_label_value;
 use crate::model::{Node, keys};
 use crate::policy::{LabelSource, NodeTopologyConfig};
+use crate::rules::{Check, For, Phase, Rule, RuleId, RuleSettings};
 use crate::rules::{Input, Operation, Outcome, RuleResult, patch};
 
 /// Keep notes short enough that the API server passes them on whole.
@@ -244,6 +245,20 @@ fn fit(prefix: &str, items: &[String]) -> String {
     }
     text + "."
 }
+
+/// This rule in the rule table ([`crate::rules::RULES`]).
+pub const RULE: Rule = Rule {
+    id: RuleId::new("node-topology"),
+    policy_key: "nodeTopology",
+    phases: &[Phase::Mutating],
+    operations: &[Operation::Create, Operation::Update],
+    checks: &[Check::Node(For::webhook(|input, view, policy| {
+        check(input, view, &policy.rules.node_topology)
+    }))],
+    never_denies: true,
+    backfill: true,
+    settings: |policy| RuleSettings::of(&policy.rules.node_topology),
+};
 
 #[cfg(test)]
 mod tests {

@@ -31,6 +31,7 @@ use crate::cluster::ClusterView;
 use crate::model::{PersistentVolumeClaim, Quantity, keys};
 use crate::policy::RestoreReadinessConfig;
 use crate::rules::default_snapshot_class::claim_class;
+use crate::rules::{Audited, Check, For, Phase, Rule, RuleId, RuleSettings};
 use crate::rules::{Input, Operation, Outcome, RuleResult};
 
 const SNAPSHOT_GROUP: &str = "snapshot.storage.k8s.io";
@@ -81,28 +82,6 @@ fn sources(pvc: &PersistentVolumeClaim) -> (Option<Source<'_>>, Option<Source<'_
 /// `"20Gi"` as written, with the exact bytes when they differ from the text.
 fn size(q: &Quantity) -> String {
     q.to_string()
-}
-
-/// The VolumeSnapshot (namespace, name) that [`check`] would look up for this claim, if any:
-/// what the admission edge fetches once when the cache lacks it. `namespace` is the claim's.
-/// Mirrors `check`: no lookup when both source fields are set and disagree (that is denied
-/// as it is), or when the source is not a VolumeSnapshot.
-pub fn snapshot_to_look_up<'a>(
-    pvc: &'a PersistentVolumeClaim,
-    namespace: &'a str,
-) -> Option<(&'a str, &'a str)> {
-    let (data_source, data_source_ref) = sources(pvc);
-    if let (Some(a), Some(b)) = (&data_source, &data_source_ref)
-        && !(a.group == b.group
-            && a.kind == b.kind
-            && a.name == b.name
-            && b.namespace.is_none_or(|ns| ns == namespace))
-    {
-        return None;
-    }
-    let source = data_source_ref.or(data_source)?;
-    (source.group == SNAPSHOT_GROUP && source.kind == "VolumeSnapshot")
-        .then(|| (source.namespace.unwrap_or(namespace), source.name))
 }
 
 pub fn check(
@@ -312,6 +291,31 @@ fn clone(
     }
     Ok(outcome)
 }
+
+/// This rule in the rule table ([`crate::rules::RULES`]).
+pub const RULE: Rule = Rule {
+    id: RuleId::new("restore-readiness"),
+    policy_key: "restoreReadiness",
+    phases: &[Phase::Validating],
+    operations: &[Operation::Create],
+    checks: &[Check::PersistentVolumeClaim(For::audited(
+        |input, view, policy| check(input, view, &policy.rules.restore_readiness),
+        // Claims with a data source that are not bound yet: a bound claim got its volume, so
+        // its source no longer matters (a restored PVC whose snapshot was deleted since is fine).
+        Audited {
+            select: |p| {
+                let bound = p.bound_volume().is_some()
+                    || p.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Bound");
+                !bound && (p.spec.data_source.is_some() || p.spec.data_source_ref.is_some())
+            },
+            phase: Phase::Validating,
+            operation: Operation::Create,
+        },
+    ))],
+    never_denies: false,
+    backfill: false,
+    settings: |policy| RuleSettings::of(&policy.rules.restore_readiness),
+};
 
 #[cfg(test)]
 mod tests {

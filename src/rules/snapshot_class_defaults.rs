@@ -15,6 +15,7 @@
 use crate::cluster::ClusterView;
 use crate::model::{VolumeSnapshotClass, keys};
 use crate::policy::SnapshotClassDefaultsConfig;
+use crate::rules::{Audited, Check, For, Phase, Rule, RuleId, RuleSettings};
 use crate::rules::{Input, Operation, Outcome, RuleResult};
 
 pub fn check(
@@ -83,6 +84,27 @@ pub fn check(
         first = others[0],
     )))
 }
+
+/// This rule in the rule table ([`crate::rules::RULES`]).
+pub const RULE: Rule = Rule {
+    id: RuleId::new("snapshot-class-defaults"),
+    policy_key: "snapshotClassDefaults",
+    phases: &[Phase::Validating],
+    operations: &[Operation::Create, Operation::Update],
+    checks: &[Check::VolumeSnapshotClass(For::audited(
+        |input, view, policy| check(input, view, &policy.rules.snapshot_class_defaults),
+        // Every class, as an UPDATE of itself: the rule then speaks of an existing duplicate
+        // ("X and Y are all default for D") instead of refusing a new one.
+        Audited {
+            select: |_| true,
+            phase: Phase::Validating,
+            operation: Operation::Update,
+        },
+    ))],
+    never_denies: false,
+    backfill: false,
+    settings: |policy| RuleSettings::of(&policy.rules.snapshot_class_defaults),
+};
 
 #[cfg(test)]
 mod tests {

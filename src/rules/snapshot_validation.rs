@@ -20,6 +20,7 @@ use crate::cluster::ClusterView;
 use crate::model::{VolumeSnapshot, VolumeSnapshotContent};
 use crate::policy::SnapshotValidationConfig;
 use crate::rules::default_snapshot_class::claim_class;
+use crate::rules::{Check, For, Phase, Rule, RuleId, RuleSettings};
 use crate::rules::{Input, Operation, Outcome, RuleResult};
 
 /// `"x"` or `unset`, for "from what to what" messages.
@@ -242,6 +243,25 @@ pub fn check_content(
     }
     Ok(outcome)
 }
+
+/// This rule in the rule table ([`crate::rules::RULES`]).
+pub const RULE: Rule = Rule {
+    id: RuleId::new("snapshot-validation"),
+    policy_key: "snapshotValidation",
+    phases: &[Phase::Validating],
+    operations: &[Operation::Create, Operation::Update],
+    checks: &[
+        Check::VolumeSnapshot(For::webhook(|input, view, policy| {
+            check_snapshot(input, view, &policy.rules.snapshot_validation)
+        })),
+        Check::VolumeSnapshotContent(For::webhook(|input, view, policy| {
+            check_content(input, view, &policy.rules.snapshot_validation)
+        })),
+    ],
+    never_denies: false,
+    backfill: false,
+    settings: |policy| RuleSettings::of(&policy.rules.snapshot_validation),
+};
 
 #[cfg(test)]
 mod tests {

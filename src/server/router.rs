@@ -1,5 +1,5 @@
 //! The webhook routes: `POST /mutate` and `POST /validate`. Handlers only read the body, call
-//! [`admission::fallback::handle`] and record the outcome; the decision itself is synchronous
+//! [`admission::handle`] and record the outcome; the decision itself is synchronous
 //! and pure (the one await before it is the restore fallback's bounded lookup).
 
 use std::sync::Arc;
@@ -154,7 +154,7 @@ async fn review_inner(
     let started = Instant::now();
     // An owned Arc, not a guard: the restore fallback may await a lookup before deciding.
     let policy = state.policy.load_full();
-    let handled = admission::fallback::handle(
+    let handled = admission::handle(
         webhook,
         &bytes,
         &*state.view,
@@ -163,8 +163,9 @@ async fn review_inner(
     )
     .await;
     match handled {
-        Ok((reviewed, lookup)) => {
-            if let Some(fetched) = &lookup {
+        Ok(reviewed) => {
+            let lookup = &reviewed.lookup;
+            if let Some(fetched) = lookup {
                 state
                     .metrics
                     .snapshot_fallbacks
@@ -207,7 +208,7 @@ async fn review_inner(
                     )
                 };
             }
-            if let Some(fetched) = &lookup {
+            if let Some(fetched) = lookup {
                 review_event!(
                     tracing::Level::DEBUG,
                     result = fetched.result_label(),
@@ -246,6 +247,7 @@ async fn review_inner(
                 ReviewError::MissingRequest => (StatusCode::BAD_REQUEST, "no_request"),
                 ReviewError::MissingUid => (StatusCode::BAD_REQUEST, "no_uid"),
                 ReviewError::Encode(_) => (StatusCode::INTERNAL_SERVER_ERROR, "encode"),
+                ReviewError::Incomplete => (StatusCode::INTERNAL_SERVER_ERROR, "incomplete"),
             };
             reject(status, reason, err.to_string())
         }

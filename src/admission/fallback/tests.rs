@@ -8,9 +8,12 @@ use std::time::Duration;
 use serde_json::{Value, json};
 
 use super::*;
+use crate::admission::{Reviewed, Webhook, handle};
 use crate::cluster::ClusterIndex;
 use crate::cluster::fetch::FetchFuture;
+use crate::cluster::fetch::SnapshotFetcher;
 use crate::cluster::state_file;
+use crate::policy::Policy;
 
 /// Answers every lookup with `answer` and records what was asked.
 struct FakeFetcher {
@@ -109,9 +112,11 @@ async fn run(
     policy: &Policy,
     body: &[u8],
 ) -> (Reviewed, Option<Fetched>) {
-    handle(Webhook::Validate, body, view, policy, Some(fetcher))
+    let reviewed = handle(Webhook::Validate, body, view, policy, Some(fetcher))
         .await
-        .unwrap()
+        .unwrap();
+    let lookup = reviewed.lookup.clone();
+    (reviewed, lookup)
 }
 
 #[tokio::test]
@@ -247,7 +252,7 @@ async fn no_lookup_when_the_cache_answers_or_cannot_or_the_rule_does_not_run() {
     let (_, lookup) = run(&fetcher, &index(), &policy, &review(clone)).await;
     assert!(lookup.is_none());
     // The mutating webhook never runs the rule.
-    let (_, lookup) = handle(
+    let reviewed = handle(
         Webhook::Mutate,
         &review(from_snapshot("fresh")),
         &index(),
@@ -256,7 +261,7 @@ async fn no_lookup_when_the_cache_answers_or_cannot_or_the_rule_does_not_run() {
     )
     .await
     .unwrap();
-    assert!(lookup.is_none());
+    assert!(reviewed.lookup.is_none());
     // The rule is off.
     let off = Policy::parse(
         "apiVersion: storage-admission.io/v1alpha1\nkind: AdmissionPolicy\nrules:\n  restoreReadiness:\n    mode: 'off'\n",

@@ -1,0 +1,78 @@
+//! The rule table: every rule, once. The webhook's dispatch, the audit, the backfill, the
+//! metrics and `policy check` read it; a new rule is a new module with a `pub const RULE` and
+//! one line here. The order is the order rules run in for the same object, and the order
+//! reports list them in.
+
+use super::{
+    Rule, allowed_topologies, binding_mode, default_snapshot_class, local_volumes, node_topology,
+    restore_readiness, snapshot_class_defaults, snapshot_validation,
+};
+
+pub static RULES: &[&Rule] = &[
+    &default_snapshot_class::RULE,
+    &snapshot_class_defaults::RULE,
+    &snapshot_validation::RULE,
+    &restore_readiness::RULE,
+    &binding_mode::RULE,
+    &allowed_topologies::RULE,
+    &node_topology::RULE,
+    &local_volumes::RULE,
+];
+
+/// The rule named `name` (`restore-readiness`).
+pub fn find(name: &str) -> Option<&'static Rule> {
+    RULES.iter().copied().find(|r| r.id.as_str() == name)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+    use crate::policy::Policy;
+
+    #[test]
+    fn names_and_policy_keys_are_unique_and_every_rule_judges_something() {
+        let mut names = HashSet::new();
+        let mut keys = HashSet::new();
+        for rule in RULES {
+            assert!(names.insert(rule.id.as_str()), "{} twice", rule.id);
+            assert!(keys.insert(rule.policy_key), "{} twice", rule.policy_key);
+            assert!(
+                !rule.checks.is_empty() && !rule.phases.is_empty() && !rule.operations.is_empty(),
+                "{}",
+                rule.id
+            );
+            let kinds: HashSet<_> = rule.checks.iter().map(|c| c.kind()).collect();
+            assert_eq!(
+                kinds.len(),
+                rule.checks.len(),
+                "{}: one check per kind",
+                rule.id
+            );
+        }
+    }
+
+    #[test]
+    fn every_rule_has_its_policy_key_in_the_built_in_policy() {
+        // The key a warning names (`rules.<key>.mode`) must be a key a person can set.
+        let text = crate::policy::DEFAULT_POLICY_YAML;
+        let policy = Policy::builtin();
+        for rule in RULES {
+            assert!(
+                text.contains(&format!("  {}:", rule.policy_key)),
+                "{}",
+                rule.policy_key
+            );
+            let _ = (rule.settings)(&policy);
+        }
+    }
+
+    #[test]
+    fn rules_sort_in_table_order() {
+        let mut ids: Vec<_> = RULES.iter().rev().map(|r| r.id).collect();
+        ids.sort();
+        let expected: Vec<_> = RULES.iter().map(|r| r.id).collect();
+        assert_eq!(ids, expected);
+    }
+}
