@@ -528,6 +528,25 @@ impl SnapshotContentExt for VolumeSnapshotContent {
     }
 }
 
+/// The demo cluster's default StorageClass: csi-disk, provisioned by [`DRIVER`].
+pub fn csi_disk() -> StorageClass {
+    storage_class("csi-disk")
+        .provisioner(DRIVER)
+        .default_class()
+}
+
+/// The demo cluster's NFS StorageClass (not default; its driver has no snapshot class).
+pub fn nfs_class() -> StorageClass {
+    storage_class("nfs").provisioner("nfs.csi.k8s.io")
+}
+
+/// The demo cluster's default VolumeSnapshotClass of [`DRIVER`]: default-snapclass.
+pub fn default_snapclass() -> VolumeSnapshotClass {
+    snapshot_class("default-snapclass")
+        .driver(DRIVER)
+        .default_class()
+}
+
 /// Any object a [`ClusterIndex`] holds, for [`cluster`].
 pub enum Object {
     StorageClass(StorageClass),

@@ -264,14 +264,8 @@ mod tests {
     /// The demo cluster: csi-disk (default) → DRIVER, default-snapclass, disk-pvc bound.
     fn demo() -> ClusterIndex {
         cluster([
-            storage_class("csi-disk")
-                .provisioner(DRIVER)
-                .default_class()
-                .into(),
-            snapshot_class("default-snapclass")
-                .driver(DRIVER)
-                .default_class()
-                .into(),
+            csi_disk().into(),
+            default_snapclass().into(),
             pvc("default", "disk-pvc")
                 .class("csi-disk")
                 .bound_to("pv-1")
@@ -422,12 +416,7 @@ mod tests {
             .driver(DRIVER)
             .default_class()
             .deleting();
-        index.snapshot_classes.replace([
-            dying,
-            snapshot_class("default-snapclass")
-                .driver(DRIVER)
-                .default_class(),
-        ]);
+        index.snapshot_classes.replace([dying, default_snapclass()]);
         let out = run(&index, &from_pvc("disk-pvc"), &Default::default());
         assert_eq!(patched_class(&out), Some(json!("default-snapclass")));
     }

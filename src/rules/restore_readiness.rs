@@ -342,15 +342,9 @@ mod tests {
 
     fn demo() -> ClusterIndex {
         cluster([
-            storage_class("csi-disk")
-                .provisioner(DRIVER)
-                .default_class()
-                .into(),
-            storage_class("nfs").provisioner("nfs.csi.k8s.io").into(),
-            snapshot_class("default-snapclass")
-                .driver(DRIVER)
-                .default_class()
-                .into(),
+            csi_disk().into(),
+            nfs_class().into(),
+            default_snapclass().into(),
             snap("default", "ready")
                 .ready("content-ready", "20Gi")
                 .into(),

@@ -168,17 +168,50 @@ pub async fn start_with(
     limits: Limits,
     policy_file: Option<(PathBuf, String)>,
 ) -> TestServer {
+    start_server(Tls::Files, conn_limits, limits, policy_file).await
+}
+
+/// Starts a server whose certificate is set in memory later (`--certs self-managed`); the
+/// returned certificate files are for the test to set, not loaded.
+pub async fn start_without_certificate() -> TestServer {
+    start_server(
+        Tls::InMemory,
+        ConnLimits::default(),
+        Limits::default(),
+        None,
+    )
+    .await
+}
+
+/// Where the test server's certificate comes from.
+enum Tls {
+    /// The freshly written files.
+    Files,
+    /// Set in memory by the test.
+    InMemory,
+}
+
+/// A server on loopback over the demo cluster, with fresh certificates written to a temporary
+/// directory.
+async fn start_server(
+    tls: Tls,
+    conn_limits: ConnLimits,
+    limits: Limits,
+    policy_file: Option<(PathBuf, String)>,
+) -> TestServer {
     let tmp = tempfile::tempdir().unwrap();
     let certs = write_certs(tmp.path());
-    let state = demo_state();
     let server = Server::start(ServeConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         admin_listen: "127.0.0.1:0".parse().unwrap(),
-        tls: TlsSource::Files {
-            cert: certs.cert.clone(),
-            key: certs.key.clone(),
+        tls: match tls {
+            Tls::Files => TlsSource::Files {
+                cert: certs.cert.clone(),
+                key: certs.key.clone(),
+            },
+            Tls::InMemory => TlsSource::InMemory,
         },
-        index: Arc::new(state),
+        index: Arc::new(demo_state()),
         policy: policy_file
             .as_ref()
             .map_or_else(Policy::builtin, |(_, text)| Policy::parse(text).unwrap()),
@@ -187,33 +220,6 @@ pub async fn start_with(
         reload_interval: Duration::from_secs(3600),
         conn_limits,
         limits,
-        fetcher: None,
-    })
-    .await
-    .unwrap();
-    TestServer {
-        server,
-        certs,
-        _tmp: tmp,
-    }
-}
-
-/// Starts a server whose certificate is set in memory later (`--certs self-managed`); the
-/// returned certificate files are for the test to set, not loaded.
-pub async fn start_without_certificate() -> TestServer {
-    let tmp = tempfile::tempdir().unwrap();
-    let certs = write_certs(tmp.path());
-    let state = demo_state();
-    let server = Server::start(ServeConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        admin_listen: "127.0.0.1:0".parse().unwrap(),
-        tls: TlsSource::InMemory,
-        index: Arc::new(state),
-        policy: Policy::builtin(),
-        policy_file: None,
-        reload_interval: Duration::from_secs(3600),
-        conn_limits: ConnLimits::default(),
-        limits: Limits::default(),
         fetcher: None,
     })
     .await
