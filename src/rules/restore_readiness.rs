@@ -323,13 +323,14 @@ mod tests {
 
     const SNAPSHOT_API: Option<&str> = Some("snapshot.storage.k8s.io");
 
-    /// A snapshot of disk-pvc in default-snapclass; `status` sets its status.
+    /// A snapshot of disk-pvc in default-snapclass, without a status yet.
     fn snap(namespace: &str, name: &str) -> VolumeSnapshot {
         snapshot(namespace, name)
             .source_pvc("disk-pvc")
             .class("default-snapclass")
     }
 
+    /// A ready content of DRIVER, 20Gi, taken of a `mode` volume.
     fn content(name: &str, mode: &str) -> VolumeSnapshotContent {
         snapshot_content(name)
             .deletion_policy("Delete")
