@@ -40,36 +40,15 @@ use tokio::task::JoinHandle;
 
 const SNAPSHOT: &str = "mutate-create-volumesnapshot-disk-snapshot";
 const RESTORE: &str = "validate-create-persistentvolumeclaim-restore-pvc";
-/// Only ever a bound on a wait for an event, so a bug fails the test instead of hanging it.
-const HANG_GUARD: Duration = Duration::from_secs(60);
-
 type Body = UnsyncBoxBody<Bytes, Infallible>;
 
-async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
-    tokio::time::timeout(HANG_GUARD, fut)
-        .await
-        .unwrap_or_else(|_| panic!("hang guard: gave up waiting for {what}"))
-}
-
-/// Waits for a state the server reaches on its own; yields instead of sleeping.
-async fn until(what: &str, mut cond: impl FnMut() -> bool) {
-    within(what, async {
-        while !cond() {
-            tokio::task::yield_now().await;
-        }
-    })
-    .await
-}
-
 fn template(case: &str) -> Value {
-    serde_json::from_slice(&golden_review(case)).unwrap()
+    golden_json(&format!("captured/{case}"))
 }
 
 /// The captured review with its own uid, so every response can be matched to its request.
 fn review_with_uid(template: &Value, uid: &str) -> Vec<u8> {
-    let mut review = template.clone();
-    review["request"]["uid"] = uid.into();
-    serde_json::to_vec(&review).unwrap()
+    serde_json::to_vec(&with_uid(template, uid)).unwrap()
 }
 
 fn full(bytes: Vec<u8>) -> Body {

@@ -11,15 +11,14 @@
 //! `UPDATE_GOLDEN=1 cargo nextest run --test golden` rewrites the expected files; a new case
 //! with no expected file gets both.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use axum::body::Body;
-use axum::http::{Request, StatusCode};
 use base64::Engine as _;
-use http_body_util::BodyExt;
 use serde_json::Value;
-use tower::ServiceExt;
 
 use storage_admission::cluster::state_file;
 use storage_admission::policy::Policy;
@@ -75,21 +74,6 @@ fn normalise(mut response: Value) -> Result<Value, String> {
     Ok(response)
 }
 
-async fn send(app: &axum::Router, path: &str, body: Vec<u8>) -> (StatusCode, Value) {
-    let request = Request::post(path)
-        .header("content-type", "application/json")
-        .body(Body::from(body))
-        .unwrap();
-    let response = app.clone().oneshot(request).await.unwrap();
-    let status = response.status();
-    let bytes = response.into_body().collect().await.unwrap().to_bytes();
-    (
-        status,
-        serde_json::from_slice(&bytes)
-            .unwrap_or_else(|e| panic!("{path}: response is not JSON ({e})")),
-    )
-}
-
 #[tokio::test]
 async fn golden_reviews() {
     let update = std::env::var_os("UPDATE_GOLDEN").is_some();
@@ -135,7 +119,13 @@ async fn golden_reviews() {
             failures.push(format!("{name}: no mutate.expected.json or validate.expected.json (run with UPDATE_GOLDEN=1)"));
         }
         for webhook in webhooks {
-            let (status, response) = send(&app, &format!("/{webhook}"), review.clone()).await;
+            let (status, response) = common::send(
+                &app,
+                &format!("/{webhook}"),
+                Some("application/json"),
+                Body::from(review.clone()),
+            )
+            .await;
             let expected_path = case.join(format!("{webhook}.expected.json"));
             let actual = match normalise(response) {
                 Ok(v) => serde_json::json!({"httpStatus": status.as_u16(), "body": v}),

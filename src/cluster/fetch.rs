@@ -142,32 +142,20 @@ fn is_dns_subdomain(s: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
-    use axum::http::{Method, Request, Response, StatusCode};
-    use kube::client::Body;
+    use axum::http::{Method, StatusCode};
     use serde_json::json;
-    use tower_test::mock::{self, Handle};
 
     use super::*;
-
-    type ApiHandle = Handle<Request<Body>, Response<Body>>;
+    use crate::testing::{ApiHandle, mock_client, respond};
 
     const PATH: &str = "/apis/snapshot.storage.k8s.io/v1/namespaces/app/volumesnapshots/fresh";
 
     fn fetcher(concurrency: usize) -> (KubeSnapshotFetcher, ApiHandle) {
-        let (service, handle) = mock::pair::<Request<Body>, Response<Body>>();
-        let client = Client::new(service, "default");
+        let (client, handle) = mock_client();
         (
             KubeSnapshotFetcher::new(client, Duration::from_secs(1), concurrency),
             handle,
         )
-    }
-
-    fn respond(status: StatusCode, body: &serde_json::Value) -> Response<Body> {
-        Response::builder()
-            .status(status)
-            .header("content-type", "application/json")
-            .body(Body::from(serde_json::to_vec(body).unwrap()))
-            .unwrap()
     }
 
     #[tokio::test]

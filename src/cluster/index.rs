@@ -287,13 +287,7 @@ impl ClusterView for ClusterIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn node(name: &str, labels: &[(&str, &str)]) -> Node {
-        serde_json::from_value(serde_json::json!({
-            "metadata": {"name": name, "labels": labels.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect::<BTreeMap<_, _>>()}
-        }))
-        .unwrap()
-    }
+    use crate::testing::{SnapshotClassExt, labelled_node as node, snapshot_class};
 
     fn req(key: &str, values: &[&str]) -> TopologyRequirement {
         TopologyRequirement {
@@ -446,12 +440,7 @@ mod tests {
     #[test]
     fn snapshot_classes_are_indexed_by_driver() {
         let index = ClusterIndex::new(SyncState::Synced);
-        let class = |name: &str, driver: &str| -> VolumeSnapshotClass {
-            serde_json::from_value(
-                serde_json::json!({"metadata": {"name": name}, "driver": driver}),
-            )
-            .unwrap()
-        };
+        let class = |name: &str, driver: &str| snapshot_class(name).driver(driver);
         index
             .snapshot_classes
             .replace([class("b", "d1"), class("a", "d1"), class("c", "d2")]);

@@ -138,56 +138,43 @@ pub const RULE: Rule = Rule {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
-    use crate::cluster::{ClusterIndex, ResourceKind, SyncState};
-    use crate::model::Node;
+    use crate::cluster::{ClusterIndex, ResourceKind};
+    use crate::model::{Node, keys};
+    use crate::testing::*;
 
-    fn node(name: &str, zone: &str) -> Node {
-        serde_json::from_value(json!({"metadata": {"name": name, "labels": {
-            "topology.kubernetes.io/zone": zone, "rack": "rack1"}}}))
-        .unwrap()
+    fn nodes(nodes: Vec<Node>) -> ClusterIndex {
+        cluster(nodes.into_iter().map(Into::into))
     }
 
-    fn cluster(nodes: Vec<Node>) -> ClusterIndex {
-        let index = ClusterIndex::new(SyncState::Synced);
-        index.nodes.replace(nodes);
-        index
+    /// csi-disk-topology, WaitForFirstConsumer, with these `allowedTopologies` terms.
+    fn class(terms: &[&[(&str, &[&str])]]) -> StorageClass {
+        terms.iter().fold(
+            storage_class("csi-disk-topology")
+                .provisioner(DRIVER)
+                .wait_for_first_consumer(),
+            |sc, term| sc.allowed_topology(term),
+        )
     }
 
-    fn class(topologies: serde_json::Value) -> StorageClass {
-        serde_json::from_value(json!({"metadata": {"name": "csi-disk-topology"},
-            "provisioner": "diskplugin.csi.alibabacloud.com",
-            "volumeBindingMode": "WaitForFirstConsumer",
-            "allowedTopologies": topologies}))
-        .unwrap()
-    }
-
-    fn zone_term(values: &[&str]) -> serde_json::Value {
-        json!({"matchLabelExpressions": [{"key": "topology.kubernetes.io/zone", "values": values}]})
-    }
+    const ZONE: &str = keys::ZONE;
 
     fn run(sc: &StorageClass, view: &ClusterIndex, op: Operation) -> RuleResult {
-        let input = Input {
-            operation: op,
-            phase: crate::rules::Phase::Validating,
-            object: sc,
-            old_object: (op == Operation::Update).then_some(sc),
-        };
+        let old = (op == Operation::Update).then_some(sc);
+        let input = input(op, crate::rules::Phase::Validating, sc, old);
         check(&input, view, &AllowedTopologiesConfig::default())
     }
 
     fn two_nodes_in_b() -> ClusterIndex {
-        cluster(vec![
-            node("n1", "cn-hangzhou-b"),
-            node("n2", "cn-hangzhou-b"),
+        nodes(vec![
+            node("n1").zone("cn-hangzhou-b").label("rack", "rack1"),
+            node("n2").zone("cn-hangzhou-b").label("rack", "rack1"),
         ])
     }
 
     #[test]
     fn zone_no_node_has_names_key_allowed_and_actual_values() {
-        let sc = class(json!([zone_term(&["cn-hangzhou-d"])]));
+        let sc = class(&[&[(ZONE, &["cn-hangzhou-d"])]]);
         let out = run(&sc, &two_nodes_in_b(), Operation::Create).unwrap();
         assert!(out.denials.is_empty() && out.mutations.is_empty());
         assert_eq!(
@@ -201,16 +188,13 @@ mod tests {
 
     #[test]
     fn any_matching_term_is_enough() {
-        let sc = class(json!([
-            zone_term(&["cn-hangzhou-d"]),
-            zone_term(&["cn-hangzhou-b"])
-        ]));
+        let sc = class(&[&[(ZONE, &["cn-hangzhou-d"])], &[(ZONE, &["cn-hangzhou-b"])]]);
         assert!(
             run(&sc, &two_nodes_in_b(), Operation::Create)
                 .unwrap()
                 .is_empty()
         );
-        let sc = class(json!([zone_term(&["cn-hangzhou-d", "cn-hangzhou-b"])]));
+        let sc = class(&[&[(ZONE, &["cn-hangzhou-d", "cn-hangzhou-b"])]]);
         assert!(
             run(&sc, &two_nodes_in_b(), Operation::Create)
                 .unwrap()
@@ -220,9 +204,7 @@ mod tests {
 
     #[test]
     fn every_requirement_of_a_term_must_hold_on_one_node() {
-        let sc = class(json!([{"matchLabelExpressions": [
-            {"key": "topology.kubernetes.io/zone", "values": ["cn-hangzhou-b"]},
-            {"key": "rack", "values": ["rack9"]}]}]));
+        let sc = class(&[&[(ZONE, &["cn-hangzhou-b"]), ("rack", &["rack9"])]]);
         let out = run(&sc, &two_nodes_in_b(), Operation::Create).unwrap();
         let w = &out.warnings[0];
         assert!(
@@ -239,8 +221,7 @@ mod tests {
 
     #[test]
     fn a_key_no_node_has_is_said_so() {
-        let sc = class(json!([{"matchLabelExpressions": [
-            {"key": "topology.example.com/row", "values": ["row3"]}]}]));
+        let sc = class(&[&[("topology.example.com/row", &["row3"])]]);
         let out = run(&sc, &two_nodes_in_b(), Operation::Create).unwrap();
         assert!(
             out.warnings[0].contains("; no node has topology.example.com/row."),
@@ -251,11 +232,13 @@ mod tests {
 
     #[test]
     fn several_terms_are_grouped_and_missing_keys_listed_apart() {
-        let sc = class(
-            json!([zone_term(&["cn-hangzhou-d"]), {"matchLabelExpressions": [
-            {"key": "topology.kubernetes.io/zone", "values": ["cn-hangzhou-b"]},
-            {"key": "topology.example.com/row", "values": ["row3"]}]}]),
-        );
+        let sc = class(&[
+            &[(ZONE, &["cn-hangzhou-d"])],
+            &[
+                (ZONE, &["cn-hangzhou-b"]),
+                ("topology.example.com/row", &["row3"]),
+            ],
+        ]);
         let out = run(&sc, &two_nodes_in_b(), Operation::Create).unwrap();
         assert_eq!(
             out.warnings,
@@ -267,8 +250,8 @@ mod tests {
 
     #[test]
     fn a_new_cluster_without_nodes_is_not_a_mismatch() {
-        let sc = class(json!([zone_term(&["cn-hangzhou-d"])]));
-        let out = run(&sc, &cluster(vec![]), Operation::Create).unwrap();
+        let sc = class(&[&[(ZONE, &["cn-hangzhou-d"])]]);
+        let out = run(&sc, &nodes(vec![]), Operation::Create).unwrap();
         assert_eq!(out.warnings.len(), 1);
         assert!(
             out.warnings[0].contains("has no nodes yet"),
@@ -282,26 +265,22 @@ mod tests {
     fn no_topologies_updates_and_empty_terms_are_not_judged() {
         let view = two_nodes_in_b();
         assert!(
-            run(&class(json!(null)), &view, Operation::Create)
+            run(&class(&[]), &view, Operation::Create)
                 .unwrap()
                 .is_empty()
         );
         assert!(
-            run(
-                &class(json!([{"matchLabelExpressions": []}])),
-                &view,
-                Operation::Create
-            )
-            .unwrap()
-            .is_empty()
+            run(&class(&[&[]]), &view, Operation::Create)
+                .unwrap()
+                .is_empty()
         );
-        let sc = class(json!([zone_term(&["cn-hangzhou-d"])]));
+        let sc = class(&[&[(ZONE, &["cn-hangzhou-d"])]]);
         assert!(run(&sc, &view, Operation::Update).unwrap().is_empty());
     }
 
     #[test]
     fn unloaded_nodes_cannot_decide() {
-        let sc = class(json!([zone_term(&["cn-hangzhou-d"])]));
+        let sc = class(&[&[(ZONE, &["cn-hangzhou-d"])]]);
         let err = run(
             &sc,
             &ClusterIndex::unavailable("starting"),

@@ -173,32 +173,22 @@ mod tests {
 
     use super::*;
     use crate::cluster::ClusterIndex;
-    use crate::policy::Policy;
-
-    fn class(v: serde_json::Value) -> StorageClass {
-        serde_json::from_value(v).unwrap()
-    }
+    use crate::testing::{self, *};
 
     fn cfg(mode: BindingModeAction) -> BindingModeConfig {
-        let mut cfg = Policy::builtin().rules.binding_mode;
-        cfg.mode = mode;
-        cfg
+        testing::policy::binding_mode(mode)
     }
 
     fn run(sc: &StorageClass, op: Operation, phase: Phase, mode: BindingModeAction) -> Outcome {
         let view = ClusterIndex::unavailable("the rule must not read the cluster");
-        let input = Input {
-            operation: op,
-            phase,
-            object: sc,
-            old_object: (op == Operation::Update).then_some(sc),
-        };
+        let input = input(op, phase, sc, (op == Operation::Update).then_some(sc));
         check(&input, &view, &cfg(mode)).unwrap()
     }
 
     fn local_storage() -> StorageClass {
-        class(json!({"metadata": {"name": "local-storage"},
-            "provisioner": "kubernetes.io/no-provisioner", "volumeBindingMode": "Immediate"}))
+        storage_class("local-storage")
+            .provisioner(keys::NO_PROVISIONER)
+            .immediate()
     }
 
     fn patch_json(outcome: &Outcome) -> serde_json::Value {
@@ -227,7 +217,7 @@ mod tests {
 
     #[test]
     fn mutate_adds_the_field_when_absent() {
-        let sc = class(json!({"metadata": {"name": "ebs"}, "provisioner": "ebs.csi.aws.com"}));
+        let sc = storage_class("ebs").provisioner("ebs.csi.aws.com");
         let out = run(
             &sc,
             Operation::Create,
@@ -249,11 +239,10 @@ mod tests {
 
     #[test]
     fn allowed_topologies_make_any_provisioner_restricted() {
-        let sc = class(
-            json!({"metadata": {"name": "nfs-zonal"}, "provisioner": "example.com/nfs",
-            "volumeBindingMode": "Immediate",
-            "allowedTopologies": [{"matchLabelExpressions": [{"key": "topology.kubernetes.io/zone", "values": ["b"]}]}]}),
-        );
+        let sc = storage_class("nfs-zonal")
+            .provisioner("example.com/nfs")
+            .immediate()
+            .allowed_topology(&[(keys::ZONE, &["b"])]);
         let out = run(
             &sc,
             Operation::Create,
@@ -272,14 +261,12 @@ mod tests {
 
     #[test]
     fn unrestricted_and_already_waiting_classes_are_left_alone() {
-        let nfs = class(
-            json!({"metadata": {"name": "nfs"}, "provisioner": "example.com/nfs",
-            "volumeBindingMode": "Immediate"}),
-        );
-        let wffc = class(
-            json!({"metadata": {"name": "l"}, "provisioner": "kubernetes.io/no-provisioner",
-            "volumeBindingMode": "WaitForFirstConsumer"}),
-        );
+        let nfs = storage_class("nfs")
+            .provisioner("example.com/nfs")
+            .immediate();
+        let wffc = storage_class("l")
+            .provisioner(keys::NO_PROVISIONER)
+            .wait_for_first_consumer();
         for sc in [&nfs, &wffc] {
             for phase in [Phase::Mutating, Phase::Validating] {
                 for mode in [
@@ -331,9 +318,7 @@ mod tests {
 
     #[test]
     fn opt_out_annotation_keeps_immediate_with_one_note() {
-        let sc = class(json!({"metadata": {"name": "local-storage",
-                "annotations": {"storage-admission.io/allow-immediate-binding": "true"}},
-            "provisioner": "kubernetes.io/no-provisioner", "volumeBindingMode": "Immediate"}));
+        let sc = local_storage().annotate(keys::ALLOW_IMMEDIATE_BINDING, "true");
         for mode in [
             BindingModeAction::Mutate,
             BindingModeAction::Enforce,
@@ -349,9 +334,7 @@ mod tests {
 
     #[test]
     fn opt_out_annotation_other_than_true_is_ignored_and_said() {
-        let sc = class(json!({"metadata": {"name": "local-storage",
-                "annotations": {"storage-admission.io/allow-immediate-binding": "yes"}},
-            "provisioner": "kubernetes.io/no-provisioner", "volumeBindingMode": "Immediate"}));
+        let sc = local_storage().annotate(keys::ALLOW_IMMEDIATE_BINDING, "yes");
         let out = run(
             &sc,
             Operation::Create,
@@ -385,16 +368,17 @@ mod tests {
     #[test]
     fn restriction_order_and_listed_provisioners() {
         let cfg = cfg(BindingModeAction::Mutate);
-        let sc = class(json!({"provisioner": "topolvm.io"}));
+        let sc = storage_class("sc").provisioner("topolvm.io");
         assert_eq!(
             restriction(&sc, &cfg),
             Some(Restriction::Listed("topolvm.io".into()))
         );
-        let sc = class(json!({"provisioner": "kubernetes.io/no-provisioner",
-            "allowedTopologies": [{"matchLabelExpressions": [{"key": "k", "values": ["v"]}]}]}));
+        let sc = storage_class("sc")
+            .provisioner(keys::NO_PROVISIONER)
+            .allowed_topology(&[("k", &["v"])]);
         assert_eq!(restriction(&sc, &cfg), Some(Restriction::AllowedTopologies));
         assert_eq!(
-            restriction(&class(json!({"provisioner": "example.com/nfs"})), &cfg),
+            restriction(&storage_class("sc").provisioner("example.com/nfs"), &cfg),
             None
         );
     }

@@ -279,85 +279,32 @@ pub const RULE: Rule = Rule {
 };
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::cluster::{ClusterIndex, SyncState};
-    use crate::model::{PersistentVolume, VolumeSnapshotClass};
-
-    pub(crate) const DRIVER: &str = "diskplugin.csi.alibabacloud.com";
-
-    pub(crate) fn sc(name: &str, provisioner: &str, default: bool) -> StorageClass {
-        let mut v = json!({"metadata": {"name": name}, "provisioner": provisioner});
-        if default {
-            v["metadata"]["annotations"] =
-                json!({"storageclass.kubernetes.io/is-default-class": "true"});
-        }
-        serde_json::from_value(v).unwrap()
-    }
-
-    pub(crate) fn vsc(name: &str, driver: &str, default: bool) -> VolumeSnapshotClass {
-        let mut v =
-            json!({"metadata": {"name": name}, "driver": driver, "deletionPolicy": "Delete"});
-        if default {
-            v["metadata"]["annotations"] =
-                json!({"snapshot.storage.kubernetes.io/is-default-class": "true"});
-        }
-        serde_json::from_value(v).unwrap()
-    }
-
-    pub(crate) fn pvc(value: serde_json::Value) -> PersistentVolumeClaim {
-        serde_json::from_value(value).unwrap()
-    }
-
-    fn pv(name: &str, driver: Option<&str>) -> PersistentVolume {
-        let spec = match driver {
-            Some(d) => json!({"csi": {"driver": d, "volumeHandle": name}}),
-            None => json!({"hostPath": {"path": "/x"}}),
-        };
-        serde_json::from_value(json!({"metadata": {"name": name}, "spec": spec})).unwrap()
-    }
+    use crate::cluster::ClusterIndex;
+    use crate::testing::*;
 
     /// The demo cluster: csi-disk (default) → DRIVER, default-snapclass, disk-pvc bound.
-    fn cluster() -> ClusterIndex {
-        let index = ClusterIndex::new(SyncState::Synced);
-        index
-            .storage_classes
-            .replace([sc("csi-disk", DRIVER, true)]);
-        index
-            .snapshot_classes
-            .replace([vsc("default-snapclass", DRIVER, true)]);
-        index.pvcs.replace([
-            pvc(
-                json!({"metadata": {"name": "disk-pvc", "namespace": "default"},
-                "spec": {"storageClassName": "csi-disk", "volumeName": "pv-1"}}),
-            ),
-            pvc(
-                json!({"metadata": {"name": "wffc-pvc", "namespace": "default"},
-                "spec": {"storageClassName": "csi-disk"}}),
-            ),
-            pvc(json!({"metadata": {"name": "no-class-pvc", "namespace": "default"}, "spec": {}})),
-            pvc(
-                json!({"metadata": {"name": "static-pvc", "namespace": "default"},
-                "spec": {"storageClassName": ""}}),
-            ),
-            pvc(
-                json!({"metadata": {"name": "hostpath-pvc", "namespace": "default"},
-                "spec": {"storageClassName": "csi-disk", "volumeName": "pv-host"}}),
-            ),
-        ]);
-        index
-            .pvs
-            .replace([pv("pv-1", Some(DRIVER)), pv("pv-host", None)]);
-        index
-    }
-
-    fn snapshot(spec: serde_json::Value) -> VolumeSnapshot {
-        serde_json::from_value(
-            json!({"metadata": {"name": "snap", "namespace": "default"}, "spec": spec}),
-        )
-        .unwrap()
+    fn demo() -> ClusterIndex {
+        cluster([
+            csi_disk().into(),
+            default_snapclass().into(),
+            pvc("default", "disk-pvc")
+                .class("csi-disk")
+                .bound_to("pv-1")
+                .into(),
+            pvc("default", "wffc-pvc").class("csi-disk").into(),
+            pvc("default", "no-class-pvc").into(),
+            pvc("default", "static-pvc").class("").into(),
+            pvc("default", "hostpath-pvc")
+                .class("csi-disk")
+                .bound_to("pv-host")
+                .into(),
+            pv("pv-1").csi(DRIVER, "pv-1").into(),
+            pv("pv-host").into(),
+        ])
     }
 
     fn run(
@@ -365,17 +312,12 @@ pub(crate) mod tests {
         snap: &VolumeSnapshot,
         cfg: &DefaultSnapshotClassConfig,
     ) -> Outcome {
-        let input = Input {
-            operation: Operation::Create,
-            phase: Phase::Mutating,
-            object: snap,
-            old_object: None,
-        };
+        let input = input(Operation::Create, Phase::Mutating, snap, None);
         check(&input, view, cfg).unwrap()
     }
 
     fn from_pvc(name: &str) -> VolumeSnapshot {
-        snapshot(json!({"source": {"persistentVolumeClaimName": name}}))
+        snapshot("default", "snap").source_pvc(name)
     }
 
     fn patched_class(outcome: &Outcome) -> Option<Value> {
@@ -389,7 +331,7 @@ pub(crate) mod tests {
 
     #[test]
     fn bound_pvc_gets_the_default_class_of_its_pv_driver() {
-        let out = run(&cluster(), &from_pvc("disk-pvc"), &Default::default());
+        let out = run(&demo(), &from_pvc("disk-pvc"), &Default::default());
         assert_eq!(patched_class(&out), Some(json!("default-snapclass")));
         assert!(out.denials.is_empty() && out.warnings.is_empty());
         let note = out.mutations[0].note.as_deref().unwrap();
@@ -402,18 +344,18 @@ pub(crate) mod tests {
 
     #[test]
     fn pv_driver_wins_over_the_class_provisioner() {
-        let index = cluster();
+        let index = demo();
         // The class now says another driver; the bound PV is the truth.
-        index
-            .storage_classes
-            .replace([sc("csi-disk", "other.csi", true)]);
+        index.storage_classes.replace([storage_class("csi-disk")
+            .provisioner("other.csi")
+            .default_class()]);
         let out = run(&index, &from_pvc("disk-pvc"), &Default::default());
         assert_eq!(patched_class(&out), Some(json!("default-snapclass")));
     }
 
     #[test]
     fn unbound_pvc_uses_its_class_provisioner_and_the_default_class() {
-        let out = run(&cluster(), &from_pvc("wffc-pvc"), &Default::default());
+        let out = run(&demo(), &from_pvc("wffc-pvc"), &Default::default());
         assert_eq!(patched_class(&out), Some(json!("default-snapclass")));
         assert!(
             out.mutations[0]
@@ -422,7 +364,7 @@ pub(crate) mod tests {
                 .unwrap()
                 .contains("not bound yet and uses StorageClass csi-disk")
         );
-        let out = run(&cluster(), &from_pvc("no-class-pvc"), &Default::default());
+        let out = run(&demo(), &from_pvc("no-class-pvc"), &Default::default());
         assert_eq!(patched_class(&out), Some(json!("default-snapclass")));
         assert!(
             out.mutations[0]
@@ -435,16 +377,16 @@ pub(crate) mod tests {
 
     #[test]
     fn explicit_class_preprovisioned_and_group_members_are_left_alone() {
-        let view = cluster();
+        let view = demo();
         let cfg = Default::default();
         for snap in [
-            snapshot(json!({"source": {"persistentVolumeClaimName": "disk-pvc"}, "volumeSnapshotClassName": "x"})),
-            snapshot(json!({"source": {"volumeSnapshotContentName": "c"}})),
-            snapshot(json!({"source": {}})),
-            snapshot(json!({"source": {"persistentVolumeClaimName": ""}})),
-            serde_json::from_value(json!({"metadata": {"name": "m", "namespace": "default",
-                "ownerReferences": [{"apiVersion": "groupsnapshot.storage.k8s.io/v1beta1", "kind": "VolumeGroupSnapshot", "name": "g"}]},
-                "spec": {"source": {"persistentVolumeClaimName": "disk-pvc"}}})).unwrap(),
+            from_pvc("disk-pvc").class("x"),
+            snapshot("default", "snap").source_content("c"),
+            snapshot("default", "snap"),
+            from_pvc(""),
+            snapshot("default", "m")
+                .source_pvc("disk-pvc")
+                .group_member("g"),
         ] {
             assert!(run(&view, &snap, &cfg).is_empty(), "{snap:?}");
         }
@@ -454,22 +396,17 @@ pub(crate) mod tests {
             (Operation::Update, Phase::Mutating),
             (Operation::Create, Phase::Validating),
         ] {
-            let input = Input {
-                operation,
-                phase,
-                object: &snap,
-                old_object: Some(&snap),
-            };
+            let input = input(operation, phase, &snap, Some(&snap));
             assert!(check(&input, &view, &cfg).unwrap().is_empty());
         }
     }
 
     #[test]
     fn no_default_class_warns_or_denies() {
-        let index = cluster();
+        let index = demo();
         index
             .snapshot_classes
-            .replace([vsc("plain", DRIVER, false)]);
+            .replace([snapshot_class("plain").driver(DRIVER)]);
         let out = run(&index, &from_pvc("disk-pvc"), &Default::default());
         assert!(out.mutations.is_empty() && out.denials.is_empty());
         let [w] = out.warnings.as_slice() else {
@@ -499,23 +436,25 @@ pub(crate) mod tests {
 
     #[test]
     fn classes_being_deleted_do_not_count() {
-        let index = cluster();
-        let mut dying = vsc("dying", DRIVER, true);
-        dying.metadata.deletion_timestamp = Some("2026-01-01T00:00:00Z".into());
-        index
-            .snapshot_classes
-            .replace([dying, vsc("default-snapclass", DRIVER, true)]);
+        let index = demo();
+        let dying = snapshot_class("dying")
+            .driver(DRIVER)
+            .default_class()
+            .deleting();
+        index.snapshot_classes.replace([dying, default_snapclass()]);
         let out = run(&index, &from_pvc("disk-pvc"), &Default::default());
         assert_eq!(patched_class(&out), Some(json!("default-snapclass")));
     }
 
     #[test]
     fn several_defaults_are_denied_naming_them() {
-        let index = cluster();
+        let index = demo();
         index.snapshot_classes.replace([
-            vsc("a", DRIVER, true),
-            vsc("b", DRIVER, true),
-            vsc("other-driver", "x.csi", true),
+            snapshot_class("a").driver(DRIVER).default_class(),
+            snapshot_class("b").driver(DRIVER).default_class(),
+            snapshot_class("other-driver")
+                .driver("x.csi")
+                .default_class(),
         ]);
         let out = run(&index, &from_pvc("disk-pvc"), &Default::default());
         assert!(out.mutations.is_empty());
@@ -528,7 +467,7 @@ pub(crate) mod tests {
 
     #[test]
     fn missing_source_warns_or_denies() {
-        let out = run(&cluster(), &from_pvc("nope"), &Default::default());
+        let out = run(&demo(), &from_pvc("nope"), &Default::default());
         let [w] = out.warnings.as_slice() else {
             panic!("{out:?}")
         };
@@ -542,7 +481,7 @@ pub(crate) mod tests {
             when_source_missing: WarnOrDeny::Deny,
             ..Default::default()
         };
-        let out = run(&cluster(), &from_pvc("nope"), &cfg);
+        let out = run(&demo(), &from_pvc("nope"), &cfg);
         assert_eq!(out.denials.len(), 1, "{out:?}");
         assert!(out.denials[0].contains("whenSourceMissing is deny"));
     }
@@ -553,17 +492,18 @@ pub(crate) mod tests {
             ("static-pvc", "storageClassName: \"\""),
             ("hostpath-pvc", "not a CSI volume"),
         ] {
-            let out = run(&cluster(), &from_pvc(name), &Default::default());
+            let out = run(&demo(), &from_pvc(name), &Default::default());
             assert!(out.mutations.is_empty() && out.denials.is_empty());
             let [w] = out.warnings.as_slice() else {
                 panic!("{out:?}")
             };
             assert!(w.contains(reason), "{w}");
         }
-        let index = cluster();
-        index
-            .storage_classes
-            .replace([sc("a", DRIVER, true), sc("b", DRIVER, true)]);
+        let index = demo();
+        index.storage_classes.replace([
+            storage_class("a").provisioner(DRIVER).default_class(),
+            storage_class("b").provisioner(DRIVER).default_class(),
+        ]);
         let out = run(&index, &from_pvc("no-class-pvc"), &Default::default());
         assert!(
             out.warnings[0].contains("several are default (a, b)"),
@@ -581,12 +521,7 @@ pub(crate) mod tests {
     fn unloaded_state_is_unavailable() {
         let view = ClusterIndex::unavailable("starting");
         let snap = from_pvc("disk-pvc");
-        let input = Input {
-            operation: Operation::Create,
-            phase: Phase::Mutating,
-            object: &snap,
-            old_object: None,
-        };
+        let input = input(Operation::Create, Phase::Mutating, &snap, None);
         assert!(check(&input, &view, &Default::default()).is_err());
     }
 }

@@ -123,65 +123,56 @@ pub const RULE: Rule = Rule {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
-    use crate::cluster::{ClusterIndex, ResourceKind, SyncState};
-    use crate::model::{Node, StorageClass};
+    use crate::cluster::{ClusterIndex, ResourceKind};
+    use crate::model::{StorageClass, VolumeBindingMode};
+    use crate::testing::*;
 
-    fn cluster(classes: Vec<serde_json::Value>, nodes: &[&str]) -> ClusterIndex {
-        let index = ClusterIndex::new(SyncState::Synced);
-        index.nodes.replace(nodes.iter().map(|n| {
-            serde_json::from_value::<Node>(json!({"metadata": {"name": n,
-                "labels": {"kubernetes.io/hostname": n, "topology.kubernetes.io/zone": "cn-hangzhou-b"}}}))
-            .unwrap()
-        }));
-        index.storage_classes.replace(
+    /// `classes` and a node per name in `hosts`, labelled with its hostname and a zone.
+    fn demo(classes: Vec<StorageClass>, hosts: &[&str]) -> ClusterIndex {
+        let nodes = hosts
+            .iter()
+            .map(|n| node(n).hostname_label().zone("cn-hangzhou-b"));
+        cluster(
             classes
                 .into_iter()
-                .map(|c| serde_json::from_value::<StorageClass>(c).unwrap()),
-        );
-        index
+                .map(Into::into)
+                .chain(nodes.map(Into::into)),
+        )
     }
 
-    fn local_class(mode: &str) -> serde_json::Value {
-        json!({"metadata": {"name": "local-storage"},
-            "provisioner": "kubernetes.io/no-provisioner", "volumeBindingMode": mode})
+    fn local_class(mode: VolumeBindingMode) -> StorageClass {
+        storage_class("local-storage")
+            .provisioner(keys::NO_PROVISIONER)
+            .binding_mode(mode)
     }
 
-    fn pv(spec: serde_json::Value) -> PersistentVolume {
-        serde_json::from_value(json!({"metadata": {"name": "local-pv-1"}, "spec": spec})).unwrap()
-    }
+    use VolumeBindingMode::{Immediate, WaitForFirstConsumer};
 
-    fn on_host(host: &str) -> serde_json::Value {
-        json!({"required": {"nodeSelectorTerms": [{"matchExpressions": [
-            {"key": "kubernetes.io/hostname", "operator": "In", "values": [host]}]}]}})
+    fn local_pv() -> PersistentVolume {
+        pv("local-pv-1").local("/d")
     }
 
     fn run(pv: &PersistentVolume, view: &ClusterIndex, op: Operation) -> RuleResult {
-        let input = Input {
-            operation: op,
-            phase: crate::rules::Phase::Validating,
-            object: pv,
-            old_object: (op == Operation::Update).then_some(pv),
-        };
+        let old = (op == Operation::Update).then_some(pv);
+        let input = input(op, crate::rules::Phase::Validating, pv, old);
         check(&input, view, &LocalVolumesConfig::default())
     }
 
     #[test]
     fn a_local_volume_on_an_existing_node_is_fine() {
-        let view = cluster(vec![local_class("WaitForFirstConsumer")], &["node1"]);
-        let v = pv(
-            json!({"local": {"path": "/mnt/disks/ssd1"}, "storageClassName": "local-storage",
-            "nodeAffinity": on_host("node1")}),
-        );
+        let view = demo(vec![local_class(WaitForFirstConsumer)], &["node1"]);
+        let v = pv("local-pv-1")
+            .local("/mnt/disks/ssd1")
+            .class("local-storage")
+            .on_host("node1");
         assert!(run(&v, &view, Operation::Create).unwrap().is_empty());
     }
 
     #[test]
     fn a_local_volume_on_an_unknown_node_is_reported_with_its_values() {
-        let view = cluster(vec![], &["node1"]);
-        let v = pv(json!({"local": {"path": "/mnt/disks/ssd1"}, "nodeAffinity": on_host("node9")}));
+        let view = demo(vec![], &["node1"]);
+        let v = pv("local-pv-1").local("/mnt/disks/ssd1").on_host("node9");
         let out = run(&v, &view, Operation::Create).unwrap();
         assert!(out.denials.is_empty());
         assert_eq!(
@@ -194,19 +185,19 @@ mod tests {
 
     #[test]
     fn any_term_reaching_a_node_is_enough() {
-        let view = cluster(vec![], &["node1"]);
-        let v = pv(
-            json!({"local": {"path": "/d"}, "nodeAffinity": {"required": {"nodeSelectorTerms": [
-            {"matchExpressions": [{"key": "kubernetes.io/hostname", "operator": "In", "values": ["node9"]}]},
-            {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["node1"]}]}]}}}),
-        );
+        let view = demo(vec![], &["node1"]);
+        let v = local_pv().on_host("node9").node_affinity_fields(&[(
+            "metadata.name",
+            "In",
+            &["node1"],
+        )]);
         assert!(run(&v, &view, Operation::Create).unwrap().is_empty());
-        let v = pv(
-            json!({"local": {"path": "/d"}, "nodeAffinity": {"required": {"nodeSelectorTerms": [
-            {"matchExpressions": [{"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["cn-hangzhou-b"]},
-                                  {"key": "rack", "operator": "Exists"}]},
-            {"matchFields": [{"key": "metadata.name", "operator": "In", "values": ["node2"]}]}]}}}),
-        );
+        let v = local_pv()
+            .node_affinity_term(&[
+                (keys::ZONE, "In", &["cn-hangzhou-b"]),
+                ("rack", "Exists", &[]),
+            ])
+            .node_affinity_fields(&[("metadata.name", "In", &["node2"])]);
         let out = run(&v, &view, Operation::Create).unwrap();
         assert!(
             out.warnings[0].contains(
@@ -219,11 +210,9 @@ mod tests {
 
     #[test]
     fn no_provisioner_class_makes_a_volume_local_and_immediate_is_reported() {
-        let view = cluster(vec![local_class("Immediate")], &["node1"]);
-        let v = pv(
-            json!({"hostPath": {"path": "/d"}, "storageClassName": "local-storage",
-            "nodeAffinity": on_host("node1")}),
-        );
+        let view = demo(vec![local_class(Immediate)], &["node1"]);
+        // A hostPath volume: local only because of its class.
+        let v = pv("local-pv-1").class("local-storage").on_host("node1");
         let out = run(&v, &view, Operation::Create).unwrap();
         assert_eq!(
             out.warnings,
@@ -236,48 +225,35 @@ mod tests {
 
     #[test]
     fn both_problems_are_reported_together() {
-        let view = cluster(vec![local_class("Immediate")], &["node1"]);
-        let v = pv(
-            json!({"local": {"path": "/d"}, "storageClassName": "local-storage",
-            "nodeAffinity": on_host("node9")}),
-        );
+        let view = demo(vec![local_class(Immediate)], &["node1"]);
+        let v = local_pv().class("local-storage").on_host("node9");
         assert_eq!(run(&v, &view, Operation::Create).unwrap().warnings.len(), 2);
     }
 
     #[test]
     fn a_class_that_opted_out_of_the_binding_rule_is_not_reported() {
-        let mut class = local_class("Immediate");
-        class["metadata"]["annotations"] =
-            json!({"storage-admission.io/allow-immediate-binding": "true"});
-        let view = cluster(vec![class], &["node1"]);
-        let v = pv(
-            json!({"local": {"path": "/d"}, "storageClassName": "local-storage",
-            "nodeAffinity": on_host("node1")}),
-        );
+        let class = local_class(Immediate).annotate(keys::ALLOW_IMMEDIATE_BINDING, "true");
+        let view = demo(vec![class], &["node1"]);
+        let v = local_pv().class("local-storage").on_host("node1");
         assert!(run(&v, &view, Operation::Create).unwrap().is_empty());
     }
 
     #[test]
     fn non_local_volumes_updates_and_missing_affinity_are_not_judged() {
-        let view = cluster(
-            vec![
-                json!({"metadata": {"name": "csi-disk"}, "provisioner": "diskplugin.csi.alibabacloud.com",
-                "volumeBindingMode": "Immediate"}),
-            ],
+        let view = demo(
+            vec![storage_class("csi-disk").provisioner(DRIVER).immediate()],
             &["node1"],
         );
-        let csi = pv(
-            json!({"csi": {"driver": "diskplugin.csi.alibabacloud.com", "volumeHandle": "d-1"},
-            "storageClassName": "csi-disk", "nodeAffinity": on_host("node9")}),
-        );
+        let csi = pv("local-pv-1")
+            .csi(DRIVER, "d-1")
+            .class("csi-disk")
+            .on_host("node9");
         assert!(run(&csi, &view, Operation::Create).unwrap().is_empty());
-        let local = pv(json!({"local": {"path": "/d"}, "nodeAffinity": on_host("node9")}));
+        let local = local_pv().on_host("node9");
         assert!(run(&local, &view, Operation::Update).unwrap().is_empty());
-        let bare = pv(json!({"local": {"path": "/d"}}));
+        let bare = local_pv();
         assert!(run(&bare, &view, Operation::Create).unwrap().is_empty());
-        let unknown_class = pv(
-            json!({"local": {"path": "/d"}, "storageClassName": "gone", "nodeAffinity": on_host("node1")}),
-        );
+        let unknown_class = local_pv().class("gone").on_host("node1");
         assert!(
             run(&unknown_class, &view, Operation::Create)
                 .unwrap()
@@ -287,8 +263,8 @@ mod tests {
 
     #[test]
     fn a_new_cluster_without_nodes_is_said_differently() {
-        let view = cluster(vec![], &[]);
-        let v = pv(json!({"local": {"path": "/d"}, "nodeAffinity": on_host("node1")}));
+        let view = demo(vec![], &[]);
+        let v = local_pv().on_host("node1");
         let out = run(&v, &view, Operation::Create).unwrap();
         assert!(
             out.warnings[0].contains("no nodes yet"),
@@ -300,15 +276,12 @@ mod tests {
     #[test]
     fn unloaded_state_cannot_decide() {
         let view = ClusterIndex::unavailable("starting");
-        let v = pv(
-            json!({"local": {"path": "/d"}, "storageClassName": "local-storage",
-            "nodeAffinity": on_host("node1")}),
-        );
+        let v = local_pv().class("local-storage").on_host("node1");
         assert_eq!(
             run(&v, &view, Operation::Create).unwrap_err().kind,
             ResourceKind::StorageClass
         );
-        let v = pv(json!({"local": {"path": "/d"}, "nodeAffinity": on_host("node1")}));
+        let v = local_pv().on_host("node1");
         assert_eq!(
             run(&v, &view, Operation::Create).unwrap_err().kind,
             ResourceKind::Node

@@ -266,46 +266,17 @@ mod tests {
 
     use super::*;
     use crate::cluster::ClusterIndex;
-    use crate::policy::Policy;
-
-    const CLOUD: &str = "
-    - name: cloud-zone
-      from: nodeName
-      pattern: '^(?P<region>[a-z]+-[a-z]+)-(?P<zone>[a-z])-'
-      set:
-        topology.kubernetes.io/region: '${region}'
-        topology.kubernetes.io/zone: '${region}-${zone}'
-";
-
-    fn cfg(rules: &str, extra: &str) -> NodeTopologyConfig {
-        Policy::parse(&format!(
-            "apiVersion: storage-admission.io/v1alpha1\nkind: AdmissionPolicy\nrules:\n  nodeTopology:\n{extra}    labelRules:\n{rules}"
-        ))
-        .unwrap()
-        .rules
-        .node_topology
-    }
-
-    fn node(name: &str, labels: Option<serde_json::Value>) -> Node {
-        let mut meta = json!({"name": name});
-        if let Some(l) = labels {
-            meta["labels"] = l;
-        }
-        serde_json::from_value(json!({"metadata": meta})).unwrap()
-    }
+    use crate::testing::policy::{CLOUD_ZONE_RULE as CLOUD, node_topology as cfg};
+    use crate::testing::{self, Meta, input, labelled_node as labelled, node};
 
     fn run(n: &Node, old: Option<&Node>, cfg: &NodeTopologyConfig) -> Outcome {
         let view = ClusterIndex::unavailable("the rule must not read the cluster");
-        let input = Input {
-            operation: if old.is_some() {
-                Operation::Update
-            } else {
-                Operation::Create
-            },
-            phase: crate::rules::Phase::Mutating,
-            object: n,
-            old_object: old,
+        let operation = if old.is_some() {
+            Operation::Update
+        } else {
+            Operation::Create
         };
+        let input = input(operation, crate::rules::Phase::Mutating, n, old);
         let out = check(&input, &view, cfg).unwrap();
         assert!(out.denials.is_empty(), "the node rule never denies");
         out
@@ -326,7 +297,7 @@ mod tests {
 
     #[test]
     fn derives_from_the_name_and_creates_the_labels_map() {
-        let out = run(&node("cn-hangzhou-b-node2", None), None, &cfg(CLOUD, ""));
+        let out = run(&node("cn-hangzhou-b-node2"), None, &cfg(CLOUD, ""));
         assert_eq!(
             ops(&out),
             json!([
@@ -351,10 +322,12 @@ mod tests {
 
     #[test]
     fn a_node_that_has_everything_gets_no_patch_and_no_warning() {
-        let n = node(
+        let n = labelled(
             "cn-hangzhou-b-node2",
-            Some(json!({"topology.kubernetes.io/region": "cn-hangzhou",
-                "topology.kubernetes.io/zone": "cn-hangzhou-b"})),
+            &[
+                ("topology.kubernetes.io/region", "cn-hangzhou"),
+                ("topology.kubernetes.io/zone", "cn-hangzhou-b"),
+            ],
         );
         assert!(run(&n, None, &cfg(CLOUD, "")).is_empty());
         assert!(run(&n, Some(&n), &cfg(CLOUD, "")).is_empty());
@@ -362,14 +335,14 @@ mod tests {
 
     #[test]
     fn a_name_the_pattern_does_not_match_is_left_alone() {
-        assert!(run(&node("worker-1", Some(json!({}))), None, &cfg(CLOUD, "")).is_empty());
+        assert!(run(&node("worker-1").empty_labels(), None, &cfg(CLOUD, "")).is_empty());
     }
 
     #[test]
     fn an_existing_different_value_is_kept_and_reported() {
-        let n = node(
+        let n = labelled(
             "cn-hangzhou-b-node2",
-            Some(json!({"topology.kubernetes.io/zone": "cn-hangzhou-k"})),
+            &[("topology.kubernetes.io/zone", "cn-hangzhou-k")],
         );
         let out = run(&n, None, &cfg(CLOUD, ""));
         assert_eq!(
@@ -388,10 +361,12 @@ mod tests {
     #[test]
     fn overwrite_replaces_a_different_value() {
         let rules = CLOUD.replace("      set:", "      overwrite: true\n      set:");
-        let n = node(
+        let n = labelled(
             "cn-hangzhou-b-node2",
-            Some(json!({"topology.kubernetes.io/zone": "cn-hangzhou-k",
-                "topology.kubernetes.io/region": "cn-hangzhou"})),
+            &[
+                ("topology.kubernetes.io/zone", "cn-hangzhou-k"),
+                ("topology.kubernetes.io/region", "cn-hangzhou"),
+            ],
         );
         let out = run(&n, None, &cfg(&rules, ""));
         assert_eq!(
@@ -403,10 +378,12 @@ mod tests {
 
     #[test]
     fn update_reports_only_new_conflicts() {
-        let stored = node(
+        let stored = labelled(
             "cn-hangzhou-b-node2",
-            Some(json!({"topology.kubernetes.io/zone": "cn-hangzhou-k",
-                "topology.kubernetes.io/region": "cn-hangzhou"})),
+            &[
+                ("topology.kubernetes.io/zone", "cn-hangzhou-k"),
+                ("topology.kubernetes.io/region", "cn-hangzhou"),
+            ],
         );
         let cfg = cfg(CLOUD, "");
         assert_eq!(run(&stored, None, &cfg).warnings.len(), 1);
@@ -414,15 +391,17 @@ mod tests {
             run(&stored, Some(&stored), &cfg).is_empty(),
             "the same conflict is not repeated"
         );
-        let changed = node(
+        let changed = labelled(
             "cn-hangzhou-b-node2",
-            Some(json!({"topology.kubernetes.io/zone": "cn-hangzhou-j",
-                "topology.kubernetes.io/region": "cn-hangzhou"})),
+            &[
+                ("topology.kubernetes.io/zone", "cn-hangzhou-j"),
+                ("topology.kubernetes.io/region", "cn-hangzhou"),
+            ],
         );
         let out = run(&changed, Some(&stored), &cfg);
         assert_eq!(out.warnings.len(), 1);
         assert!(out.warnings[0].contains("cn-hangzhou-j"));
-        let fine = node("cn-hangzhou-b-node2", None);
+        let fine = node("cn-hangzhou-b-node2");
         let out = run(&stored, Some(&fine), &cfg);
         assert_eq!(out.warnings.len(), 1, "a conflict the update introduces");
     }
@@ -438,10 +417,7 @@ mod tests {
         topology.example.com/row: '${row}'
 ";
         let long = "r".repeat(70);
-        let n = node(
-            "n1",
-            Some(json!({"example.com/location": format!("{long}/rack12")})),
-        );
+        let n = labelled("n1", &[("example.com/location", &format!("{long}/rack12"))]);
         let out = run(&n, None, &cfg(rules, ""));
         assert_eq!(
             ops(&out),
@@ -454,10 +430,10 @@ mod tests {
             "{w}"
         );
         // An empty capture is not a useful topology value either.
-        let n = node("n1", Some(json!({"example.com/location": "/rack12"})));
+        let n = labelled("n1", &[("example.com/location", "/rack12")]);
         let out = run(&n, None, &cfg(rules, ""));
         assert!(out.warnings[0].contains("empty"), "{:?}", out.warnings);
-        let bad = node("n1", Some(json!({"example.com/location": "row 3/rack12"})));
+        let bad = labelled("n1", &[("example.com/location", "row 3/rack12")]);
         let out = run(&bad, None, &cfg(rules, ""));
         assert!(out.warnings[0].contains("\"row 3\""), "{:?}", out.warnings);
     }
@@ -478,7 +454,7 @@ mod tests {
         rack: 'other'
         topology.example.com/rack-number: '${n}'
 ";
-        let out = run(&node("dc1-row3-rack12-node4", None), None, &cfg(rules, ""));
+        let out = run(&node("dc1-row3-rack12-node4"), None, &cfg(rules, ""));
         let doc = patched(json!({"metadata": {"name": "dc1-row3-rack12-node4"}}), &out);
         assert_eq!(
             doc["metadata"]["labels"],
@@ -490,12 +466,12 @@ mod tests {
 
     #[test]
     fn ga_from_beta_by_default_and_beta_from_ga_when_asked() {
-        let n = node(
+        let n = labelled(
             "old-node",
-            Some(
-                json!({"failure-domain.beta.kubernetes.io/zone": "cn-hangzhou-b",
-                "failure-domain.beta.kubernetes.io/region": "cn-hangzhou"}),
-            ),
+            &[
+                ("failure-domain.beta.kubernetes.io/zone", "cn-hangzhou-b"),
+                ("failure-domain.beta.kubernetes.io/region", "cn-hangzhou"),
+            ],
         );
         let out = run(&n, None, &cfg("      []\n", ""));
         assert_eq!(
@@ -510,7 +486,7 @@ mod tests {
 
         // betaFromGa applies after the label rules, so a derived zone gets its twin too.
         let both = "    deprecatedLabels: {betaFromGa: true}\n";
-        let out = run(&node("cn-hangzhou-b-node2", None), None, &cfg(CLOUD, both));
+        let out = run(&node("cn-hangzhou-b-node2"), None, &cfg(CLOUD, both));
         let doc = patched(json!({"metadata": {"name": "cn-hangzhou-b-node2"}}), &out);
         assert_eq!(
             doc["metadata"]["labels"]["failure-domain.beta.kubernetes.io/zone"],
@@ -520,21 +496,18 @@ mod tests {
             doc["metadata"]["labels"]["failure-domain.beta.kubernetes.io/region"],
             "cn-hangzhou"
         );
-        let ga_only = node(
-            "x",
-            Some(json!({"topology.kubernetes.io/zone": "cn-hangzhou-b"})),
-        );
+        let ga_only = labelled("x", &[("topology.kubernetes.io/zone", "cn-hangzhou-b")]);
         assert!(run(&ga_only, None, &cfg("      []\n", "")).is_empty());
     }
 
     #[test]
     fn disagreeing_pairs_are_reported_never_changed() {
-        let n = node(
+        let n = labelled(
             "n1",
-            Some(
-                json!({"failure-domain.beta.kubernetes.io/zone": "cn-hangzhou-a",
-                "topology.kubernetes.io/zone": "cn-hangzhou-b"}),
-            ),
+            &[
+                ("failure-domain.beta.kubernetes.io/zone", "cn-hangzhou-a"),
+                ("topology.kubernetes.io/zone", "cn-hangzhou-b"),
+            ],
         );
         let both = "    deprecatedLabels: {betaFromGa: true, gaFromBeta: true}\n";
         let out = run(&n, None, &cfg("      []\n", both));
@@ -551,13 +524,8 @@ mod tests {
     #[test]
     fn delete_is_not_judged() {
         let view = ClusterIndex::unavailable("x");
-        let n = node("cn-hangzhou-b-node2", None);
-        let input = Input {
-            operation: Operation::Delete,
-            phase: crate::rules::Phase::Mutating,
-            object: &n,
-            old_object: None,
-        };
+        let n = node("cn-hangzhou-b-node2");
+        let input = input(Operation::Delete, crate::rules::Phase::Mutating, &n, None);
         assert!(check(&input, &view, &cfg(CLOUD, "")).unwrap().is_empty());
     }
 
@@ -573,15 +541,13 @@ mod tests {
     }
 
     fn example(path: &str) -> NodeTopologyConfig {
-        let text =
-            std::fs::read_to_string(format!("{}/{path}", env!("CARGO_MANIFEST_DIR"))).unwrap();
-        Policy::parse(&text).unwrap().rules.node_topology
+        testing::policy::example(path).rules.node_topology
     }
 
     #[test]
     fn cloud_example_policy_labels_a_hangzhou_node() {
         let cfg = example("policies/examples/cloud-region-zone.yaml");
-        let out = run(&node("cn-hangzhou-b-node2", Some(json!({}))), None, &cfg);
+        let out = run(&node("cn-hangzhou-b-node2").empty_labels(), None, &cfg);
         let doc = patched(
             json!({"metadata": {"name": "cn-hangzhou-b-node2", "labels": {}}}),
             &out,
@@ -600,7 +566,7 @@ mod tests {
     #[test]
     fn onprem_example_policy_labels_racks_and_rows() {
         let cfg = example("policies/examples/onprem-racks.yaml");
-        let out = run(&node("dc1-row3-rack12-node4", None), None, &cfg);
+        let out = run(&node("dc1-row3-rack12-node4"), None, &cfg);
         let doc = patched(json!({"metadata": {"name": "dc1-row3-rack12-node4"}}), &out);
         let labels = &doc["metadata"]["labels"];
         assert_eq!(labels["topology.kubernetes.io/region"], "dc1");

@@ -319,100 +319,92 @@ pub const RULE: Rule = Rule {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::{Value, json};
-
     use super::*;
-    use crate::cluster::{ClusterIndex, SyncState};
+    use crate::cluster::ClusterIndex;
     use crate::model::{VolumeSnapshot, VolumeSnapshotContent};
     use crate::rules::Phase;
-    use crate::rules::default_snapshot_class::tests::{DRIVER, pvc, sc, vsc};
+    use crate::testing::*;
 
-    fn snapshot(namespace: &str, name: &str, status: Value) -> VolumeSnapshot {
-        serde_json::from_value(json!({
-            "metadata": {"name": name, "namespace": namespace},
-            "spec": {"source": {"persistentVolumeClaimName": "disk-pvc"}, "volumeSnapshotClassName": "default-snapclass"},
-            "status": status}))
-        .unwrap()
+    const SNAPSHOT_API: Option<&str> = Some("snapshot.storage.k8s.io");
+
+    /// A snapshot of disk-pvc in default-snapclass, without a status yet.
+    fn snap(namespace: &str, name: &str) -> VolumeSnapshot {
+        snapshot(namespace, name)
+            .source_pvc("disk-pvc")
+            .class("default-snapclass")
     }
 
-    fn ready(content: &str) -> Value {
-        json!({"boundVolumeSnapshotContentName": content, "readyToUse": true, "restoreSize": "20Gi"})
+    /// A ready content of DRIVER, 20Gi, taken of a `mode` volume.
+    fn content(name: &str, mode: &str) -> VolumeSnapshotContent {
+        snapshot_content(name)
+            .deletion_policy("Delete")
+            .driver(DRIVER)
+            .volume_handle("v")
+            .source_volume_mode(mode)
+            .snapshot_ref(Some("default"), Some("x"))
+            .ready("21474836480")
     }
 
-    fn content(name: &str, driver: &str, mode: &str) -> VolumeSnapshotContent {
-        serde_json::from_value(json!({
-            "metadata": {"name": name},
-            "spec": {"deletionPolicy": "Delete", "driver": driver, "source": {"volumeHandle": "v"},
-                     "sourceVolumeMode": mode, "volumeSnapshotRef": {"name": "x", "namespace": "default"}},
-            "status": {"readyToUse": true, "restoreSize": 21474836480u64}}))
-        .unwrap()
+    fn demo() -> ClusterIndex {
+        cluster([
+            csi_disk().into(),
+            nfs_class().into(),
+            default_snapclass().into(),
+            snap("default", "ready")
+                .ready("content-ready", "20Gi")
+                .into(),
+            snap("backup", "ready")
+                .ready("content-ready", "20Gi")
+                .into(),
+            snap("default", "pending").ready_to_use(false).into(),
+            snap("default", "no-status").into(),
+            snap("default", "failed").failed("quota exceeded").into(),
+            snap("default", "block")
+                .ready("content-block", "20Gi")
+                .into(),
+            snap("default", "block-ok")
+                .ready("content-block-ok", "20Gi")
+                .into(),
+            snap("default", "unbound-class")
+                .ready_to_use(true)
+                .restore_size("20Gi")
+                .into(),
+            content("content-ready", "Filesystem").into(),
+            content("content-block", "Block").into(),
+            content("content-block-ok", "Block")
+                .annotate(keys::ALLOW_VOLUME_MODE_CHANGE, "true")
+                .into(),
+            pvc("default", "src")
+                .class("csi-disk")
+                .request("20Gi")
+                .bound_with_capacity("25Gi")
+                .into(),
+            pvc("default", "src-pending")
+                .class("csi-disk")
+                .request("30Gi")
+                .into(),
+        ])
     }
 
-    fn cluster() -> ClusterIndex {
-        let index = ClusterIndex::new(SyncState::Synced);
-        index.storage_classes.replace([
-            sc("csi-disk", DRIVER, true),
-            sc("nfs", "nfs.csi.k8s.io", false),
-        ]);
-        index
-            .snapshot_classes
-            .replace([vsc("default-snapclass", DRIVER, true)]);
-        index.snapshots.replace([
-            snapshot("default", "ready", ready("content-ready")),
-            snapshot("backup", "ready", ready("content-ready")),
-            snapshot("default", "pending", json!({"readyToUse": false})),
-            snapshot("default", "no-status", Value::Null),
-            snapshot("default", "failed", json!({"readyToUse": false, "error": {"message": "quota exceeded", "time": "2026-01-01T00:00:00Z"}})),
-            snapshot("default", "block", ready("content-block")),
-            snapshot("default", "block-ok", ready("content-block-ok")),
-            snapshot("default", "unbound-class", json!({"readyToUse": true, "restoreSize": "20Gi"})),
-        ]);
-        let mut allow = content("content-block-ok", DRIVER, "Block");
-        allow
-            .metadata
-            .annotations
-            .insert(keys::ALLOW_VOLUME_MODE_CHANGE.into(), "true".into());
-        index.snapshot_contents.replace([
-            content("content-ready", DRIVER, "Filesystem"),
-            content("content-block", DRIVER, "Block"),
-            allow,
-        ]);
-        index.pvcs.replace([
-            pvc(json!({"metadata": {"name": "src", "namespace": "default"},
-                "spec": {"storageClassName": "csi-disk", "resources": {"requests": {"storage": "20Gi"}}},
-                "status": {"phase": "Bound", "capacity": {"storage": "25Gi"}}})),
-            pvc(json!({"metadata": {"name": "src-pending", "namespace": "default"},
-                "spec": {"storageClassName": "csi-disk", "resources": {"requests": {"storage": "30Gi"}}}})),
-        ]);
-        index
-    }
-
-    fn claim(spec: Value) -> PersistentVolumeClaim {
-        let mut spec = spec;
-        if spec.get("resources").is_none() {
-            spec["resources"] = json!({"requests": {"storage": "20Gi"}});
-        }
-        pvc(json!({"metadata": {"name": "restore", "namespace": "default"}, "spec": spec}))
+    /// The claim under test: default/restore, requesting 20Gi.
+    fn claim() -> PersistentVolumeClaim {
+        pvc("default", "restore").request("20Gi")
     }
 
     fn from_snapshot(name: &str) -> PersistentVolumeClaim {
-        let r =
-            json!({"apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot", "name": name});
-        claim(json!({"storageClassName": "csi-disk", "dataSource": r, "dataSourceRef": r}))
+        claim()
+            .class("csi-disk")
+            .data_source(SNAPSHOT_API, "VolumeSnapshot", name)
+            .data_source_ref(SNAPSHOT_API, "VolumeSnapshot", name, None)
     }
 
     fn run_on(view: &dyn ClusterView, claim: &PersistentVolumeClaim) -> Outcome {
-        let input = Input {
-            operation: Operation::Create,
-            phase: Phase::Validating,
-            object: claim,
-            old_object: None,
-        };
+        let input = input(Operation::Create, Phase::Validating, claim, None);
         check(&input, view, &Default::default()).unwrap()
     }
 
     fn run(claim: &PersistentVolumeClaim) -> Outcome {
-        run_on(&cluster(), claim)
+        run_on(&demo(), claim)
     }
 
     fn one_denial(out: &Outcome) -> &str {
@@ -430,29 +422,25 @@ mod tests {
         c.spec.resources.requests.storage = Some(Quantity::parse("21474836480").unwrap());
         assert!(run(&c).is_empty());
         // Only dataSource (older API servers), or only dataSourceRef.
-        let r = json!({"apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot", "name": "ready"});
-        assert!(run(&claim(json!({"dataSource": r}))).is_empty());
-        assert!(run(&claim(json!({"dataSourceRef": r}))).is_empty());
+        assert!(run(&claim().data_source(SNAPSHOT_API, "VolumeSnapshot", "ready")).is_empty());
+        assert!(
+            run(&claim().data_source_ref(SNAPSHOT_API, "VolumeSnapshot", "ready", None)).is_empty()
+        );
     }
 
     #[test]
     fn claims_without_a_judged_source_are_left_alone() {
-        assert!(run(&claim(json!({}))).is_empty());
+        assert!(run(&claim()).is_empty());
         let populator =
-            json!({"apiGroup": "populator.example.com", "kind": "VolumeSnapshot", "name": "x"});
-        assert!(run(&claim(json!({"dataSourceRef": populator}))).is_empty());
-        let core_snapshot = json!({"kind": "VolumeSnapshot", "name": "x"});
-        assert!(run(&claim(json!({"dataSource": core_snapshot}))).is_empty());
+            claim().data_source_ref(Some("populator.example.com"), "VolumeSnapshot", "x", None);
+        assert!(run(&populator).is_empty());
+        let core_snapshot = claim().data_source(None, "VolumeSnapshot", "x");
+        assert!(run(&core_snapshot).is_empty());
         // Only CREATE.
         let c = from_snapshot("missing");
-        let input = Input {
-            operation: Operation::Update,
-            phase: Phase::Validating,
-            object: &c,
-            old_object: Some(&c),
-        };
+        let input = input(Operation::Update, Phase::Validating, &c, Some(&c));
         assert!(
-            check(&input, &cluster(), &Default::default())
+            check(&input, &demo(), &Default::default())
                 .unwrap()
                 .is_empty()
         );
@@ -468,11 +456,8 @@ mod tests {
             "{d}"
         );
         // Only dataSourceRef written: that is the field to fix.
-        let r = json!({"apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot", "name": "missing"});
-        assert!(
-            run(&claim(json!({"dataSourceRef": r}))).denials[0]
-                .contains("fix spec.dataSourceRef.name")
-        );
+        let c = claim().data_source_ref(SNAPSHOT_API, "VolumeSnapshot", "missing", None);
+        assert!(run(&c).denials[0].contains("fix spec.dataSourceRef.name"));
     }
 
     #[test]
@@ -500,9 +485,10 @@ mod tests {
 
     #[test]
     fn snapshot_being_deleted_is_denied_with_the_other_certain_problems() {
-        let index = cluster();
-        let mut dying = snapshot("default", "dying", ready("content-ready"));
-        dying.metadata.deletion_timestamp = Some("2026-01-01T00:00:00Z".into());
+        let index = demo();
+        let dying = snap("default", "dying")
+            .ready("content-ready", "20Gi")
+            .deleting();
         index.snapshots.apply(dying);
         let mut c = from_snapshot("dying");
         c.spec.resources.requests.storage = Some(Quantity::parse("10Gi").unwrap());
@@ -515,8 +501,7 @@ mod tests {
         );
 
         // Being deleted and not ready: one denial, the deletion.
-        let mut dying = snapshot("default", "dying", json!({"readyToUse": false}));
-        dying.metadata.deletion_timestamp = Some("2026-01-01T00:00:00Z".into());
+        let dying = snap("default", "dying").ready_to_use(false).deleting();
         index.snapshots.apply(dying);
         let out = run_on(&index, &from_snapshot("dying"));
         assert!(one_denial(&out).contains("is being deleted"));
@@ -534,12 +519,12 @@ mod tests {
             "{d}"
         );
         // Falls back to the content's restoreSize when the snapshot has none.
-        let index = cluster();
-        index.snapshots.apply(snapshot(
-            "default",
-            "ready",
-            json!({"boundVolumeSnapshotContentName": "content-ready", "readyToUse": true}),
-        ));
+        let index = demo();
+        index.snapshots.apply(
+            snap("default", "ready")
+                .bound_content("content-ready")
+                .ready_to_use(true),
+        );
         c.spec.resources.requests.storage = Some(Quantity::parse("1Gi").unwrap());
         assert!(one_denial(&run_on(&index, &c)).contains("restoreSize of 21474836480"));
     }
@@ -556,10 +541,10 @@ mod tests {
         c.spec.storage_class_name = Some("nfs".into());
         assert!(one_denial(&run(&c)).contains("CSI driver diskplugin.csi.alibabacloud.com"));
         // The default class stands in for a claim that names none.
-        let index = cluster();
-        index
-            .storage_classes
-            .replace([sc("nfs", "nfs.csi.k8s.io", true)]);
+        let index = demo();
+        index.storage_classes.replace([storage_class("nfs")
+            .provisioner("nfs.csi.k8s.io")
+            .default_class()]);
         let mut c = from_snapshot("ready");
         c.spec.storage_class_name = None;
         assert!(one_denial(&run_on(&index, &c)).contains("the default StorageClass nfs"));
@@ -572,7 +557,7 @@ mod tests {
             c.spec.storage_class_name = class.map(Into::into);
             assert!(run(&c).is_empty(), "{class:?}");
         }
-        let index = cluster();
+        let index = demo();
         index.storage_classes.replace([]);
         let mut c = from_snapshot("ready");
         c.spec.storage_class_name = None;
@@ -586,18 +571,17 @@ mod tests {
         assert!(d.contains("asks for volumeMode Filesystem, but VolumeSnapshot default/block was taken of a Block volume"), "{d}");
         assert!(d.contains("kubectl annotate volumesnapshotcontent content-block snapshot.storage.kubernetes.io/allow-volume-mode-change=true"), "{d}");
         assert!(run(&from_snapshot("block-ok")).is_empty());
-        let mut c = from_snapshot("block");
-        c.spec.volume_mode = Some("Block".into());
-        assert!(run(&c).is_empty());
+        assert!(run(&from_snapshot("block").volume_mode("Block")).is_empty());
         // Content not known: skipped.
         assert!(run(&from_snapshot("unbound-class")).is_empty());
     }
 
     #[test]
     fn different_data_source_and_ref_are_denied() {
-        let a = json!({"apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot", "name": "ready"});
-        let b = json!({"apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot", "name": "pending"});
-        let out = run(&claim(json!({"dataSource": a, "dataSourceRef": b})));
+        let a = claim().data_source(SNAPSHOT_API, "VolumeSnapshot", "ready");
+        let out = run(&a
+            .clone()
+            .data_source_ref(SNAPSHOT_API, "VolumeSnapshot", "pending", None));
         let d = one_denial(&out);
         assert!(
             d.contains("(snapshot.storage.k8s.io/VolumeSnapshot ready)")
@@ -606,30 +590,30 @@ mod tests {
         );
         assert!(d.contains("the API server requires them to match"), "{d}");
         // The same object, with the ref naming the claim's own namespace, is fine.
-        let b = json!({"apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot", "name": "ready", "namespace": "default"});
-        assert!(run(&claim(json!({"dataSource": a, "dataSourceRef": b}))).is_empty());
+        let same = a.data_source_ref(SNAPSHOT_API, "VolumeSnapshot", "ready", Some("default"));
+        assert!(run(&same).is_empty());
     }
 
     #[test]
     fn cross_namespace_restore_looks_there_and_warns_about_the_grant() {
-        let r = json!({"apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot", "name": "ready", "namespace": "backup"});
-        let out = run(&claim(json!({"dataSourceRef": r})));
+        let c = claim().data_source_ref(SNAPSHOT_API, "VolumeSnapshot", "ready", Some("backup"));
+        let out = run(&c);
         assert!(out.denials.is_empty(), "{out:?}");
         let [w] = out.warnings.as_slice() else {
             panic!("{out:?}")
         };
         assert!(w.contains("needs a ReferenceGrant in backup"), "{w}");
         assert!(w.len() < 250, "{w}");
-        let r = json!({"apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot", "name": "pending", "namespace": "backup"});
-        let out = run(&claim(json!({"dataSourceRef": r})));
+        let c = claim().data_source_ref(SNAPSHOT_API, "VolumeSnapshot", "pending", Some("backup"));
+        let out = run(&c);
         assert!(one_denial(&out).contains("VolumeSnapshot backup/pending: it does not exist"));
     }
 
     fn from_pvc(name: &str, size: &str) -> PersistentVolumeClaim {
-        let r = json!({"kind": "PersistentVolumeClaim", "name": name});
-        claim(
-            json!({"dataSource": r, "dataSourceRef": r, "resources": {"requests": {"storage": size}}}),
-        )
+        pvc("default", "restore")
+            .request(size)
+            .data_source(None, "PersistentVolumeClaim", name)
+            .data_source_ref(None, "PersistentVolumeClaim", name, None)
     }
 
     #[test]
@@ -643,19 +627,15 @@ mod tests {
             one_denial(&run(&from_pvc("nope", "20Gi")))
                 .contains("PersistentVolumeClaim default/nope: it does not exist")
         );
-        let index = cluster();
-        index.pvcs.apply(pvc(
-            json!({"metadata": {"name": "src", "namespace": "default",
-            "deletionTimestamp": "2026-01-01T00:00:00Z"}, "spec": {}}),
-        ));
+        let index = demo();
+        index.pvcs.apply(pvc("default", "src").deleting());
         assert!(
             one_denial(&run_on(&index, &from_pvc("src", "20Gi")))
                 .contains("the source is being deleted")
         );
-        let r = json!({"kind": "PersistentVolumeClaim", "name": "src", "namespace": "other"});
+        let c = claim().data_source_ref(None, "PersistentVolumeClaim", "src", Some("other"));
         assert!(
-            one_denial(&run(&claim(json!({"dataSourceRef": r}))))
-                .contains("a clone must be in the same namespace as its source")
+            one_denial(&run(&c)).contains("a clone must be in the same namespace as its source")
         );
     }
 
@@ -663,12 +643,7 @@ mod tests {
     fn unloaded_state_is_unavailable() {
         let view = ClusterIndex::unavailable("starting");
         let c = from_snapshot("ready");
-        let input = Input {
-            operation: Operation::Create,
-            phase: Phase::Validating,
-            object: &c,
-            old_object: None,
-        };
+        let input = input(Operation::Create, Phase::Validating, &c, None);
         assert!(check(&input, &view, &Default::default()).is_err());
     }
 }

@@ -108,17 +108,23 @@ pub const RULE: Rule = Rule {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
-    use crate::cluster::{ClusterIndex, SyncState};
+    use crate::cluster::ClusterIndex;
     use crate::rules::Phase;
-    use crate::rules::default_snapshot_class::tests::{DRIVER, vsc};
+    use crate::testing::*;
 
-    fn cluster(classes: Vec<VolumeSnapshotClass>) -> ClusterIndex {
-        let index = ClusterIndex::new(SyncState::Synced);
-        index.snapshot_classes.replace(classes);
-        index
+    /// A class of `driver`, the default one when `default`.
+    fn vsc(name: &str, driver: &str, default: bool) -> VolumeSnapshotClass {
+        let class = snapshot_class(name).driver(driver);
+        if default {
+            class.default_class()
+        } else {
+            class
+        }
+    }
+
+    fn classes(classes: Vec<VolumeSnapshotClass>) -> ClusterIndex {
+        cluster(classes.into_iter().map(Into::into))
     }
 
     fn run(
@@ -127,18 +133,13 @@ mod tests {
         new: &VolumeSnapshotClass,
         old: Option<&VolumeSnapshotClass>,
     ) -> Outcome {
-        let input = Input {
-            operation: op,
-            phase: Phase::Validating,
-            object: new,
-            old_object: old,
-        };
+        let input = input(op, Phase::Validating, new, old);
         check(&input, view, &Default::default()).unwrap()
     }
 
     #[test]
     fn first_default_and_non_defaults_are_allowed() {
-        let view = cluster(vec![vsc("existing", DRIVER, true)]);
+        let view = classes(vec![vsc("existing", DRIVER, true)]);
         assert!(run(&view, Operation::Create, &vsc("plain", DRIVER, false), None).is_empty());
         assert!(
             run(
@@ -163,7 +164,7 @@ mod tests {
 
     #[test]
     fn second_default_for_a_driver_is_denied_naming_the_existing_one() {
-        let view = cluster(vec![
+        let view = classes(vec![
             vsc("existing", DRIVER, true),
             vsc("plain", DRIVER, false),
         ]);
@@ -198,7 +199,7 @@ mod tests {
 
     #[test]
     fn several_existing_defaults_are_all_named() {
-        let view = cluster(vec![vsc("a", DRIVER, true), vsc("b", DRIVER, true)]);
+        let view = classes(vec![vsc("a", DRIVER, true), vsc("b", DRIVER, true)]);
         let out = run(&view, Operation::Create, &vsc("c", DRIVER, true), None);
         assert!(
             out.denials[0].contains("VolumeSnapshotClasses a, b are already its default"),
@@ -208,20 +209,18 @@ mod tests {
 
     #[test]
     fn classes_being_deleted_do_not_count_and_a_deleting_class_is_not_judged() {
-        let mut dying = vsc("dying", DRIVER, true);
-        dying.metadata.deletion_timestamp = Some("2026-01-01T00:00:00Z".into());
-        let view = cluster(vec![dying.clone()]);
+        let dying = vsc("dying", DRIVER, true).deleting();
+        let view = classes(vec![dying.clone()]);
         assert!(run(&view, Operation::Create, &vsc("new", DRIVER, true), None).is_empty());
 
-        let view = cluster(vec![vsc("a", DRIVER, true), dying.clone()]);
+        let view = classes(vec![vsc("a", DRIVER, true), dying.clone()]);
         assert!(run(&view, Operation::Update, &dying, Some(&dying)).is_empty());
     }
 
     #[test]
     fn unrelated_update_of_a_pre_existing_duplicate_only_warns() {
-        let view = cluster(vec![vsc("a", DRIVER, true), vsc("b", DRIVER, true)]);
-        let mut labelled = vsc("b", DRIVER, true);
-        labelled.metadata.labels = Some([("team".to_string(), "x".to_string())].into());
+        let view = classes(vec![vsc("a", DRIVER, true), vsc("b", DRIVER, true)]);
+        let labelled = vsc("b", DRIVER, true).label("team", "x");
         let out = run(
             &view,
             Operation::Update,
@@ -238,10 +237,10 @@ mod tests {
 
     #[test]
     fn a_default_annotation_that_is_not_exactly_true_is_pointed_out() {
-        let view = cluster(vec![vsc("a", DRIVER, true)]);
-        let class: VolumeSnapshotClass = serde_json::from_value(json!({
-            "metadata": {"name": "c", "annotations": {"snapshot.storage.kubernetes.io/is-default-class": "True"}},
-            "driver": DRIVER})).unwrap();
+        let view = classes(vec![vsc("a", DRIVER, true)]);
+        let class = snapshot_class("c")
+            .driver(DRIVER)
+            .annotate(keys::DEFAULT_SNAPSHOT_CLASS, "True");
         let out = run(&view, Operation::Create, &class, None);
         assert!(out.denials.is_empty());
         assert!(out.warnings[0].contains("NOT a default class"), "{out:?}");
@@ -251,12 +250,7 @@ mod tests {
     fn unloaded_state_is_unavailable() {
         let view = ClusterIndex::unavailable("starting");
         let class = vsc("c", DRIVER, true);
-        let input = Input {
-            operation: Operation::Create,
-            phase: Phase::Validating,
-            object: &class,
-            old_object: None,
-        };
+        let input = input(Operation::Create, Phase::Validating, &class, None);
         assert!(check(&input, &view, &Default::default()).is_err());
     }
 }

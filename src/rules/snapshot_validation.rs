@@ -265,48 +265,32 @@ pub const RULE: Rule = Rule {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
-
     use super::*;
-    use crate::cluster::{ClusterIndex, SyncState};
+    use crate::cluster::ClusterIndex;
     use crate::rules::Phase;
-    use crate::rules::default_snapshot_class::tests::{DRIVER, pvc, sc, vsc};
+    use crate::testing::*;
 
-    fn snap(spec: serde_json::Value) -> VolumeSnapshot {
-        serde_json::from_value(
-            json!({"metadata": {"name": "snap", "namespace": "default"}, "spec": spec}),
-        )
-        .unwrap()
+    fn snap() -> VolumeSnapshot {
+        snapshot("default", "snap")
     }
 
-    fn content(spec: serde_json::Value) -> VolumeSnapshotContent {
-        serde_json::from_value(json!({"metadata": {"name": "content"}, "spec": spec})).unwrap()
+    fn content() -> VolumeSnapshotContent {
+        snapshot_content("content")
     }
 
-    fn cluster() -> ClusterIndex {
-        let index = ClusterIndex::new(SyncState::Synced);
-        index.storage_classes.replace([
-            sc("csi-disk", DRIVER, true),
-            sc("nfs", "nfs.csi.k8s.io", false),
-        ]);
-        index
-            .snapshot_classes
-            .replace([vsc("default-snapclass", DRIVER, true)]);
-        index.pvcs.replace([
-            pvc(json!({"metadata": {"name": "disk-pvc", "namespace": "default"}, "spec": {"storageClassName": "csi-disk"}})),
-            pvc(json!({"metadata": {"name": "nfs-pvc", "namespace": "default"}, "spec": {"storageClassName": "nfs"}})),
-        ]);
-        index
+    fn demo() -> ClusterIndex {
+        cluster([
+            csi_disk().into(),
+            nfs_class().into(),
+            default_snapclass().into(),
+            pvc("default", "disk-pvc").class("csi-disk").into(),
+            pvc("default", "nfs-pvc").class("nfs").into(),
+        ])
     }
 
     fn run_snap(op: Operation, new: &VolumeSnapshot, old: Option<&VolumeSnapshot>) -> Outcome {
-        let input = Input {
-            operation: op,
-            phase: Phase::Validating,
-            object: new,
-            old_object: old,
-        };
-        check_snapshot(&input, &cluster(), &Default::default()).unwrap()
+        let input = input(op, Phase::Validating, new, old);
+        check_snapshot(&input, &demo(), &Default::default()).unwrap()
     }
 
     fn run_content(
@@ -314,23 +298,25 @@ mod tests {
         new: &VolumeSnapshotContent,
         old: Option<&VolumeSnapshotContent>,
     ) -> Outcome {
-        let input = Input {
-            operation: op,
-            phase: Phase::Validating,
-            object: new,
-            old_object: old,
-        };
-        check_content(&input, &cluster(), &Default::default()).unwrap()
+        let input = input(op, Phase::Validating, new, old);
+        check_content(&input, &demo(), &Default::default()).unwrap()
     }
 
     fn from_pvc(name: &str) -> VolumeSnapshot {
-        snap(json!({"source": {"persistentVolumeClaimName": name}}))
+        snap().source_pvc(name)
     }
 
     #[test]
     fn valid_snapshots_are_allowed() {
         assert!(run_snap(Operation::Create, &from_pvc("disk-pvc"), None).is_empty());
-        assert!(run_snap(Operation::Create, &snap(json!({"source": {"volumeSnapshotContentName": "c"}, "volumeSnapshotClassName": "x"})), None).is_empty());
+        assert!(
+            run_snap(
+                Operation::Create,
+                &snap().source_content("c").class("x"),
+                None
+            )
+            .is_empty()
+        );
         // A missing source PVC is the default-class rule's business, not a structural problem.
         assert!(run_snap(Operation::Create, &from_pvc("not-there"), None).is_empty());
     }
@@ -339,9 +325,7 @@ mod tests {
     fn exactly_one_source() {
         let out = run_snap(
             Operation::Create,
-            &snap(
-                json!({"source": {"persistentVolumeClaimName": "p", "volumeSnapshotContentName": "c"}}),
-            ),
+            &snap().source_pvc("p").source_content("c"),
             None,
         );
         let [d] = out.denials.as_slice() else {
@@ -353,22 +337,14 @@ mod tests {
                 && d.contains("exactly one"),
             "{d}"
         );
-        let out = run_snap(Operation::Create, &snap(json!({"source": {}})), None);
+        let out = run_snap(Operation::Create, &snap(), None);
         assert!(out.denials[0].contains("sets neither"), "{out:?}");
-        let out = run_snap(
-            Operation::Create,
-            &snap(json!({"source": {"persistentVolumeClaimName": ""}})),
-            None,
-        );
+        let out = run_snap(Operation::Create, &snap().source_pvc(""), None);
         assert!(
             out.denials[0].contains("persistentVolumeClaimName is empty"),
             "{out:?}"
         );
-        let out = run_snap(
-            Operation::Create,
-            &snap(json!({"source": {"volumeSnapshotContentName": ""}})),
-            None,
-        );
+        let out = run_snap(Operation::Create, &snap().source_content(""), None);
         assert!(
             out.denials[0].contains("volumeSnapshotContentName is empty"),
             "{out:?}"
@@ -377,13 +353,7 @@ mod tests {
 
     #[test]
     fn empty_class_name_is_denied() {
-        let out = run_snap(
-            Operation::Create,
-            &snap(
-                json!({"source": {"persistentVolumeClaimName": "disk-pvc"}, "volumeSnapshotClassName": ""}),
-            ),
-            None,
-        );
+        let out = run_snap(Operation::Create, &from_pvc("disk-pvc").class(""), None);
         let [d] = out.denials.as_slice() else {
             panic!("{out:?}")
         };
@@ -398,7 +368,7 @@ mod tests {
         };
         assert!(d.contains("spec.source.persistentVolumeClaimName is immutable and cannot change from \"a\" to \"b\""), "{d}");
 
-        let imported = snap(json!({"source": {"volumeSnapshotContentName": "c"}}));
+        let imported = snap().source_content("c");
         let out = run_snap(Operation::Update, &imported, Some(&from_pvc("a")));
         assert!(
             out.denials
@@ -421,15 +391,11 @@ mod tests {
 
     #[test]
     fn problems_the_stored_object_already_had_do_not_block_updates() {
-        let legacy = snap(
-            json!({"source": {"persistentVolumeClaimName": "p", "volumeSnapshotContentName": "c"}}),
-        );
-        let mut finalizer_removed = legacy.clone();
-        finalizer_removed.metadata.resource_version = Some("2".into());
+        let legacy = snap().source_pvc("p").source_content("c");
+        let finalizer_removed = legacy.clone().resource_version("2");
         assert!(run_snap(Operation::Update, &finalizer_removed, Some(&legacy)).is_empty());
         // But a new problem is still refused.
-        let mut worse = legacy.clone();
-        worse.spec.volume_snapshot_class_name = Some(String::new());
+        let worse = legacy.clone().class("");
         let out = run_snap(Operation::Update, &worse, Some(&legacy));
         assert_eq!(out.denials.len(), 1, "{out:?}");
     }
@@ -457,24 +423,14 @@ mod tests {
     fn unloaded_state_skips_only_the_warning() {
         let view = ClusterIndex::unavailable("starting");
         let ok = from_pvc("nfs-pvc");
-        let input = Input {
-            operation: Operation::Create,
-            phase: Phase::Validating,
-            object: &ok,
-            old_object: None,
-        };
+        let input = input(Operation::Create, Phase::Validating, &ok, None);
         assert!(
             check_snapshot(&input, &view, &Default::default())
                 .unwrap()
                 .is_empty()
         );
-        let bad = snap(json!({"source": {}}));
-        let input = Input {
-            operation: Operation::Create,
-            phase: Phase::Validating,
-            object: &bad,
-            old_object: None,
-        };
+        let bad = snap();
+        let input = crate::testing::input(Operation::Create, Phase::Validating, &bad, None);
         assert_eq!(
             check_snapshot(&input, &view, &Default::default())
                 .unwrap()
@@ -485,10 +441,11 @@ mod tests {
     }
 
     fn good_content() -> VolumeSnapshotContent {
-        content(
-            json!({"deletionPolicy": "Retain", "driver": DRIVER, "source": {"snapshotHandle": "s-1"},
-            "volumeSnapshotRef": {"name": "snap", "namespace": "default"}}),
-        )
+        content()
+            .deletion_policy("Retain")
+            .driver(DRIVER)
+            .snapshot_handle("s-1")
+            .snapshot_ref(Some("default"), Some("snap"))
     }
 
     #[test]
@@ -500,10 +457,10 @@ mod tests {
     fn content_needs_exactly_one_handle_and_a_full_ref() {
         let out = run_content(
             Operation::Create,
-            &content(
-                json!({"source": {"volumeHandle": "v", "snapshotHandle": "s"},
-            "volumeSnapshotRef": {"name": "snap", "namespace": "default"}}),
-            ),
+            &content()
+                .volume_handle("v")
+                .snapshot_handle("s")
+                .snapshot_ref(Some("default"), Some("snap")),
             None,
         );
         let [d] = out.denials.as_slice() else {
@@ -512,17 +469,13 @@ mod tests {
         assert!(d.contains("VolumeSnapshotContent content sets both"), "{d}");
         let out = run_content(
             Operation::Create,
-            &content(json!({"source": {}, "volumeSnapshotRef": {"name": "snap"}})),
+            &content().snapshot_ref(None, Some("snap")),
             None,
         );
         assert_eq!(out.denials.len(), 2, "{out:?}");
         assert!(out.denials[0].contains("sets neither"), "{out:?}");
         assert!(out.denials[1].contains("(missing: namespace)"), "{out:?}");
-        let out = run_content(
-            Operation::Create,
-            &content(json!({"source": {"snapshotHandle": "s"}})),
-            None,
-        );
+        let out = run_content(Operation::Create, &content().snapshot_handle("s"), None);
         assert!(
             out.denials[0].contains("(missing: name, namespace)"),
             "{out:?}"
@@ -565,9 +518,8 @@ mod tests {
 
     #[test]
     fn legacy_invalid_content_can_still_be_updated() {
-        let legacy = content(json!({"source": {"snapshotHandle": "s"}}));
-        let mut update = legacy.clone();
-        update.metadata.resource_version = Some("9".into());
+        let legacy = content().snapshot_handle("s");
+        let update = legacy.clone().resource_version("9");
         assert!(run_content(Operation::Update, &update, Some(&legacy)).is_empty());
     }
 }

@@ -1,5 +1,6 @@
-//! Shared helpers for the integration tests: a server on loopback with throw-away
-//! certificates, and a real TLS client (tokio-rustls + hyper's client connections).
+//! Shared helpers for the integration tests: the golden reviews, the router driven in-process
+//! (`tower::ServiceExt::oneshot`), bounded waits for a state, a server on loopback with
+//! throw-away certificates, and a real TLS client (tokio-rustls + hyper's client connections).
 #![allow(dead_code)]
 
 use std::path::{Path, PathBuf};
@@ -18,10 +19,10 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use storage_admission::certs;
-use storage_admission::cluster::state_file;
+use storage_admission::cluster::{ClusterIndex, state_file};
 use storage_admission::policy::Policy;
 use storage_admission::server::serve::ConnLimits;
-use storage_admission::server::{Limits, ServeConfig, Server, TlsSource};
+use storage_admission::server::{AppState, Limits, ServeConfig, Server, TlsSource, router};
 
 pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
@@ -33,6 +34,94 @@ pub fn golden_review(name: &str) -> Vec<u8> {
             .join("review.json"),
     )
     .unwrap()
+}
+
+/// The review of a golden case, `folder` under `tests/golden/` (e.g. `captured/<name>`).
+pub fn golden_json(folder: &str) -> serde_json::Value {
+    let path = Path::new(ROOT)
+        .join("tests/golden")
+        .join(folder)
+        .join("review.json");
+    serde_json::from_slice(&std::fs::read(&path).unwrap())
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// `review` with its own uid, so a response can be matched to its request.
+pub fn with_uid(review: &serde_json::Value, uid: &str) -> serde_json::Value {
+    let mut review = review.clone();
+    review["request"]["uid"] = uid.into();
+    review
+}
+
+/// The demo cluster every golden review was captured against (`tests/golden/state.yaml`).
+pub fn demo_state() -> ClusterIndex {
+    state_file::load(&Path::new(ROOT).join("tests/golden/state.yaml"))
+        .expect("demo state loads")
+        .index
+}
+
+/// The router as shipped, on the demo cluster with the built-in policy and `limits`.
+pub fn demo_app(limits: Limits) -> axum::Router {
+    app_on(demo_state(), limits)
+}
+
+/// The router with no cluster state loaded, for requests refused before any rule runs.
+pub fn stateless_app(limits: Limits) -> axum::Router {
+    app_on(ClusterIndex::unavailable("test"), limits)
+}
+
+fn app_on(index: ClusterIndex, limits: Limits) -> axum::Router {
+    let mut state = AppState::new(Arc::new(index), Policy::builtin());
+    state.limits = limits;
+    router(state)
+}
+
+/// POSTs `body` to `path` through `app` (in-process, `oneshot`): the status and the JSON
+/// body. Every answer of this service is JSON, so a body that is not fails the test.
+pub async fn send(
+    app: &axum::Router,
+    path: &str,
+    content_type: Option<&str>,
+    body: axum::body::Body,
+) -> (axum::http::StatusCode, serde_json::Value) {
+    use tower::ServiceExt as _;
+    let mut request = axum::http::Request::post(path);
+    if let Some(content_type) = content_type {
+        request = request.header("content-type", content_type);
+    }
+    let response = app
+        .clone()
+        .oneshot(request.body(body).unwrap())
+        .await
+        .unwrap();
+    let status = response.status();
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    let json = serde_json::from_slice(&bytes)
+        .unwrap_or_else(|e| panic!("{path}: response is not JSON ({e}): {bytes:?}"));
+    (status, json)
+}
+
+/// A bound on waits for an event, so a bug fails the test instead of hanging it. Only ever a
+/// bound: no test asserts how long anything took.
+pub const HANG_GUARD: Duration = Duration::from_secs(60);
+
+/// Awaits `fut`, failing the test naming `what` if the hang guard runs out first.
+pub async fn within<T>(what: &str, fut: impl Future<Output = T>) -> T {
+    tokio::time::timeout(HANG_GUARD, fut)
+        .await
+        .unwrap_or_else(|_| panic!("hang guard: gave up waiting for {what}"))
+}
+
+/// Waits for a state the server reaches on its own, polling `cond` (which reads a real signal:
+/// a metric, a listener, a flag) and yielding in between, never sleeping; bounded by the hang
+/// guard.
+pub async fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    within(what, async {
+        while !cond() {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
 }
 
 pub struct CertFiles {
@@ -79,19 +168,50 @@ pub async fn start_with(
     limits: Limits,
     policy_file: Option<(PathBuf, String)>,
 ) -> TestServer {
+    start_server(Tls::Files, conn_limits, limits, policy_file).await
+}
+
+/// Starts a server whose certificate is set in memory later (`--certs self-managed`); the
+/// returned certificate files are for the test to set, not loaded.
+pub async fn start_without_certificate() -> TestServer {
+    start_server(
+        Tls::InMemory,
+        ConnLimits::default(),
+        Limits::default(),
+        None,
+    )
+    .await
+}
+
+/// Where the test server's certificate comes from.
+enum Tls {
+    /// The freshly written files.
+    Files,
+    /// Set in memory by the test.
+    InMemory,
+}
+
+/// A server on loopback over the demo cluster, with fresh certificates written to a temporary
+/// directory.
+async fn start_server(
+    tls: Tls,
+    conn_limits: ConnLimits,
+    limits: Limits,
+    policy_file: Option<(PathBuf, String)>,
+) -> TestServer {
     let tmp = tempfile::tempdir().unwrap();
     let certs = write_certs(tmp.path());
-    let state = state_file::load(&Path::new(ROOT).join("tests/golden/state.yaml"))
-        .unwrap()
-        .index;
     let server = Server::start(ServeConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         admin_listen: "127.0.0.1:0".parse().unwrap(),
-        tls: TlsSource::Files {
-            cert: certs.cert.clone(),
-            key: certs.key.clone(),
+        tls: match tls {
+            Tls::Files => TlsSource::Files {
+                cert: certs.cert.clone(),
+                key: certs.key.clone(),
+            },
+            Tls::InMemory => TlsSource::InMemory,
         },
-        index: Arc::new(state),
+        index: Arc::new(demo_state()),
         policy: policy_file
             .as_ref()
             .map_or_else(Policy::builtin, |(_, text)| Policy::parse(text).unwrap()),
@@ -100,35 +220,6 @@ pub async fn start_with(
         reload_interval: Duration::from_secs(3600),
         conn_limits,
         limits,
-        fetcher: None,
-    })
-    .await
-    .unwrap();
-    TestServer {
-        server,
-        certs,
-        _tmp: tmp,
-    }
-}
-
-/// Starts a server whose certificate is set in memory later (`--certs self-managed`); the
-/// returned certificate files are for the test to set, not loaded.
-pub async fn start_without_certificate() -> TestServer {
-    let tmp = tempfile::tempdir().unwrap();
-    let certs = write_certs(tmp.path());
-    let state = state_file::load(&Path::new(ROOT).join("tests/golden/state.yaml"))
-        .unwrap()
-        .index;
-    let server = Server::start(ServeConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        admin_listen: "127.0.0.1:0".parse().unwrap(),
-        tls: TlsSource::InMemory,
-        index: Arc::new(state),
-        policy: Policy::builtin(),
-        policy_file: None,
-        reload_interval: Duration::from_secs(3600),
-        conn_limits: ConnLimits::default(),
-        limits: Limits::default(),
         fetcher: None,
     })
     .await
