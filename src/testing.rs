@@ -616,14 +616,28 @@ pub mod policy {
 
     /// The label rule of `policies/examples/cloud-region-zone.yaml`, shortened: region and
     /// zone from a node name like `cn-hangzhou-b-node2`.
-    pub const CLOUD_ZONE_RULE: &str = "
+    pub const CLOUD_ZONE_RULE: &str = cloud_zone_rule!();
+
+    macro_rules! cloud_zone_rule {
+        () => {
+            "
     - name: cloud-zone
       from: nodeName
       pattern: '^(?P<region>[a-z]+-[a-z]+)-(?P<zone>[a-z])-'
       set:
         topology.kubernetes.io/region: '${region}'
         topology.kubernetes.io/zone: '${region}-${zone}'
-";
+"
+        };
+    }
+    use cloud_zone_rule;
+
+    /// A whole policy with only [`CLOUD_ZONE_RULE`] as node-topology label rule (the backfill,
+    /// controller and leader tests).
+    pub const CLOUD_POLICY: &str = concat!(
+        "apiVersion: storage-admission.io/v1alpha1\nkind: AdmissionPolicy\nrules:\n  nodeTopology:\n    labelRules:",
+        cloud_zone_rule!()
+    );
 
     /// The built-in policy (`policies/default.yaml`).
     pub fn default() -> Policy {

@@ -192,24 +192,13 @@ pub async fn run_pass(ctx: &Context, policy: &Policy, limiter: &mut RateLimiter)
 }
 
 #[cfg(test)]
-pub(crate) mod tests {
+mod tests {
     use serde_json::json;
 
     use super::*;
     use crate::cluster::ClusterIndex;
 
-    pub(crate) const CLOUD_POLICY: &str = "apiVersion: storage-admission.io/v1alpha1
-kind: AdmissionPolicy
-rules:
-  nodeTopology:
-    labelRules:
-    - name: cloud-zone
-      from: nodeName
-      pattern: '^(?P<region>[a-z]+-[a-z]+)-(?P<zone>[a-z])-'
-      set:
-        topology.kubernetes.io/region: '${region}'
-        topology.kubernetes.io/zone: '${region}-${zone}'
-";
+    use crate::testing::policy::CLOUD_POLICY;
 
     fn node(name: &str, rv: Option<&str>, labels: serde_json::Value) -> Arc<Node> {
         let mut meta = json!({"name": name, "labels": labels});

@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 
 use super::*;
 use crate::cluster::state_file;
-use crate::controller::backfill::tests::CLOUD_POLICY;
+use crate::testing::policy::CLOUD_POLICY;
 use crate::testing::{ApiHandle, body_json, mock_client, respond};
 
 /// A node that has every derived label, and one missing its zone.

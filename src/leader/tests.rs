@@ -15,8 +15,8 @@ use tower_test::mock;
 use super::*;
 use crate::cluster::state_file;
 use crate::controller;
-use crate::controller::backfill::tests::CLOUD_POLICY;
 use crate::policy::Policy;
+use crate::testing::policy::CLOUD_POLICY;
 use crate::testing::{ApiHandle, body_json, mock_client, respond, status};
 
 const LEASES: &str = "/apis/coordination.k8s.io/v1/namespaces/storage-admission/leases";
