@@ -14,11 +14,6 @@ use crate::admission::{Verdict, Webhook, decide};
 use crate::cluster::ClusterView;
 use crate::policy::Policy;
 
-/// Exit codes of `review`.
-pub const EXIT_ALLOWED: u8 = 0;
-pub const EXIT_BAD_INPUT: u8 = 2;
-pub const EXIT_DENIED: u8 = 3;
-
 #[derive(Debug, thiserror::Error)]
 pub enum OfflineError {
     #[error("input is not valid YAML or JSON: {0}")]
@@ -35,7 +30,7 @@ pub enum OfflineError {
 }
 
 /// The outcome of one input object: both phases merged as the API server would report them.
-pub struct Result1 {
+pub struct Reviewed {
     pub kind: String,
     pub name: String,
     pub api_version: String,
@@ -45,7 +40,7 @@ pub struct Result1 {
     pub validate: Option<Verdict>,
 }
 
-impl Result1 {
+impl Reviewed {
     pub fn allowed(&self) -> bool {
         self.mutate.allowed && self.validate.as_ref().is_none_or(|v| v.allowed)
     }
@@ -87,7 +82,7 @@ pub fn review_text(
     text: &str,
     view: &dyn ClusterView,
     policy: &Policy,
-) -> Result<Vec<Result1>, OfflineError> {
+) -> Result<Vec<Reviewed>, OfflineError> {
     let documents = crate::yaml::documents(text).map_err(OfflineError::Syntax)?;
     let mut inputs = Vec::new();
     for (i, doc) in documents.into_iter().enumerate() {
@@ -204,7 +199,7 @@ fn run(
     mut review_json: Value,
     view: &dyn ClusterView,
     policy: &Policy,
-) -> Result<Result1, OfflineError> {
+) -> Result<Reviewed, OfflineError> {
     let decode = |value: &Value| -> Result<(String, AdmissionRequest), OfflineError> {
         let bytes = serde_json::to_vec(value).map_err(|e| OfflineError::Document {
             document,
@@ -217,7 +212,7 @@ fn run(
     let (kind, name) = (request.kind.kind.clone(), display_name(&request));
     let uid = request.uid.clone();
     if !mutate.allowed {
-        return Ok(Result1 {
+        return Ok(Reviewed {
             kind,
             name,
             api_version,
@@ -243,7 +238,7 @@ fn run(
         decode(&review_json)?.1
     };
     let validate = decide(Webhook::Validate.phase(), &request, view, policy);
-    Ok(Result1 {
+    Ok(Reviewed {
         kind,
         name,
         api_version,
@@ -266,7 +261,7 @@ fn display_name(req: &AdmissionRequest) -> String {
 }
 
 /// The readable summary of `-o text`.
-pub fn render_text(results: &[Result1]) -> String {
+pub fn render_text(results: &[Reviewed]) -> String {
     let mut out = String::new();
     for r in results {
         let verdict = if !r.allowed() {

@@ -12,7 +12,6 @@ use http_body_util::BodyExt;
 use serde_json::{Value, json};
 use tower::ServiceExt;
 
-use storage_admission::cluster::state_file;
 use storage_admission::model::keys::KEPT_ANNOTATIONS;
 use storage_admission::policy::Policy;
 use storage_admission::server::{AppState, Limits, router};
@@ -20,9 +19,7 @@ use storage_admission::server::{AppState, Limits, router};
 const GOLDEN: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden");
 
 fn app_with(limits: Limits) -> axum::Router {
-    let view = state_file::load(std::path::Path::new(&format!("{GOLDEN}/state.yaml")))
-        .expect("demo state loads")
-        .index;
+    let view = storage_admission::dev::demo_cluster().expect("demo state loads");
     let mut state = AppState::new(Arc::new(view), Policy::builtin());
     state.limits = limits;
     router(state)
@@ -83,6 +80,9 @@ async fn refused(app: &axum::Router, webhook: &str, body: Vec<u8>, case: &str) -
 }
 
 fn golden(folder: &str) -> Value {
+    if folder == format!("captured/{}", storage_admission::dev::SAMPLE_REVIEW_CASE) {
+        return serde_json::from_str(storage_admission::dev::SAMPLE_REVIEW).unwrap();
+    }
     serde_json::from_slice(&std::fs::read(format!("{GOLDEN}/{folder}/review.json")).unwrap())
         .unwrap()
 }

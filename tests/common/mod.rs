@@ -25,7 +25,11 @@ use storage_admission::server::{Limits, ServeConfig, Server, TlsSource};
 
 pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
+/// The review of a captured golden case (the sample `serve --dev` embeds for its case).
 pub fn golden_review(name: &str) -> Vec<u8> {
+    if name == storage_admission::dev::SAMPLE_REVIEW_CASE {
+        return storage_admission::dev::SAMPLE_REVIEW.as_bytes().to_vec();
+    }
     std::fs::read(
         Path::new(ROOT)
             .join("tests/golden/captured")
@@ -81,7 +85,7 @@ pub async fn start_with(
 ) -> TestServer {
     let tmp = tempfile::tempdir().unwrap();
     let certs = write_certs(tmp.path());
-    let state = state_file::load(&Path::new(ROOT).join("tests/golden/state.yaml"))
+    let state = state_file::load(&Path::new(ROOT).join("src/dev/state.yaml"))
         .unwrap()
         .index;
     let server = Server::start(ServeConfig {
@@ -116,7 +120,7 @@ pub async fn start_with(
 pub async fn start_without_certificate() -> TestServer {
     let tmp = tempfile::tempdir().unwrap();
     let certs = write_certs(tmp.path());
-    let state = state_file::load(&Path::new(ROOT).join("tests/golden/state.yaml"))
+    let state = state_file::load(&Path::new(ROOT).join("src/dev/state.yaml"))
         .unwrap()
         .index;
     let server = Server::start(ServeConfig {
