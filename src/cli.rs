@@ -23,7 +23,7 @@ const VERSION: &str = concat!(
 /// Shown under `--help`: the exit codes, from the one table in [`crate::commands::exit`].
 const EXIT_CODES: &str = "Exit codes: 0 success (review: everything allowed); 1 the service failed \
 (e.g. cannot listen); 2 bad input or usage (flags, files); 3 review: something was denied; \
-4 the Kubernetes API is unreachable or answered with an error";
+4 the Kubernetes API cannot be reached (run: no in-cluster config, no usable kubeconfig)";
 
 #[derive(Parser)]
 #[command(

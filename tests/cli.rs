@@ -44,6 +44,22 @@ fn version_names_the_commit() {
 }
 
 #[test]
+fn help_documents_the_exit_codes() {
+    let out = run(&["--help"], None);
+    assert!(out.status.success());
+    let help = stdout(&out);
+    for code in [
+        "0 success",
+        "1 the service failed",
+        "2 bad input or usage",
+        "3 review: something was denied",
+        "4 the Kubernetes API cannot be reached",
+    ] {
+        assert!(help.contains(code), "{code:?} in {help}");
+    }
+}
+
+#[test]
 fn policy_check_accepts_the_default_and_names_the_bad_field() {
     let out = run(&["policy", "check", "policies/default.yaml"], None);
     assert!(out.status.success(), "{}", stdout(&out));

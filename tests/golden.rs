@@ -118,6 +118,11 @@ async fn golden_reviews() {
         all.len()
     );
 
+    assert!(
+        all.iter().any(|case| is_sample_review_case(case)),
+        "the captured case of the sample review `serve --dev` embeds is checked too"
+    );
+
     let mut failures = Vec::new();
     let mut checked = 0;
     for case in &all {

@@ -29,7 +29,8 @@ pub mod exit {
     pub const BAD_INPUT: u8 = 2;
     /// `review`: at least one object was denied.
     pub const DENIED: u8 = 3;
-    /// The Kubernetes API is unreachable (no configuration, no connection) or answered with an error.
+    /// The Kubernetes API cannot be reached (no in-cluster config, no usable kubeconfig):
+    /// not the flags' fault.
     pub const CLUSTER: u8 = 4;
 }
 
