@@ -272,44 +272,34 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// pod, not where manifests are checked.
 pub fn validate(command: &Command) -> Result<(), Error> {
     match command {
-        Command::Serve(args) => validate_serve(args),
+        Command::Serve(args) => validate_serve(args).map(drop),
         Command::Run(args) => validate_run(args).map(drop),
         Command::Review(_) | Command::Policy { .. } | Command::Certs(_) => Ok(()),
     }
 }
 
-fn validate_serve(args: &ServeArgs) -> Result<(), Error> {
+/// `serve`'s part of [`validate`]; returns the certificate files, `None` with `--dev` (which
+/// writes its own).
+pub fn validate_serve(args: &ServeArgs) -> Result<Option<TlsSource>, Error> {
     if args.state.is_none() && !args.dev {
         return Err(Error::usage(
             "serve needs --state FILE (a cluster state file) or --dev; `run` watches a real cluster",
         ));
     }
-    if !args.dev && (args.common.tls_cert.is_none() || args.common.tls_key.is_none()) {
-        return Err(Error::usage(
+    if args.dev {
+        return Ok(None);
+    }
+    match (args.common.tls_cert.clone(), args.common.tls_key.clone()) {
+        (Some(cert), Some(key)) => Ok(Some(TlsSource::Files { cert, key })),
+        _ => Err(Error::usage(
             "serve needs --tls-cert and --tls-key, or --dev",
-        ));
-    }
-    Ok(())
-}
-
-impl RunArgs {
-    /// Where the serving certificate comes from; `None` when the flags do not say (which
-    /// [`validate`] refuses).
-    pub fn tls_source(&self) -> Option<TlsSource> {
-        match self.certs {
-            CertsMode::Files => self
-                .common
-                .tls_cert
-                .clone()
-                .zip(self.common.tls_key.clone())
-                .map(|(cert, key)| TlsSource::Files { cert, key }),
-            CertsMode::SelfManaged => Some(TlsSource::InMemory),
-        }
+        )),
     }
 }
 
-/// Every check of `run`'s flags that needs no cluster; returns where the certificate comes from.
-fn validate_run(args: &RunArgs) -> Result<TlsSource, Error> {
+/// `run`'s part of [`validate`]: every check of its flags that needs no cluster; returns where
+/// the certificate comes from.
+pub fn validate_run(args: &RunArgs) -> Result<TlsSource, Error> {
     let has_files = args.common.tls_cert.is_some() || args.common.tls_key.is_some();
     match args.certs {
         CertsMode::Files => {
@@ -344,9 +334,18 @@ fn validate_run(args: &RunArgs) -> Result<TlsSource, Error> {
                 .map_err(|e| Error::usage(e.to_string()))?;
         }
     }
-    let tls = args.tls_source().ok_or_else(|| {
-        Error::usage("run needs --tls-cert and --tls-key (or --certs self-managed)")
-    })?;
+    let tls = match args.certs {
+        CertsMode::Files => args
+            .common
+            .tls_cert
+            .clone()
+            .zip(args.common.tls_key.clone())
+            .map(|(cert, key)| TlsSource::Files { cert, key })
+            .ok_or_else(|| {
+                Error::usage("run needs --tls-cert and --tls-key (or --certs self-managed)")
+            })?,
+        CertsMode::SelfManaged => TlsSource::InMemory,
+    };
     if args.fallback_timeout.is_zero() || args.fallback_timeout >= Duration::from_secs(5) {
         return Err(Error::usage(
             "--fallback-timeout must be above 0 and below the restore webhook's 5s timeoutSeconds",

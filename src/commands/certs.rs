@@ -5,14 +5,13 @@ use crate::certs::{self, CertError};
 use crate::cli::CertsArgs;
 
 pub fn write(args: &CertsArgs) -> Result<Outcome, Error> {
-    certs::check_dns_label("service", &args.service).map_err(Error::input)?;
-    certs::check_dns_label("namespace", &args.namespace).map_err(Error::input)?;
+    certs::check_dns_label("service", &args.service)?;
+    certs::check_dns_label("namespace", &args.namespace)?;
     let sans = args
         .sans
         .iter()
         .map(|san| certs::San::parse(san))
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(Error::input)?;
+        .collect::<Result<Vec<_>, _>>()?;
     let names = certs::names_with(&args.service, &args.namespace, &sans);
     let existing = if args.force {
         certs::Existing::Replace
@@ -27,7 +26,7 @@ pub fn write(args: &CertsArgs) -> Result<Outcome, Error> {
                  renewal keeps in the bundle until every replica serves the new certificate \
                  (certs/README.md): write to another --out directory, or pass --force to replace them"
             )),
-            e => Error::input(e),
+            e => Error::Certs(e),
         })?;
     println!(
         "wrote {}, {} and {}",

@@ -6,9 +6,11 @@
 use std::path::Path;
 use std::sync::Arc;
 
+use crate::certs::CertError;
 use crate::cli::{Cli, Command, CommonArgs, PolicyCommand};
+use crate::cluster::ClusterIndex;
 use crate::cluster::fetch::SnapshotFetcher;
-use crate::cluster::{ClusterIndex, state_file};
+use crate::cluster::state_file::{self, StateError};
 use crate::policy::{Policy, PolicyError};
 use crate::server::serve::ConnLimits;
 use crate::server::{Limits, ServeConfig, ServeError, TlsSource};
@@ -52,9 +54,16 @@ pub enum Error {
     Input(String),
     #[error(transparent)]
     Policy(#[from] PolicyError),
-    /// The Kubernetes API cannot be reached, or refused what was asked of it.
-    #[error("{0}")]
-    Cluster(String),
+    #[error(transparent)]
+    State(#[from] StateError),
+    /// Certificates that cannot be generated or written (`certs`, `serve --dev`).
+    #[error(transparent)]
+    Certs(#[from] CertError),
+    /// No Kubernetes API to talk to (no in-cluster config, no usable kubeconfig).
+    #[error(
+        "cannot reach the Kubernetes API (in-cluster config or KUBECONFIG): {0}; for no cluster at all use `serve --state FILE`"
+    )]
+    Cluster(#[source] kube::Error),
     #[error(transparent)]
     Serve(#[from] ServeError),
     #[error("cannot start the runtime: {0}")]
@@ -73,7 +82,9 @@ impl Error {
     /// The one mapping of error kinds to exit codes.
     pub fn exit_code(&self) -> u8 {
         match self {
-            Self::Usage(_) | Self::Input(_) | Self::Policy(_) => exit::BAD_INPUT,
+            Self::Usage(_) | Self::Input(_) | Self::Policy(_) | Self::State(_) | Self::Certs(_) => {
+                exit::BAD_INPUT
+            }
             // A certificate or key that cannot be read or parsed is a bad file.
             Self::Serve(ServeError::Tls(_)) => exit::BAD_INPUT,
             Self::Serve(ServeError::Bind { .. }) | Self::Runtime(_) => exit::FAILED,
@@ -114,7 +125,7 @@ pub fn dispatch(cli: Cli) -> Result<Outcome, Error> {
 
 /// Loads a state file, logging the kinds it ignored.
 pub fn load_state(path: &Path) -> Result<ClusterIndex, Error> {
-    let loaded = state_file::load(path).map_err(Error::input)?;
+    let loaded = state_file::load(path)?;
     if !loaded.ignored_kinds.is_empty() {
         tracing::info!(file = %path.display(), kinds = ?loaded.ignored_kinds, "state file kinds no rule reads were ignored");
     }

@@ -16,16 +16,11 @@ use crate::{certs, controller, leader, registration};
 pub const DEFAULT_NAMESPACE: &str = "storage-admission";
 
 pub fn run(args: RunArgs) -> Result<Outcome, Error> {
-    // `validate` refused flags that name no certificate.
-    let tls = args.tls_source().ok_or_else(|| {
-        Error::usage("run needs --tls-cert and --tls-key (or --certs self-managed)")
-    })?;
+    // The same check `dispatch` (and `--check-args`) made; it also says where the certificate
+    // comes from.
+    let tls = crate::cli::validate_run(&args)?;
     runtime()?.block_on(async move {
-        let client = kube::Client::try_default().await.map_err(|e| {
-            Error::Cluster(format!(
-                "cannot reach the Kubernetes API (in-cluster config or KUBECONFIG): {e}; for no cluster at all use `serve --state FILE`"
-            ))
-        })?;
+        let client = kube::Client::try_default().await.map_err(Error::Cluster)?;
         let namespace = own_namespace(args.namespace.as_deref(), client.default_namespace());
         let election = if args.leader_election {
             let config = leader::Config::new(

@@ -12,26 +12,22 @@ pub fn serve(args: ServeArgs) -> Result<Outcome, Error> {
     let index = match &args.state {
         Some(path) => load_state(path)?,
         None => {
-            tracing::info!("--dev without --state: serving the demo cluster of src/dev/state.yaml");
-            dev::demo_cluster().map_err(Error::input)?
+            tracing::info!(
+                "--dev without --state: serving the demo cluster built into the binary (src/dev/state.yaml)"
+            );
+            dev::demo_cluster()?
         }
     };
-    let tls = if args.dev {
-        let dir = args.dev_dir.clone().unwrap_or_else(dev::default_dir);
-        let files = dev::write(&dir).map_err(Error::input)?;
-        dev::print_instructions(&files, args.common.listen.port());
-        TlsSource::Files {
-            cert: files.cert,
-            key: files.key,
-        }
-    } else {
-        // `validate` made sure both are given.
-        match (args.common.tls_cert.clone(), args.common.tls_key.clone()) {
-            (Some(cert), Some(key)) => TlsSource::Files { cert, key },
-            _ => {
-                return Err(Error::usage(
-                    "serve needs --tls-cert and --tls-key, or --dev",
-                ));
+    // The same check `dispatch` (and `--check-args`) made; `None`: --dev writes its own pair.
+    let tls = match crate::cli::validate_serve(&args)? {
+        Some(files) => files,
+        None => {
+            let dir = args.dev_dir.clone().unwrap_or_else(dev::default_dir);
+            let files = dev::write(&dir)?;
+            dev::print_instructions(&files, args.common.listen.port());
+            TlsSource::Files {
+                cert: files.cert,
+                key: files.key,
             }
         }
     };
