@@ -205,3 +205,25 @@ pub async fn signal() {
     }
     tracing::info!("shutdown signal received");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_unreachable_cluster_is_not_bad_input() {
+        let cluster = Error::Cluster(kube::Error::Service(Box::new(std::io::Error::other(
+            "connection refused",
+        ))));
+        assert_eq!(cluster.exit_code(), exit::CLUSTER);
+        assert_ne!(exit::CLUSTER, exit::BAD_INPUT);
+        assert_eq!(Error::usage("x").exit_code(), exit::BAD_INPUT);
+        let bind = Error::Serve(ServeError::Bind {
+            addr: "127.0.0.1:1".parse().unwrap(),
+            source: std::io::Error::other("in use"),
+        });
+        assert_eq!(bind.exit_code(), exit::FAILED);
+        assert_eq!(exit_code(Ok(Outcome::Denied)), exit::DENIED);
+        assert_eq!(exit_code(Ok(Outcome::Success)), exit::OK);
+    }
+}
