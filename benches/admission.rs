@@ -44,6 +44,9 @@ const CASES: &[(&str, Webhook)] = &[
 ];
 
 fn review_bytes(case: &str) -> Vec<u8> {
+    if case == storage_admission::dev::SAMPLE_REVIEW_CASE {
+        return storage_admission::dev::SAMPLE_REVIEW.as_bytes().to_vec();
+    }
     std::fs::read(
         Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/golden/captured")
@@ -55,7 +58,7 @@ fn review_bytes(case: &str) -> Vec<u8> {
 
 /// The demo cluster plus `extra` synthetic snapshots, snapshot classes, PVCs and nodes.
 fn cluster(extra: usize) -> ClusterIndex {
-    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/state.yaml");
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("src/dev/state.yaml");
     let index = state_file::load(&demo).unwrap().index;
     for i in 0..extra {
         let ns = format!("ns-{}", i % 100);

@@ -36,7 +36,7 @@ BASE_PORT=${BASE_PORT:-$(free_port)}
 start() { # name port policy-args...
   local name=$1 port=$2 admin; shift 2
   admin=$(free_port)
-  "$BIN" --log-format json serve --dev --dev-dir "$WORK/$name-certs" --state tests/golden/state.yaml \
+  "$BIN" --log-format json serve --dev --dev-dir "$WORK/$name-certs" --state src/dev/state.yaml \
     --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" "$@" \
     >"$WORK/$name.out" 2>"$WORK/$name.log" &
   echo $! >"$WORK/$name.pid"
@@ -102,7 +102,7 @@ done
 
 echo
 echo "open loop: $RATE reviews/s for $DURATION over HTTP/2 (h2load --rps), mutate VolumeSnapshot"
-file="tests/golden/captured/mutate-create-volumesnapshot-disk-snapshot/review.json"
+file="src/dev/review.json"
 for target in rules baseline; do
   port=$PORT; [ $target = baseline ] && port=$BASE_PORT
   secs=${DURATION%s}

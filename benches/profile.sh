@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 REQUESTS=${REQUESTS:-4000}
 CONNECTIONS=${CONNECTIONS:-4}
 STREAMS=${STREAMS:-10}
-REVIEW=${REVIEW:-tests/golden/captured/mutate-create-volumesnapshot-disk-snapshot/review.json}
+REVIEW=${REVIEW:-src/dev/review.json}
 HOOK=${HOOK:-mutate}
 
 need() { command -v "$1" >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq "$2" >/dev/null; }; }
@@ -38,7 +38,7 @@ run_once() { # name requests h2load-protocol-args...
   local port admin pid
   port=$(free_port); admin=$(free_port)
   valgrind --tool=callgrind --callgrind-out-file="$WORK/$name.cg" \
-    "$BIN" --log-format json serve --dev --dev-dir "$WORK/certs-$name" --state tests/golden/state.yaml ${POLICY:+--policy "$POLICY"} \
+    "$BIN" --log-format json serve --dev --dev-dir "$WORK/certs-$name" --state src/dev/state.yaml ${POLICY:+--policy "$POLICY"} \
     --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" >"$WORK/$name.out" 2>"$WORK/$name.log" &
   pid=$!
   for _ in $(seq 600); do

@@ -18,7 +18,7 @@ trap 'rm -rf "$seeds"' EXIT
 
 # The golden inputs, as seed.sh would add them, but outside the committed corpus.
 mkdir -p "$seeds"/{review,object,patch,policy}
-find tests/golden -name review.json -print0 | while IFS= read -r -d '' f; do
+find tests/golden src/dev -name review.json -print0 | while IFS= read -r -d '' f; do
   for t in review object patch; do cp "$f" "$seeds/$t/$(sha1sum "$f" | cut -c1-40)"; done
 done
 find policies tests/golden -name '*.yaml' ! -name state.yaml -print0 | while IFS= read -r -d '' f; do

@@ -14,7 +14,7 @@ seed() {
     done
 }
 
-mapfile -t reviews < <(find tests/golden -name review.json | sort)
+mapfile -t reviews < <(find tests/golden src/dev -name review.json | sort)
 mapfile -t policies < <(find policies tests/golden -name '*.yaml' ! -name state.yaml | sort)
 
 seed review "${reviews[@]}"

@@ -16,13 +16,20 @@
 //! - [`registration`]: `--register`, the leader keeping the webhook configurations current.
 //! - [`self_managed`]: `--certs self-managed`, the CA and serving certificate in a Secret.
 //! - [`offline`]: `storage-admission review`, the same engine on files.
+//! - [`cli`]: the command line and the one check of its flags; [`commands`]: each
+//!   subcommand's body and the exit codes; [`app`]: the running service (server and the
+//!   in-cluster tasks), started and stopped as a unit; [`dev`]: what `serve --dev` embeds.
 #![forbid(unsafe_code)]
 #![deny(rust_2018_idioms)]
 
 pub mod admission;
+pub mod app;
 pub mod certs;
+pub mod cli;
 pub mod cluster;
+pub mod commands;
 pub mod controller;
+pub mod dev;
 pub mod leader;
 pub mod model;
 pub mod offline;

@@ -10,14 +10,9 @@ use std::fmt::Write as _;
 use serde_json::{Value, json};
 
 use crate::admission::review::{self, AdmissionRequest, ReviewError};
-use crate::admission::{self, Reviewed, Verdict, Webhook};
+use crate::admission::{self, Verdict, Webhook};
 use crate::cluster::ClusterView;
 use crate::policy::Policy;
-
-/// Exit codes of `review`.
-pub const EXIT_ALLOWED: u8 = 0;
-pub const EXIT_BAD_INPUT: u8 = 2;
-pub const EXIT_DENIED: u8 = 3;
 
 #[derive(Debug, thiserror::Error)]
 pub enum OfflineError {
@@ -35,7 +30,7 @@ pub enum OfflineError {
 }
 
 /// The outcome of one input object: both phases merged as the API server would report them.
-pub struct Result1 {
+pub struct ReviewedDocument {
     pub kind: String,
     pub name: String,
     pub api_version: String,
@@ -45,7 +40,7 @@ pub struct Result1 {
     pub validate: Option<Verdict>,
 }
 
-impl Result1 {
+impl ReviewedDocument {
     pub fn allowed(&self) -> bool {
         self.mutate.allowed && self.validate.as_ref().is_none_or(|v| v.allowed)
     }
@@ -87,7 +82,7 @@ pub fn review_text(
     text: &str,
     view: &dyn ClusterView,
     policy: &Policy,
-) -> Result<Vec<Result1>, OfflineError> {
+) -> Result<Vec<ReviewedDocument>, OfflineError> {
     let documents = crate::yaml::documents(text).map_err(OfflineError::Syntax)?;
     let mut inputs = Vec::new();
     for (i, doc) in documents.into_iter().enumerate() {
@@ -204,9 +199,9 @@ fn run(
     mut review_json: Value,
     view: &dyn ClusterView,
     policy: &Policy,
-) -> Result<Result1, OfflineError> {
+) -> Result<ReviewedDocument, OfflineError> {
     // Both phases go through the webhook's own entry point, as the API server would call it.
-    let handle = |webhook: Webhook, value: &Value| -> Result<Reviewed, OfflineError> {
+    let handle = |webhook: Webhook, value: &Value| -> Result<admission::Reviewed, OfflineError> {
         let bytes = serde_json::to_vec(value).map_err(|e| OfflineError::Document {
             document,
             message: e.to_string(),
@@ -225,7 +220,7 @@ fn run(
     let uid = request.uid.clone();
     let mutate = mutated.verdict;
     if !mutate.allowed {
-        return Ok(Result1 {
+        return Ok(ReviewedDocument {
             kind,
             name,
             api_version,
@@ -248,7 +243,7 @@ fn run(
         })?;
     }
     let validate = handle(Webhook::Validate, &review_json)?.verdict;
-    Ok(Result1 {
+    Ok(ReviewedDocument {
         kind,
         name,
         api_version,
@@ -271,7 +266,7 @@ fn display_name(req: &AdmissionRequest) -> String {
 }
 
 /// The readable summary of `-o text`.
-pub fn render_text(results: &[Result1]) -> String {
+pub fn render_text(results: &[ReviewedDocument]) -> String {
     let mut out = String::new();
     for r in results {
         let verdict = if !r.allowed() {

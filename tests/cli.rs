@@ -44,6 +44,22 @@ fn version_names_the_commit() {
 }
 
 #[test]
+fn help_documents_the_exit_codes() {
+    let out = run(&["--help"], None);
+    assert!(out.status.success());
+    let help = stdout(&out);
+    for code in [
+        "0 success",
+        "1 the service failed",
+        "2 bad input or usage",
+        "3 review: something was denied",
+        "4 the Kubernetes API cannot be reached",
+    ] {
+        assert!(help.contains(code), "{code:?} in {help}");
+    }
+}
+
+#[test]
 fn policy_check_accepts_the_default_and_names_the_bad_field() {
     let out = run(&["policy", "check", "policies/default.yaml"], None);
     assert!(out.status.success(), "{}", stdout(&out));
@@ -73,15 +89,14 @@ fn review_reads_manifests_from_stdin_and_exits_0_when_allowed() {
 
 #[test]
 fn review_json_output_is_an_admission_review_per_object() {
-    let review = Path::new(ROOT)
-        .join("tests/golden/captured/mutate-create-volumesnapshot-disk-snapshot/review.json");
+    let review = Path::new(ROOT).join("src/dev/review.json");
     let out = run(
         &[
             "review",
             "-o",
             "json",
             "--state",
-            "tests/golden/state.yaml",
+            "src/dev/state.yaml",
             review.to_str().unwrap(),
         ],
         None,
@@ -265,7 +280,7 @@ fn serve_refuses_to_start_without_a_certificate_or_state() {
         &[
             "serve",
             "--state",
-            "tests/golden/state.yaml",
+            "src/dev/state.yaml",
             "--tls-cert",
             "/nonexistent.crt",
             "--tls-key",
@@ -283,6 +298,64 @@ fn serve_refuses_to_start_without_a_certificate_or_state() {
         "{}",
         stderr(&out)
     );
+}
+
+#[test]
+fn serve_dev_writes_the_sample_review_and_prints_a_command_that_works_from_anywhere() {
+    // Started from a directory that is not the checkout, with a relative --dev-dir: the
+    // printed command must name absolute paths of files the binary wrote itself.
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .args(["serve", "--dev", "--dev-dir", "dev-files"])
+        .args(["--listen", "127.0.0.1:0", "--admin-listen", "127.0.0.1:0"])
+        .current_dir(dir.path())
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+    let mut printed = Vec::new();
+    let mut curl = None;
+    for line in stdout.lines() {
+        let line = line.unwrap();
+        if line.trim_start().starts_with("curl ") {
+            curl = Some(line);
+            break;
+        }
+        printed.push(line);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let curl = curl.unwrap_or_else(|| panic!("no curl command in {printed:?}"));
+    let words: Vec<&str> = curl.split_whitespace().collect();
+    let data = words
+        .iter()
+        .position(|w| *w == "--data")
+        .and_then(|i| words.get(i + 1))
+        .and_then(|w| w.strip_prefix('@'))
+        .unwrap_or_else(|| panic!("no --data @FILE in {curl}"));
+    let review = Path::new(data);
+    assert!(review.is_absolute(), "{curl}");
+    assert_eq!(
+        review.canonicalize().unwrap(),
+        dir.path()
+            .join("dev-files/review.json")
+            .canonicalize()
+            .unwrap(),
+        "{curl}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(review).unwrap(),
+        storage_admission::dev::SAMPLE_REVIEW
+    );
+    let ca = dir.path().join("dev-files/ca.crt").canonicalize().unwrap();
+    assert!(
+        curl.contains(&format!("--cacert {}", ca.display())),
+        "{curl}"
+    );
+    assert!(curl.ends_with("https://localhost:PORT/mutate"), "{curl}");
 }
 
 /// `run` with placeholder certificate paths on ephemeral ports: what happens before it
@@ -312,7 +385,8 @@ fn run_explains_when_no_cluster_is_reachable() {
         .env_remove("KUBERNETES_SERVICE_HOST")
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
+    // Not bad input: the cluster is unavailable (README "Command line", exit codes).
+    assert_eq!(out.status.code(), Some(4));
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         err.contains("cannot reach the Kubernetes API") && err.contains("serve --state"),
@@ -321,9 +395,12 @@ fn run_explains_when_no_cluster_is_reachable() {
 }
 
 #[test]
-fn run_out_of_cluster_refuses_to_take_the_kubeconfig_default_namespace_as_its_own() {
-    // A kubeconfig whose context names no namespace (so `default`). Building the client does
-    // not contact the server, so the refusal comes before any connection is tried.
+fn run_out_of_cluster_takes_storage_admission_rather_than_the_kubeconfig_default_namespace() {
+    // A kubeconfig whose context names no namespace (so `default`), and a serving pair:
+    // `run` starts (the API server it names is never reached) and says which namespace it
+    // took and why. The log line comes before the server starts, so reading stderr up to it
+    // is the synchronisation; then the process is killed.
+    use std::io::BufRead;
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
     std::fs::write(
@@ -331,20 +408,49 @@ fn run_out_of_cluster_refuses_to_take_the_kubeconfig_default_namespace_as_its_ow
         "apiVersion: v1\nkind: Config\nclusters:\n- name: dev\n  cluster: {server: 'https://127.0.0.1:1'}\nusers:\n- name: dev\n  user: {token: x}\ncontexts:\n- name: dev\n  context: {cluster: dev, user: dev}\ncurrent-context: dev\n",
     )
     .unwrap();
-    let out = run_out_of_cluster()
+    let mut child = Command::new(BIN)
+        .args([
+            "run",
+            "--leader-election=false",
+            "--controller=false",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+        ])
+        .arg("--tls-cert")
+        .arg(dir.path().join("missing.crt"))
+        .arg("--tls-key")
+        .arg(dir.path().join("missing.key"))
         .env("KUBECONFIG", &kubeconfig)
         .env("HOME", dir.path())
         .env_remove("POD_NAMESPACE")
         .env_remove("KUBERNETES_SERVICE_HOST")
-        .output()
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
         .unwrap();
-    assert_eq!(out.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&out.stderr);
+    let stderr = std::io::BufReader::new(child.stderr.take().unwrap());
+    let mut seen = Vec::new();
+    let mut chosen = None;
+    for line in stderr.lines() {
+        let line = line.unwrap();
+        if line.contains("watching the cluster") {
+            chosen = Some(line);
+            break;
+        }
+        seen.push(line);
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    let log = seen.join("\n");
     assert!(
-        err.contains("no --namespace (or POD_NAMESPACE) given")
-            && err.contains("--namespace storage-admission"),
-        "{err}"
+        log.contains("no --namespace (or POD_NAMESPACE) given")
+            && log.contains("using `storage-admission`"),
+        "{log}"
     );
+    let chosen = chosen.unwrap_or_else(|| panic!("no `watching the cluster` line: {log}"));
+    assert!(chosen.contains("namespace=storage-admission"), "{chosen}");
 }
 
 #[test]

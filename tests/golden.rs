@@ -6,7 +6,10 @@
 //! has an expected file beside it — `mutate.expected.json`, `validate.expected.json` — and the
 //! whole response is compared, with the base64 patch decoded to JSON so a diff is readable.
 //! The cluster is the nearest `state.yaml` (the folder, then its parents up to
-//! `tests/golden/`), the policy the nearest `policy.yaml` (else the built-in policy).
+//! `tests/golden/`; else the demo cluster `serve --dev` embeds, `src/dev/state.yaml`), the
+//! policy the nearest `policy.yaml` (else the built-in policy). The captured case
+//! `dev::SAMPLE_REVIEW_CASE` has no `review.json` of its own: its review is the sample
+//! `serve --dev` embeds, `src/dev/review.json`.
 //!
 //! `UPDATE_GOLDEN=1 cargo nextest run --test golden` rewrites the expected files; a new case
 //! with no expected file gets both.
@@ -21,10 +24,14 @@ use base64::Engine as _;
 use serde_json::Value;
 
 use storage_admission::cluster::state_file;
+use storage_admission::dev;
 use storage_admission::policy::Policy;
 use storage_admission::server::{AppState, router};
 
 const ROOT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/golden");
+/// The files `serve --dev` embeds (`storage_admission::dev`), read here from the same place.
+const DEMO_STATE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/dev/state.yaml");
+const SAMPLE_REVIEW: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/src/dev/review.json");
 
 fn cases(dir: &Path, out: &mut Vec<PathBuf>) {
     let mut entries: Vec<_> = std::fs::read_dir(dir)
@@ -34,12 +41,22 @@ fn cases(dir: &Path, out: &mut Vec<PathBuf>) {
     entries.sort();
     for path in entries {
         if path.is_dir() {
-            if path.join("review.json").is_file() || path.join("manifest.yaml").is_file() {
+            if path.join("review.json").is_file()
+                || path.join("manifest.yaml").is_file()
+                || is_sample_review_case(&path)
+            {
                 out.push(path.clone());
             }
             cases(&path, out);
         }
     }
+}
+
+/// The captured case whose review is the one `serve --dev` embeds (the same file).
+fn is_sample_review_case(case: &Path) -> bool {
+    case == Path::new(ROOT)
+        .join("captured")
+        .join(dev::SAMPLE_REVIEW_CASE)
 }
 
 fn nearest(case: &Path, file: &str) -> Option<PathBuf> {
@@ -85,11 +102,16 @@ async fn golden_reviews() {
         all.len()
     );
 
+    assert!(
+        all.iter().any(|case| is_sample_review_case(case)),
+        "the captured case of the sample review `serve --dev` embeds is checked too"
+    );
+
     let mut failures = Vec::new();
     let mut checked = 0;
     for case in &all {
         let name = case.strip_prefix(ROOT).unwrap().display().to_string();
-        let state = nearest(case, "state.yaml").expect("tests/golden/state.yaml is the fallback");
+        let state = nearest(case, "state.yaml").unwrap_or_else(|| Path::new(DEMO_STATE).to_owned());
         let view = state_file::load(&state)
             .unwrap_or_else(|e| panic!("{name}: {e}"))
             .index;
@@ -98,7 +120,9 @@ async fn golden_reviews() {
             None => Policy::builtin(),
         };
         let app = router(AppState::new(Arc::new(view), policy));
-        let review = if case.join("review.json").is_file() {
+        let review = if is_sample_review_case(case) {
+            std::fs::read(SAMPLE_REVIEW).unwrap()
+        } else if case.join("review.json").is_file() {
             std::fs::read(case.join("review.json")).unwrap()
         } else {
             let text = std::fs::read_to_string(case.join("manifest.yaml")).unwrap();

@@ -260,5 +260,5 @@ fn topology_manifests_with_each_policy() {
             "which no current node matches",
         ),
     ];
-    check(cases, "topology", "tests/golden/state.yaml");
+    check(cases, "topology", "src/dev/state.yaml");
 }

@@ -17,12 +17,12 @@ fn root() -> &'static Path {
     Path::new(ROOT)
 }
 
-/// The demo cluster of the golden tests (`tests/golden/state.yaml`).
+/// The demo cluster of the golden tests (`src/dev/state.yaml`).
 pub fn demo_view() -> &'static ClusterIndex {
     static VIEW: OnceLock<ClusterIndex> = OnceLock::new();
     VIEW.get_or_init(|| {
-        state_file::load(&root().join("tests/golden/state.yaml"))
-            .expect("tests/golden/state.yaml loads")
+        state_file::load(&root().join("src/dev/state.yaml"))
+            .expect("src/dev/state.yaml loads")
             .index
     })
 }
@@ -62,6 +62,8 @@ pub fn captured() -> &'static [(String, Value)] {
     REVIEWS.get_or_init(|| {
         let mut files = Vec::new();
         review_files(&root().join("tests/golden"), &mut files);
+        // The captured review `serve --dev` embeds (its golden case reads it from there).
+        files.push(root().join("src/dev/review.json"));
         files
             .iter()
             .filter_map(|f| {
@@ -451,7 +453,13 @@ pub fn check_response(body: &[u8], uid: &str) -> Option<Vec<Value>> {
 
 /// One golden review, by its folder under `tests/golden/`.
 pub fn golden_review(folder: &str) -> Value {
-    let path = root().join("tests/golden").join(folder).join("review.json");
+    // The sample `serve --dev` embeds is its golden case's review.
+    let sample = format!("captured/{}", storage_admission::dev::SAMPLE_REVIEW_CASE);
+    let path = if folder == sample {
+        root().join("src/dev/review.json")
+    } else {
+        root().join("tests/golden").join(folder).join("review.json")
+    };
     serde_json::from_slice(&std::fs::read(&path).expect("golden review exists"))
         .expect("golden review is JSON")
 }

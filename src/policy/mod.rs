@@ -20,6 +20,15 @@ pub enum PolicyError {
         path: std::path::PathBuf,
         source: std::io::Error,
     },
+    #[error("policy file {path} is not UTF-8")]
+    NotUtf8 { path: std::path::PathBuf },
+    /// A policy file that does not parse or validate: the file, then why.
+    #[error("{path}: {source}")]
+    File {
+        path: std::path::PathBuf,
+        #[source]
+        source: Box<PolicyError>,
+    },
     #[error("invalid policy: {0}")]
     Syntax(String),
     #[error("invalid policy: apiVersion must be {API_VERSION:?}, got {0:?}")]
@@ -252,6 +261,42 @@ pub struct Policy {
     pub rules: Rules,
 }
 
+/// A policy read from a file, with the bytes it was read from (a reload compares them to
+/// tell whether the file changed). The one way a policy file is loaded: `--policy` at start,
+/// its reloads, `review --policy` and `policy check`.
+#[derive(Debug)]
+pub struct PolicyFile {
+    pub path: std::path::PathBuf,
+    pub bytes: Vec<u8>,
+    pub policy: Policy,
+}
+
+impl PolicyFile {
+    pub fn load(path: &std::path::Path) -> Result<Self, PolicyError> {
+        let bytes = std::fs::read(path).map_err(|source| PolicyError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::from_bytes(path, bytes)
+    }
+
+    /// Parses what was read from `path`; errors name the file.
+    pub fn from_bytes(path: &std::path::Path, bytes: Vec<u8>) -> Result<Self, PolicyError> {
+        let text = std::str::from_utf8(&bytes).map_err(|_| PolicyError::NotUtf8 {
+            path: path.to_owned(),
+        })?;
+        let policy = Policy::parse(text).map_err(|source| PolicyError::File {
+            path: path.to_owned(),
+            source: Box::new(source),
+        })?;
+        Ok(Self {
+            path: path.to_owned(),
+            bytes,
+            policy,
+        })
+    }
+}
+
 impl Policy {
     /// Parses and validates a policy document.
     pub fn parse(text: &str) -> Result<Self, PolicyError> {
@@ -261,12 +306,9 @@ impl Policy {
         Ok(policy)
     }
 
+    /// Reads and parses a policy file (see [`PolicyFile::load`]).
     pub fn load(path: &std::path::Path) -> Result<Self, PolicyError> {
-        let text = std::fs::read_to_string(path).map_err(|source| PolicyError::Read {
-            path: path.to_owned(),
-            source,
-        })?;
-        Self::parse(&text)
+        PolicyFile::load(path).map(|file| file.policy)
     }
 
     /// The built-in policy.

@@ -13,7 +13,7 @@ use arc_swap::ArcSwap;
 
 use super::metrics::{Metrics, ResultLabels};
 use super::tls::{Reload, ReloadingCert};
-use crate::policy::Policy;
+use crate::policy::{Policy, PolicyFile};
 
 /// The policy file being served, and the text it was parsed from.
 pub struct PolicySource {
@@ -42,11 +42,9 @@ impl PolicySource {
         if *loaded == bytes {
             return Ok(Reload::Unchanged);
         }
-        let text = std::str::from_utf8(&bytes)
-            .map_err(|_| format!("policy file {} is not UTF-8", self.path.display()))?;
-        let policy = Policy::parse(text).map_err(|e| format!("{}: {e}", self.path.display()))?;
-        self.current.store(Arc::new(policy));
-        *loaded = bytes;
+        let file = PolicyFile::from_bytes(&self.path, bytes).map_err(|e| e.to_string())?;
+        self.current.store(Arc::new(file.policy));
+        *loaded = file.bytes;
         Ok(Reload::Reloaded)
     }
 }

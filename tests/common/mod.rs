@@ -19,14 +19,18 @@ use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 
 use storage_admission::certs;
-use storage_admission::cluster::{ClusterIndex, state_file};
+use storage_admission::cluster::ClusterIndex;
 use storage_admission::policy::Policy;
 use storage_admission::server::serve::ConnLimits;
 use storage_admission::server::{AppState, Limits, ServeConfig, Server, TlsSource, router};
 
 pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
+/// The review of a captured golden case (the sample `serve --dev` embeds for its case).
 pub fn golden_review(name: &str) -> Vec<u8> {
+    if name == storage_admission::dev::SAMPLE_REVIEW_CASE {
+        return storage_admission::dev::SAMPLE_REVIEW.as_bytes().to_vec();
+    }
     std::fs::read(
         Path::new(ROOT)
             .join("tests/golden/captured")
@@ -38,6 +42,9 @@ pub fn golden_review(name: &str) -> Vec<u8> {
 
 /// The review of a golden case, `folder` under `tests/golden/` (e.g. `captured/<name>`).
 pub fn golden_json(folder: &str) -> serde_json::Value {
+    if folder == format!("captured/{}", storage_admission::dev::SAMPLE_REVIEW_CASE) {
+        return serde_json::from_str(storage_admission::dev::SAMPLE_REVIEW).unwrap();
+    }
     let path = Path::new(ROOT)
         .join("tests/golden")
         .join(folder)
@@ -53,11 +60,10 @@ pub fn with_uid(review: &serde_json::Value, uid: &str) -> serde_json::Value {
     review
 }
 
-/// The demo cluster every golden review was captured against (`tests/golden/state.yaml`).
+/// The demo cluster every golden review was captured against, as `serve --dev` embeds it
+/// (`src/dev/state.yaml`).
 pub fn demo_state() -> ClusterIndex {
-    state_file::load(&Path::new(ROOT).join("tests/golden/state.yaml"))
-        .expect("demo state loads")
-        .index
+    storage_admission::dev::demo_cluster().expect("demo state loads")
 }
 
 /// The router as shipped, on the demo cluster with the built-in policy and `limits`.
