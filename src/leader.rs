@@ -52,7 +52,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::server::Metrics;
+use crate::metrics::Metrics;
 
 /// The Lease's name unless `--lease-name` says otherwise (the Role grants it by this name).
 pub const DEFAULT_LEASE_NAME: &str = "storage-admission-leader";

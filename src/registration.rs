@@ -37,8 +37,8 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::server::Metrics;
-use crate::server::metrics::RegistrationLabels;
+use crate::metrics::Metrics;
+use crate::metrics::RegistrationLabels;
 
 /// The field manager of every write (the controller's, so one name covers the service).
 pub const FIELD_MANAGER: &str = crate::controller::FIELD_MANAGER;

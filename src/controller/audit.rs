@@ -32,10 +32,10 @@ use tokio::time::Instant;
 
 use super::{Context, Error, Scope};
 use crate::cluster::{Cached, ClusterIndex, ClusterView, ResourceKind, Store, SyncState};
+use crate::metrics::{AuditEventLabels, AuditLabels};
 use crate::model::{ObjectMeta, annotation_is_true, keys};
 use crate::policy::{Mode, Policy, UserInfo};
 use crate::rules::{self, Input, Operation, Phase, RuleId, RuleResult};
-use crate::server::metrics::{AuditEventLabels, AuditLabels};
 
 /// The rules the audit evaluates, in report order.
 pub const AUDITED_RULES: [RuleId; 5] = [

@@ -23,10 +23,10 @@ use serde_json::Value;
 
 use super::{Context, Error, FIELD_MANAGER, Scope};
 use crate::cluster::ClusterView;
+use crate::metrics::ResultLabels;
 use crate::model::Node;
 use crate::policy::{Mode, Policy};
 use crate::rules::{self, Input, Operation, Phase, patch};
-use crate::server::metrics::ResultLabels;
 
 /// The labels one node is missing, as the JSON patch that adds them.
 #[derive(Debug, Clone, PartialEq)]

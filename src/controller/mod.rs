@@ -29,10 +29,10 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::cluster::ClusterIndex;
+use crate::metrics::Metrics;
 use crate::model::ObjectMeta;
 use crate::policy::Policy;
 use crate::rules::RuleId;
-use crate::server::Metrics;
 
 /// The field manager of node patches, and the reporting controller of events.
 pub const FIELD_MANAGER: &str = "storage-admission";

@@ -17,9 +17,9 @@ use tokio::sync::{Notify, watch};
 
 use super::{CA_CRT, Issuing, Plan, SecretData, TLS_CRT, TLS_KEY, plan, render};
 use crate::certs::CertError;
+use crate::metrics::Metrics;
+use crate::metrics::{ResultLabels, SecretWriteLabels};
 use crate::registration::{self, FIELD_MANAGER, Registrar, RegistrationError};
-use crate::server::Metrics;
-use crate::server::metrics::{ResultLabels, SecretWriteLabels};
 use crate::server::tls::{Reload, ReloadingCert};
 
 /// The wall clock (a function, so tests can fix it).

@@ -17,8 +17,8 @@ use tower_test::mock;
 
 use super::run::{Leader, serve_from, watch_secret};
 use super::*;
+use crate::metrics::Metrics;
 use crate::registration::{Configuration, Registrar, RegistrationError, Target, desired};
-use crate::server::Metrics;
 use crate::server::tls::{ReloadingCert, provider};
 use crate::testing::{ApiHandle, body_json, mock_client, respond, status_body as status};
 

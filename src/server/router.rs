@@ -15,10 +15,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
-use super::metrics::Metrics;
 use crate::admission::{self, ReviewError, Webhook};
 use crate::cluster::ClusterView;
 use crate::cluster::fetch::SnapshotFetcher;
+use crate::metrics::Metrics;
 use crate::policy::Policy;
 
 /// The API server sends objects of up to ~3 MiB, and both the object and the old object on
@@ -213,7 +213,7 @@ async fn review_inner(
                 state
                     .metrics
                     .snapshot_fallbacks
-                    .get_or_create(&super::metrics::ResultLabels {
+                    .get_or_create(&crate::metrics::ResultLabels {
                         result: fetched.result_label(),
                     })
                     .inc();

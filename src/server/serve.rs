@@ -16,7 +16,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
-use super::metrics::Metrics;
+use crate::metrics::Metrics;
 
 /// Connection-level limits. The defaults keep slow or idle clients from holding the server:
 /// the API server opens a handful of keep-alive connections, so 1024 is far above real use.
