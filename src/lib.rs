@@ -24,6 +24,7 @@ pub mod admission;
 pub mod certs;
 pub mod cluster;
 pub mod controller;
+pub mod identity;
 pub mod leader;
 pub mod metrics;
 pub mod model;

@@ -37,11 +37,9 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::identity::FIELD_MANAGER;
 use crate::metrics::Metrics;
 use crate::metrics::RegistrationLabels;
-
-/// The field manager of every write (the controller's, so one name covers the service).
-pub const FIELD_MANAGER: &str = crate::controller::FIELD_MANAGER;
 
 /// The namespace (and Service name) the shipped manifests use; replaced by this deployment's.
 const MANIFEST_NAMESPACE: &str = "storage-admission";
@@ -344,30 +342,10 @@ impl Registrar {
     }
 }
 
-/// Runs `work` while `leader` is `true`; returns when the sender is dropped. Losing the lead
-/// drops `work` at its next await point (every pass starts from a fresh read, so that is safe).
-pub async fn while_leader<F, Fut>(mut leader: watch::Receiver<bool>, mut work: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    loop {
-        if leader.wait_for(|is_leader| *is_leader).await.is_err() {
-            return;
-        }
-        let stopped = tokio::select! {
-            changed = leader.wait_for(|is_leader| !*is_leader) => changed.is_err(),
-            () = work() => false,
-        };
-        if stopped {
-            return;
-        }
-    }
-}
-
 /// `--register --certs files`: keeps the configurations registered with the CA bundle of
 /// `--ca-bundle FILE`, checked every `poll` (at once when the file changed) and re-registered
-/// every `resync` (repairing any drift), while this replica leads.
+/// every `resync` (repairing any drift), while this replica leads (a pass cut short by a lost
+/// lead is safe: every pass starts from a fresh read).
 pub async fn run_from_file(
     registrar: Arc<Registrar>,
     bundle_file: std::path::PathBuf,
@@ -375,7 +353,7 @@ pub async fn run_from_file(
     resync: Duration,
     leader: watch::Receiver<bool>,
 ) {
-    while_leader(leader, || {
+    crate::leader::while_leader(leader, || {
         let registrar = registrar.clone();
         let bundle_file = bundle_file.clone();
         async move {

@@ -21,8 +21,9 @@ use kube::Api;
 use kube::api::{Patch, PatchParams};
 use serde_json::Value;
 
-use super::{Context, Error, FIELD_MANAGER, Scope};
+use super::{Context, Error, Scope};
 use crate::cluster::ClusterView;
+use crate::identity::FIELD_MANAGER;
 use crate::metrics::ResultLabels;
 use crate::model::Node;
 use crate::policy::{Mode, Policy};

@@ -17,9 +17,11 @@ use tokio::sync::{Notify, watch};
 
 use super::{CA_CRT, Issuing, Plan, SecretData, TLS_CRT, TLS_KEY, plan, render};
 use crate::certs::CertError;
+use crate::identity::FIELD_MANAGER;
+use crate::leader::while_leader;
 use crate::metrics::Metrics;
 use crate::metrics::{ResultLabels, SecretWriteLabels};
-use crate::registration::{self, FIELD_MANAGER, Registrar, RegistrationError};
+use crate::registration::{Registrar, RegistrationError};
 use crate::server::tls::{Reload, ReloadingCert};
 
 /// The wall clock (a function, so tests can fix it).
@@ -210,7 +212,7 @@ impl Leader {
     /// `changed` is notified (the watched Secret changed), and `retry` after a failure.
     /// Returns when the leader signal's sender is dropped.
     pub async fn run(self: Arc<Self>, leader: watch::Receiver<bool>, changed: Arc<Notify>) {
-        registration::while_leader(leader, || {
+        while_leader(leader, || {
             let me = self.clone();
             let changed = changed.clone();
             async move {
