@@ -739,7 +739,7 @@ async fn serve_until_signal(
                     server.metrics.clone(),
                     changed.clone(),
                 )));
-                let leader_task = Arc::new(self_managed::Leader {
+                let leader_task = Arc::new(self_managed::CertRotator {
                     client: client.clone(),
                     namespace: target.namespace.clone(),
                     secret,

@@ -234,14 +234,15 @@ fn covers(have: &Value, want: &Value) -> bool {
     }
 }
 
-/// What registering one (existing) configuration did.
+/// Whether registering one (existing) configuration changed it (the `result` label of
+/// `registrations`; a failure is labelled by its error).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum ConfigurationChange {
     Updated,
     Unchanged,
 }
 
-impl Outcome {
+impl ConfigurationChange {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Updated => "updated",
@@ -277,7 +278,7 @@ impl Registrar {
                 })
                 .inc();
             match result {
-                Ok(Outcome::Unchanged) => {}
+                Ok(ConfigurationChange::Unchanged) => {}
                 Ok(outcome) => {
                     tracing::info!(
                         configuration = configuration.kind(),
@@ -295,7 +296,7 @@ impl Registrar {
         &self,
         configuration: Configuration,
         ca_bundle_pem: &[u8],
-    ) -> Result<Outcome, RegistrationError> {
+    ) -> Result<ConfigurationChange, RegistrationError> {
         let desired = desired(configuration, &self.target, ca_bundle_pem)?;
         let name = desired
             .pointer("/metadata/name")
@@ -321,7 +322,7 @@ impl Registrar {
             &desired,
             &serde_json::to_value(&current).unwrap_or(Value::Null),
         ) {
-            return Ok(Outcome::Unchanged);
+            return Ok(ConfigurationChange::Unchanged);
         }
         // Server-side apply creates a missing object, but it only gets here after reading the
         // object. If it is deleted in between, the API server authorizes this apply as a
@@ -338,7 +339,7 @@ impl Registrar {
             name,
             source,
         })?;
-        Ok(Outcome::Updated)
+        Ok(ConfigurationChange::Updated)
     }
 }
 

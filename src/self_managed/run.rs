@@ -50,8 +50,10 @@ pub enum Error {
     Registration(#[from] RegistrationError),
 }
 
-/// What the leader needs to keep the Secret and the webhook configurations current.
-pub struct Leader {
+/// Issues, stages and promotes the serving certificate in the Secret and keeps the webhook
+/// configurations' CA bundle current: the self-managed certificate loop, run by the leader
+/// ([`CertRotator::run`] follows the leader signal).
+pub struct CertRotator {
     pub client: Client,
     pub namespace: String,
     /// The Secret's name (`--tls-secret`).
@@ -75,7 +77,7 @@ fn decode(secret: &Secret) -> SecretData {
         .collect()
 }
 
-impl Leader {
+impl CertRotator {
     fn display_name(&self) -> String {
         format!("{}/{}", self.namespace, self.secret)
     }
