@@ -599,3 +599,20 @@ async fn http2_content_length_over_the_limit_is_413_and_the_connection_carries_o
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["reason"], "json", "{body}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http1_client_sending_a_whole_oversized_body_at_once_still_reads_the_413() {
+    // No `Expect: 100-continue`: the client writes all 4 MiB without waiting, while the
+    // server has answered from the head alone. The server drains what keeps arriving before
+    // it closes (a close with unread data would reset the connection and fail the client's
+    // next write before it read the answer).
+    let t = start_small_bodies().await;
+    let mut conn = h1(t.server.https_addr, &t.certs.ca).await;
+    let response = conn
+        .send_request(review_request("/validate", vec![b' '; 4 << 20]))
+        .await
+        .expect("the client finished its upload and read the answer");
+    let (status, body) = read(response).await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["reason"], "too_large", "{body}");
+}
