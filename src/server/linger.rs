@@ -107,3 +107,55 @@ impl<S: AsyncRead + AsyncWrite + Unpin> AsyncWrite for LingeringClose<S> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt, duplex};
+
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn a_silent_client_is_closed_after_the_idle_time() {
+        let (server, mut client) = duplex(64);
+        let mut server = LingeringClose::new(server);
+        let started = Instant::now();
+        server.shutdown().await.unwrap();
+        assert_eq!(
+            started.elapsed(),
+            IDLE,
+            "paused time: exactly the idle wait"
+        );
+        let mut rest = Vec::new();
+        client.read_to_end(&mut rest).await.unwrap();
+        assert!(rest.is_empty(), "the client saw the end of the stream");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn what_the_client_still_sends_is_drained_until_it_closes() {
+        let (server, mut client) = duplex(64);
+        let mut server = LingeringClose::new(server);
+        let drain = tokio::spawn(async move { server.shutdown().await });
+        // Far more than the pipe holds: it is all written only because the server reads it.
+        client.write_all(&[b' '; 64 * 1024]).await.unwrap();
+        drop(client);
+        drain.await.unwrap().unwrap();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn draining_stops_at_the_byte_limit() {
+        let (server, mut client) = duplex(64 * 1024);
+        let mut server = LingeringClose::new(server);
+        let drain = tokio::spawn(async move { server.shutdown().await });
+        // A client that never stops: the drain ends at MAX_BYTES, and the pipe then fills up.
+        let chunk = [b' '; 64 * 1024];
+        let mut sent = 0;
+        while client.write_all(&chunk).await.is_ok() {
+            sent += chunk.len();
+            if drain.is_finished() {
+                break;
+            }
+        }
+        drain.await.unwrap().unwrap();
+        assert!(sent >= MAX_BYTES, "{sent}");
+    }
+}
