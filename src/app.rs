@@ -137,7 +137,7 @@ impl App {
                         server.metrics.clone(),
                         changed.clone(),
                     )));
-                let leader_task = Arc::new(self_managed::Leader {
+                let leader_task = Arc::new(self_managed::CertRotator {
                     client: client.clone(),
                     namespace: target.namespace.clone(),
                     secret,

@@ -52,7 +52,7 @@ use tokio::sync::{oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::server::Metrics;
+use crate::metrics::Metrics;
 
 /// The Lease's name unless `--lease-name` says otherwise (the Role grants it by this name).
 pub const DEFAULT_LEASE_NAME: &str = "storage-admission-leader";
@@ -550,6 +550,32 @@ async fn lead(api: &Api<Lease>, cfg: &Config, term: &mut Term) -> Lost {
                 }
             }
             Err(error) => tracing::warn!(%error, "cannot renew the leader lease; retrying"),
+        }
+    }
+}
+
+/// Runs `work` while `leader` is `true`; returns when the sender is dropped. Losing the lead
+/// drops `work` at its next await point; regaining it calls `work` afresh, so every term starts
+/// from a fresh read (the loops this gates keep no state across terms). A `work` that returns
+/// on its own is started again while the signal is still `true`.
+///
+/// Every loop that writes to the cluster runs under this one function, so they all follow the
+/// signal the same way.
+pub async fn while_leader<F, Fut>(mut leader: watch::Receiver<bool>, mut work: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    loop {
+        if leader.wait_for(|is_leader| *is_leader).await.is_err() {
+            return;
+        }
+        let stopped = tokio::select! {
+            changed = leader.wait_for(|is_leader| !*is_leader) => changed.is_err(),
+            () = work() => false,
+        };
+        if stopped {
+            return;
         }
     }
 }

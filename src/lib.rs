@@ -12,7 +12,8 @@
 //! - [`controller`]: node label backfill and the audit of existing objects (Events, metrics),
 //!   with the same rule functions, over the same caches.
 //! - [`leader`]: leader election over a Lease: only the leader runs what writes to the cluster.
-//! - [`server`]: HTTPS serving, certificate reload, admin endpoints, metrics.
+//! - [`metrics`]: the Prometheus metrics every part records into (the admin port renders them).
+//! - [`server`]: HTTPS serving, certificate reload, admin endpoints.
 //! - [`registration`]: `--register`, the leader keeping the webhook configurations current.
 //! - [`self_managed`]: `--certs self-managed`, the CA and serving certificate in a Secret.
 //! - [`offline`]: `storage-admission review`, the same engine on files.
@@ -30,7 +31,9 @@ pub mod cluster;
 pub mod commands;
 pub mod controller;
 pub mod dev;
+pub mod identity;
 pub mod leader;
+pub mod metrics;
 pub mod model;
 pub mod offline;
 pub mod policy;

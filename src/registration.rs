@@ -37,11 +37,9 @@ use serde_json::Value;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::server::Metrics;
-use crate::server::metrics::RegistrationLabels;
-
-/// The field manager of every write (the controller's, so one name covers the service).
-pub const FIELD_MANAGER: &str = crate::controller::FIELD_MANAGER;
+use crate::identity::FIELD_MANAGER;
+use crate::metrics::Metrics;
+use crate::metrics::RegistrationLabels;
 
 /// The namespace (and Service name) the shipped manifests use; replaced by this deployment's.
 const MANIFEST_NAMESPACE: &str = "storage-admission";
@@ -236,14 +234,15 @@ fn covers(have: &Value, want: &Value) -> bool {
     }
 }
 
-/// What registering one (existing) configuration did.
+/// Whether registering one (existing) configuration changed it (the `result` label of
+/// `registrations`; a failure is labelled by its error).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Outcome {
+pub enum ConfigurationChange {
     Updated,
     Unchanged,
 }
 
-impl Outcome {
+impl ConfigurationChange {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Updated => "updated",
@@ -279,7 +278,7 @@ impl Registrar {
                 })
                 .inc();
             match result {
-                Ok(Outcome::Unchanged) => {}
+                Ok(ConfigurationChange::Unchanged) => {}
                 Ok(outcome) => {
                     tracing::info!(
                         configuration = configuration.kind(),
@@ -297,7 +296,7 @@ impl Registrar {
         &self,
         configuration: Configuration,
         ca_bundle_pem: &[u8],
-    ) -> Result<Outcome, RegistrationError> {
+    ) -> Result<ConfigurationChange, RegistrationError> {
         let desired = desired(configuration, &self.target, ca_bundle_pem)?;
         let name = desired
             .pointer("/metadata/name")
@@ -323,7 +322,7 @@ impl Registrar {
             &desired,
             &serde_json::to_value(&current).unwrap_or(Value::Null),
         ) {
-            return Ok(Outcome::Unchanged);
+            return Ok(ConfigurationChange::Unchanged);
         }
         // Server-side apply creates a missing object, but it only gets here after reading the
         // object. If it is deleted in between, the API server authorizes this apply as a
@@ -340,34 +339,14 @@ impl Registrar {
             name,
             source,
         })?;
-        Ok(Outcome::Updated)
-    }
-}
-
-/// Runs `work` while `leader` is `true`; returns when the sender is dropped. Losing the lead
-/// drops `work` at its next await point (every pass starts from a fresh read, so that is safe).
-pub async fn while_leader<F, Fut>(mut leader: watch::Receiver<bool>, mut work: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = ()>,
-{
-    loop {
-        if leader.wait_for(|is_leader| *is_leader).await.is_err() {
-            return;
-        }
-        let stopped = tokio::select! {
-            changed = leader.wait_for(|is_leader| !*is_leader) => changed.is_err(),
-            () = work() => false,
-        };
-        if stopped {
-            return;
-        }
+        Ok(ConfigurationChange::Updated)
     }
 }
 
 /// `--register --certs files`: keeps the configurations registered with the CA bundle of
 /// `--ca-bundle FILE`, checked every `poll` (at once when the file changed) and re-registered
-/// every `resync` (repairing any drift), while this replica leads.
+/// every `resync` (repairing any drift), while this replica leads (a pass cut short by a lost
+/// lead is safe: every pass starts from a fresh read).
 pub async fn run_from_file(
     registrar: Arc<Registrar>,
     bundle_file: std::path::PathBuf,
@@ -375,7 +354,7 @@ pub async fn run_from_file(
     resync: Duration,
     leader: watch::Receiver<bool>,
 ) {
-    while_leader(leader, || {
+    crate::leader::while_leader(leader, || {
         let registrar = registrar.clone();
         let bundle_file = bundle_file.clone();
         async move {

@@ -413,3 +413,206 @@ async fn a_self_managed_replica_refuses_handshakes_until_the_secret_gives_it_a_c
             .starts_with("HTTP/1.1 200")
     );
 }
+
+/// A request body that hands over `chunks` and then stalls for good: the client has sent its
+/// head and part of the body, and is still "sending" when the answer arrives. `announced` is
+/// its `Content-Length`; without one, HTTP/1.1 sends it chunked. `Stalling::complete` ends
+/// instead of stalling: an ordinary request on the same kind of connection.
+struct Stalling {
+    chunks: std::collections::VecDeque<bytes::Bytes>,
+    announced: Option<u64>,
+    ends: bool,
+}
+
+impl Stalling {
+    fn new(chunks: usize, chunk_len: usize, announced: Option<u64>) -> Self {
+        Self {
+            chunks: (0..chunks)
+                .map(|_| bytes::Bytes::from(vec![b' '; chunk_len]))
+                .collect(),
+            announced,
+            ends: false,
+        }
+    }
+
+    fn complete(body: Vec<u8>) -> Self {
+        Self {
+            announced: Some(body.len() as u64),
+            chunks: [bytes::Bytes::from(body)].into(),
+            ends: true,
+        }
+    }
+}
+
+impl hyper::body::Body for Stalling {
+    type Data = bytes::Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        match self.chunks.pop_front() {
+            Some(chunk) => std::task::Poll::Ready(Some(Ok(hyper::body::Frame::data(chunk)))),
+            None if self.ends => std::task::Poll::Ready(None),
+            None => std::task::Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ends && self.chunks.is_empty()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.announced.map_or_else(
+            hyper::body::SizeHint::default,
+            hyper::body::SizeHint::with_exact,
+        )
+    }
+}
+
+fn stalling_request(body: Stalling) -> hyper::Request<Stalling> {
+    hyper::Request::post("/validate")
+        .header("host", "localhost")
+        .header("content-type", "application/json")
+        .body(body)
+        .unwrap()
+}
+
+/// A server that accepts bodies of up to 1 KiB.
+async fn start_small_bodies() -> TestServer {
+    let limits = storage_admission::server::Limits {
+        max_body_bytes: 1024,
+        ..Default::default()
+    };
+    start_with(ConnLimits::default(), limits, None).await
+}
+
+async fn h1_stalling(t: &TestServer) -> hyper::client::conn::http1::SendRequest<Stalling> {
+    let stream = tls_connect(t.server.https_addr, &t.certs.ca, &[b"http/1.1"])
+        .await
+        .unwrap();
+    let (send, conn) = hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    send
+}
+
+/// Status, `Connection` header and body text of a response.
+async fn read_text(
+    response: hyper::Response<hyper::body::Incoming>,
+) -> (u16, Option<String>, String) {
+    use http_body_util::BodyExt;
+    let status = response.status().as_u16();
+    let connection = response
+        .headers()
+        .get("connection")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let bytes = response.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        connection,
+        String::from_utf8(bytes.to_vec()).unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http1_content_length_over_the_limit_is_413_before_the_body_is_read() {
+    let t = start_small_bodies().await;
+    let mut conn = h1_stalling(&t).await;
+    // 16 MiB announced, one 512-byte chunk sent: the answer cannot wait for the rest.
+    let response = conn
+        .send_request(stalling_request(Stalling::new(1, 512, Some(16 << 20))))
+        .await
+        .unwrap();
+    let (status, connection, body) = read_text(response).await;
+    assert_eq!(status, 413, "{body}");
+    assert!(
+        body.contains("16777216 bytes") && body.contains("1024-byte limit"),
+        "{body}"
+    );
+    assert!(body.contains("--max-body-bytes"), "names the flag: {body}");
+    assert_eq!(
+        connection.as_deref(),
+        Some("close"),
+        "the unread body must not be parsed as the next request"
+    );
+    assert!(
+        conn.ready().await.is_err(),
+        "the server closed the connection after the 413"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http1_chunked_body_growing_past_the_limit_is_413() {
+    let t = start_small_bodies().await;
+    let mut conn = h1_stalling(&t).await;
+    // No Content-Length: chunked, 1.5 KiB sent, then nothing more (and no end).
+    let response = conn
+        .send_request(stalling_request(Stalling::new(3, 512, None)))
+        .await
+        .unwrap();
+    let (status, connection, body) = read_text(response).await;
+    assert_eq!(status, 413, "{body}");
+    assert!(
+        body.contains("larger than the 1024-byte limit (--max-body-bytes)"),
+        "{body}"
+    );
+    assert_eq!(connection.as_deref(), Some("close"));
+    assert!(conn.ready().await.is_err());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http2_content_length_over_the_limit_is_413_and_the_connection_carries_on() {
+    let t = start_small_bodies().await;
+    let stream = tls_connect(t.server.https_addr, &t.certs.ca, &[b"h2"])
+        .await
+        .unwrap();
+    let (mut conn, driver) = hyper::client::conn::http2::handshake::<_, _, Stalling>(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(driver);
+    let response = conn
+        .send_request(stalling_request(Stalling::new(1, 512, Some(16 << 20))))
+        .await
+        .unwrap();
+    let (status, connection, body) = read_text(response).await;
+    assert_eq!(status, 413, "{body}");
+    assert!(
+        body.contains("16777216 bytes") && body.contains("--max-body-bytes"),
+        "{body}"
+    );
+    assert_eq!(connection, None, "no Connection header in HTTP/2");
+
+    // Only the stream was given up: the same connection answers the next request (a small
+    // body, under the 1 KiB limit, that is not JSON).
+    conn.ready().await.unwrap();
+    let response = conn
+        .send_request(stalling_request(Stalling::complete(b"{".to_vec())))
+        .await
+        .unwrap();
+    let (status, body) = read(response).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["reason"], "json", "{body}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn http1_client_sending_a_whole_oversized_body_at_once_still_reads_the_413() {
+    // No `Expect: 100-continue`: the client writes all 4 MiB without waiting, while the
+    // server has answered from the head alone. The server drains what keeps arriving before
+    // it closes (a close with unread data would reset the connection and fail the client's
+    // next write before it read the answer).
+    let t = start_small_bodies().await;
+    let mut conn = h1(t.server.https_addr, &t.certs.ca).await;
+    let response = conn
+        .send_request(review_request("/validate", vec![b' '; 4 << 20]))
+        .await
+        .expect("the client finished its upload and read the answer");
+    let (status, body) = read(response).await;
+    assert_eq!(status, 413, "{body}");
+    assert_eq!(body["reason"], "too_large", "{body}");
+}

@@ -32,11 +32,11 @@ use tokio::time::Instant;
 
 use super::{Context, Error, Scope};
 use crate::cluster::{Cached, ClusterIndex, ClusterView, ResourceKind, Store, SyncState};
+use crate::metrics::{AuditEventLabels, AuditLabels};
 use crate::model::ObjectMeta;
 use crate::policy::{Mode, Policy, UserInfo};
 use crate::rules::kinds::StoreVisitor;
 use crate::rules::{Check, For, RULES, Rule, RuleId, gate};
-use crate::server::metrics::{AuditEventLabels, AuditLabels};
 
 /// The rules the audit evaluates: those with an audited check in the table, in table order.
 pub fn audited_rules() -> impl Iterator<Item = &'static Rule> {

@@ -21,13 +21,14 @@ use kube::Api;
 use kube::api::{Patch, PatchParams};
 use serde_json::Value;
 
-use super::{Context, Error, FIELD_MANAGER, Scope};
+use super::{Context, Error, Scope};
 use crate::cluster::ClusterView;
+use crate::identity::FIELD_MANAGER;
+use crate::metrics::ResultLabels;
 use crate::model::Node;
 use crate::policy::{Policy, UserInfo};
 use crate::rules::kinds::Judged as _;
 use crate::rules::{For, Operation, Phase, RULES, Rule, gate, patch};
-use crate::server::metrics::ResultLabels;
 
 /// The labels one node is missing, as the JSON patch that adds them.
 #[derive(Debug, Clone, PartialEq)]

@@ -29,13 +29,11 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::cluster::ClusterIndex;
+use crate::identity::FIELD_MANAGER;
+use crate::metrics::Metrics;
 use crate::model::ObjectMeta;
 use crate::policy::Policy;
 use crate::rules::RuleId;
-use crate::server::Metrics;
-
-/// The field manager of node patches, and the reporting controller of events.
-pub const FIELD_MANAGER: &str = "storage-admission";
 
 /// Objects labelled this way never reach the webhooks (their `objectSelector`); the controller
 /// leaves them alone too.
@@ -337,21 +335,21 @@ pub async fn work(ctx: &Context) {
 /// acquires the lease and `false` when it loses it. Losing it drops the
 /// loops at their next await point; regaining it starts them afresh (a new leader reports
 /// current findings once, since the deduplication memory is per term).
-pub async fn run(ctx: Arc<Context>, mut leader: watch::Receiver<bool>) {
-    loop {
-        if leader.wait_for(|is_leader| *is_leader).await.is_err() {
-            return;
-        }
-        tracing::info!("controller started (backfill, audit)");
-        let stopped = tokio::select! {
-            changed = leader.wait_for(|is_leader| !*is_leader) => changed.is_err(),
-            () = work(&ctx) => false,
-        };
-        tracing::info!("controller stopped");
-        if stopped {
-            return;
+pub async fn run(ctx: Arc<Context>, leader: watch::Receiver<bool>) {
+    /// Logs the end of a term however it ends: the loops are dropped, never told to stop.
+    struct Stopped;
+    impl Drop for Stopped {
+        fn drop(&mut self) {
+            tracing::info!("controller stopped");
         }
     }
+    let ctx = &ctx;
+    crate::leader::while_leader(leader, move || async move {
+        tracing::info!("controller started (backfill, audit)");
+        let _stopped = Stopped;
+        work(ctx).await;
+    })
+    .await;
 }
 
 #[cfg(test)]

@@ -471,3 +471,61 @@ fn identity_is_the_pod_name_or_a_unique_host_name() {
     let b = identity(Some(""));
     assert_ne!(a, b, "random suffix");
 }
+
+/// `while_leader` on its own: what each term of `work` did, in order.
+#[tokio::test(start_paused = true)]
+async fn while_leader_runs_work_for_each_term_and_returns_when_the_signal_is_dropped() {
+    #[derive(Debug, PartialEq)]
+    enum Event {
+        Started(u32),
+        Dropped(u32),
+    }
+    struct Guard(u32, tokio::sync::mpsc::UnboundedSender<Event>);
+    impl Drop for Guard {
+        fn drop(&mut self) {
+            let _ = self.1.send(Event::Dropped(self.0));
+        }
+    }
+    let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
+    let (leader, is_leader) = watch::channel(false);
+    let mut term = 0;
+    let task = tokio::spawn(while_leader(is_leader, move || {
+        term += 1;
+        let (term, events_tx) = (term, events_tx.clone());
+        async move {
+            let _guard = Guard(term, events_tx.clone());
+            events_tx.send(Event::Started(term)).unwrap();
+            std::future::pending::<()>().await;
+        }
+    }));
+    // Not leading: nothing starts (paused time: the clock jumps to the timeout once every
+    // task is idle).
+    assert!(
+        tokio::time::timeout(Duration::from_secs(3600), events.recv())
+            .await
+            .is_err(),
+        "work started before leading"
+    );
+    leader.send_replace(true);
+    assert_eq!(events.recv().await, Some(Event::Started(1)));
+    leader.send_replace(false);
+    assert_eq!(
+        events.recv().await,
+        Some(Event::Dropped(1)),
+        "losing the lead drops the work"
+    );
+    assert!(!task.is_finished(), "waiting to lead again");
+    leader.send_replace(true);
+    assert_eq!(
+        events.recv().await,
+        Some(Event::Started(2)),
+        "a new term starts afresh"
+    );
+    drop(leader);
+    task.await.unwrap();
+    assert_eq!(
+        events.recv().await,
+        Some(Event::Dropped(2)),
+        "a dropped signal ends the term"
+    );
+}

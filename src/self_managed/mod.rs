@@ -40,7 +40,7 @@ use time::OffsetDateTime;
 
 use crate::certs::{self, CertError, CertInfo};
 
-pub use run::{Leader, watch_secret};
+pub use run::{CertRotator, watch_secret};
 
 pub const TLS_CRT: &str = "tls.crt";
 pub const TLS_KEY: &str = "tls.key";

@@ -17,9 +17,11 @@ use tokio::sync::{Notify, watch};
 
 use super::{CA_CRT, Issuing, Plan, SecretData, TLS_CRT, TLS_KEY, plan, render};
 use crate::certs::CertError;
-use crate::registration::{self, FIELD_MANAGER, Registrar, RegistrationError};
-use crate::server::Metrics;
-use crate::server::metrics::{ResultLabels, SecretWriteLabels};
+use crate::identity::FIELD_MANAGER;
+use crate::leader::while_leader;
+use crate::metrics::Metrics;
+use crate::metrics::{ResultLabels, SecretWriteLabels};
+use crate::registration::{Registrar, RegistrationError};
 use crate::server::tls::{Reload, ReloadingCert};
 
 /// The wall clock (a function, so tests can fix it).
@@ -48,8 +50,10 @@ pub enum Error {
     Registration(#[from] RegistrationError),
 }
 
-/// What the leader needs to keep the Secret and the webhook configurations current.
-pub struct Leader {
+/// Issues, stages and promotes the serving certificate in the Secret and keeps the webhook
+/// configurations' CA bundle current: the self-managed certificate loop, run by the leader
+/// ([`CertRotator::run`] follows the leader signal).
+pub struct CertRotator {
     pub client: Client,
     pub namespace: String,
     /// The Secret's name (`--tls-secret`).
@@ -73,7 +77,7 @@ fn decode(secret: &Secret) -> SecretData {
         .collect()
 }
 
-impl Leader {
+impl CertRotator {
     fn display_name(&self) -> String {
         format!("{}/{}", self.namespace, self.secret)
     }
@@ -210,7 +214,7 @@ impl Leader {
     /// `changed` is notified (the watched Secret changed), and `retry` after a failure.
     /// Returns when the leader signal's sender is dropped.
     pub async fn run(self: Arc<Self>, leader: watch::Receiver<bool>, changed: Arc<Notify>) {
-        registration::while_leader(leader, || {
+        while_leader(leader, || {
             let me = self.clone();
             let changed = changed.clone();
             async move {

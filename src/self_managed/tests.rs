@@ -15,10 +15,10 @@ use time::OffsetDateTime;
 use tokio::task::JoinHandle;
 use tower_test::mock;
 
-use super::run::{Leader, serve_from, watch_secret};
+use super::run::{CertRotator, serve_from, watch_secret};
 use super::*;
+use crate::metrics::Metrics;
 use crate::registration::{Configuration, Registrar, RegistrationError, Target, desired};
-use crate::server::Metrics;
 use crate::server::tls::{ReloadingCert, provider};
 use crate::testing::{ApiHandle, body_json, mock_client, respond, status_body as status};
 
@@ -229,10 +229,10 @@ fn an_unusable_secret_is_renewed_through_stage_and_promote() {
 // ---------------------------------------------------------------------------------------------
 // The leader's pass against a mocked API server.
 
-fn leader(at: OffsetDateTime) -> (Arc<Leader>, ApiHandle) {
+fn leader(at: OffsetDateTime) -> (Arc<CertRotator>, ApiHandle) {
     let (client, handle) = mock_client();
     let metrics = Arc::new(Metrics::new());
-    let leader = Leader {
+    let leader = CertRotator {
         client: client.clone(),
         namespace: NS.into(),
         secret: SECRET.into(),

@@ -10,9 +10,9 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use super::metrics::Metrics;
 use super::tls::ReloadingCert;
 use crate::cluster::{ClusterIndex, SyncState};
+use crate::metrics::Metrics;
 
 /// What readiness depends on.
 pub struct Health {
@@ -89,7 +89,7 @@ async fn metrics(State(health): State<Arc<Health>>) -> Response {
         health
             .metrics
             .cached_objects
-            .get_or_create(&super::metrics::KindLabels {
+            .get_or_create(&crate::metrics::KindLabels {
                 kind: kind.as_str(),
             })
             .set(i64::try_from(count).unwrap_or(i64::MAX));

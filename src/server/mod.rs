@@ -2,13 +2,12 @@
 //! (`/livez`, `/readyz`, `/metrics`), policy and certificate reload, and graceful shutdown.
 
 pub mod admin;
-pub mod metrics;
+mod linger;
 pub mod reload;
 pub mod router;
 pub mod serve;
 pub mod tls;
 
-pub use metrics::Metrics;
 pub use router::{AppState, Limits, router};
 
 use std::net::SocketAddr;
@@ -21,6 +20,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::cluster::{ClusterIndex, ClusterView};
+use crate::metrics::Metrics;
 use crate::policy::Policy;
 
 #[derive(Debug, thiserror::Error)]

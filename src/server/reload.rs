@@ -11,8 +11,8 @@ use std::time::Duration;
 
 use arc_swap::ArcSwap;
 
-use super::metrics::{Metrics, ResultLabels};
 use super::tls::{Reload, ReloadingCert};
+use crate::metrics::{Metrics, ResultLabels};
 use crate::policy::{Policy, PolicyFile};
 
 /// The policy file being served, and the text it was parsed from.

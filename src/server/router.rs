@@ -8,16 +8,17 @@ use std::time::{Duration, Instant};
 use arc_swap::ArcSwap;
 use axum::Router;
 use axum::body::Body;
+use axum::body::HttpBody as _;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Version, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use http_body_util::{BodyExt, LengthLimitError, Limited};
 
-use super::metrics::Metrics;
 use crate::admission::{self, ReviewError, Webhook};
 use crate::cluster::ClusterView;
 use crate::cluster::fetch::SnapshotFetcher;
+use crate::metrics::Metrics;
 use crate::policy::Policy;
 
 /// The API server sends objects of up to ~3 MiB, and both the object and the old object on
@@ -73,15 +74,31 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-async fn mutate(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    review(state, Webhook::Mutate, headers, body).await
+async fn mutate(
+    State(state): State<AppState>,
+    version: Version,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    review(state, Webhook::Mutate, version, headers, body).await
 }
 
-async fn validate(State(state): State<AppState>, headers: HeaderMap, body: Body) -> Response {
-    review(state, Webhook::Validate, headers, body).await
+async fn validate(
+    State(state): State<AppState>,
+    version: Version,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
+    review(state, Webhook::Validate, version, headers, body).await
 }
 
-async fn review(state: AppState, webhook: Webhook, headers: HeaderMap, body: Body) -> Response {
+async fn review(
+    state: AppState,
+    webhook: Webhook,
+    version: Version,
+    headers: HeaderMap,
+    body: Body,
+) -> Response {
     // A guard, so a review abandoned by its client (future dropped) is still counted out.
     struct InFlight<'a>(&'a prometheus_client::metrics::gauge::Gauge);
     impl Drop for InFlight<'_> {
@@ -91,12 +108,13 @@ async fn review(state: AppState, webhook: Webhook, headers: HeaderMap, body: Bod
     }
     state.metrics.in_flight.inc();
     let _in_flight = InFlight(&state.metrics.in_flight);
-    review_inner(&state, webhook, headers, body).await
+    review_inner(&state, webhook, version, headers, body).await
 }
 
 async fn review_inner(
     state: &AppState,
     webhook: Webhook,
+    version: Version,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
@@ -117,7 +135,23 @@ async fn review_inner(
             format!("Content-Type must be application/json, got {got}"),
         );
     }
+    // Answered before a byte of the body is read, so a client still sending (or waiting for
+    // `100 Continue`) reads the 413 instead of a reset connection. hyper sets the size hint
+    // from `Content-Length` on both protocols; a chunked body has none and is cut off below.
     let limit = state.limits.max_body_bytes;
+    let announced = body.size_hint().lower();
+    if announced > limit as u64 {
+        return unread_body(
+            version,
+            reject(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!(
+                    "request body of {announced} bytes is larger than the {limit}-byte limit (--max-body-bytes)"
+                ),
+            ),
+        );
+    }
     let collected = tokio::time::timeout(
         state.limits.body_timeout,
         Limited::new(body, limit).collect(),
@@ -125,27 +159,38 @@ async fn review_inner(
     .await;
     let bytes = match collected {
         Err(_) => {
-            return reject(
-                StatusCode::REQUEST_TIMEOUT,
-                "body_timeout",
-                format!(
-                    "request body not received within {:?}",
-                    state.limits.body_timeout
+            return unread_body(
+                version,
+                reject(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "body_timeout",
+                    format!(
+                        "request body not received within {:?}",
+                        state.limits.body_timeout
+                    ),
                 ),
             );
         }
         Ok(Err(err)) if err.downcast_ref::<LengthLimitError>().is_some() => {
-            return reject(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                format!("request body is larger than the {limit}-byte limit"),
+            return unread_body(
+                version,
+                reject(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "too_large",
+                    format!(
+                        "request body is larger than the {limit}-byte limit (--max-body-bytes)"
+                    ),
+                ),
             );
         }
         Ok(Err(err)) => {
-            return reject(
-                StatusCode::BAD_REQUEST,
-                "body_read",
-                format!("cannot read request body: {err}"),
+            return unread_body(
+                version,
+                reject(
+                    StatusCode::BAD_REQUEST,
+                    "body_read",
+                    format!("cannot read request body: {err}"),
+                ),
             );
         }
         Ok(Ok(collected)) => collected.to_bytes(),
@@ -169,7 +214,7 @@ async fn review_inner(
                 state
                     .metrics
                     .snapshot_fallbacks
-                    .get_or_create(&super::metrics::ResultLabels {
+                    .get_or_create(&crate::metrics::ResultLabels {
                         result: fetched.result_label(),
                     })
                     .inc();
@@ -260,6 +305,19 @@ fn is_json(headers: &HeaderMap) -> bool {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split(';').next())
         .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
+}
+
+/// A response sent with (some of) the request body still unread. On HTTP/1.1 the rest of that
+/// body sits where the next request would start, so the connection cannot be reused: say so,
+/// and hyper closes it after the response. HTTP/2 has no such header (it is illegal there);
+/// hyper resets the stream's unread half instead, and the connection carries on.
+fn unread_body(version: Version, mut response: Response) -> Response {
+    if version < Version::HTTP_2 {
+        response
+            .headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    }
+    response
 }
 
 fn json_response(status: StatusCode, body: Vec<u8>) -> Response {

@@ -1,5 +1,6 @@
 //! The HTTPS accept loop: TLS handshake and header timeouts, a connection limit, HTTP/1.1
-//! keep-alive and HTTP/2 on one port, and a bounded graceful drain on shutdown.
+//! keep-alive and HTTP/2 on one port, a lingering close (`linger`), and a bounded graceful
+//! drain on shutdown.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -16,7 +17,8 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
-use super::metrics::Metrics;
+use super::linger::LingeringClose;
+use crate::metrics::Metrics;
 
 /// Connection-level limits. The defaults keep slow or idle clients from holding the server:
 /// the API server opens a handful of keep-alive connections, so 1024 is far above real use.
@@ -102,6 +104,8 @@ pub async fn serve_https(
         tokio::spawn(async move {
             let _permit = permit;
             metrics.open_connections.inc();
+            // Under TLS, so its lingering close drains raw bytes (see `linger`).
+            let tcp = LingeringClose::new(tcp);
             match tokio::time::timeout(limits.handshake_timeout, acceptor.accept(tcp)).await {
                 Ok(Ok(stream)) => {
                     let first_request = Arc::new(Notify::new());
