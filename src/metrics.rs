@@ -152,6 +152,14 @@ impl Metrics {
             "Rule evaluations, by rule and outcome",
             rules.clone(),
         );
+        // Every rule of the table has a series from the start, so a dashboard shows a rule that
+        // has not run yet as 0 rather than as missing.
+        for rule in crate::rules::RULES {
+            let _series = rules.get_or_create(&RuleLabels {
+                rule: rule.id.as_str(),
+                status: crate::rules::RuleStatus::Allowed.as_str(),
+            });
+        }
         let rejected = Family::<RejectLabels, Counter>::default();
         registry.register(
             "rejected_requests",
@@ -419,5 +427,17 @@ mod tests {
             text.contains("\nstorage_admission_log_lines_dropped_total 0\n"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn every_rule_of_the_table_has_an_evaluation_series_from_the_start() {
+        let text = Metrics::new().encode();
+        for rule in crate::rules::RULES {
+            let series = format!(
+                "storage_admission_rule_evaluations_total{{rule=\"{}\",status=\"allowed\"}} 0\n",
+                rule.id
+            );
+            assert!(text.contains(&series), "{series} in {text}");
+        }
     }
 }
