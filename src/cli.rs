@@ -8,7 +8,6 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
-use crate::commands::Error;
 use crate::server::TlsSource;
 use crate::telemetry::LogFormat;
 use crate::{certs, leader};
@@ -19,6 +18,18 @@ const VERSION: &str = concat!(
     env!("STORAGE_ADMISSION_GIT_COMMIT"),
     ")"
 );
+
+/// Flags that do not combine: what `serve`, `run` and `--check-args` refuse, with the same
+/// message (exit code 2, bad input or usage).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+impl UsageError {
+    pub fn new(message: impl Into<String>) -> Self {
+        Self(message.into())
+    }
+}
 
 /// Shown under `--help`: the exit codes, from the one table in [`crate::commands::exit`].
 const EXIT_CODES: &str = "Exit codes: 0 success (review: everything allowed); 1 the service failed \
@@ -270,7 +281,7 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
 /// flag"): `serve` and `run` call it before they touch a file, a port or the cluster, and
 /// `--check-args` prints its verdict. Files named by flags are not read: they exist in the
 /// pod, not where manifests are checked.
-pub fn validate(command: &Command) -> Result<(), Error> {
+pub fn validate(command: &Command) -> Result<(), UsageError> {
     match command {
         Command::Serve(args) => validate_serve(args).map(drop),
         Command::Run(args) => validate_run(args).map(drop),
@@ -280,9 +291,9 @@ pub fn validate(command: &Command) -> Result<(), Error> {
 
 /// `serve`'s part of [`validate`]; returns the certificate files, `None` with `--dev` (which
 /// writes its own).
-pub fn validate_serve(args: &ServeArgs) -> Result<Option<TlsSource>, Error> {
+pub fn validate_serve(args: &ServeArgs) -> Result<Option<TlsSource>, UsageError> {
     if args.state.is_none() && !args.dev {
-        return Err(Error::usage(
+        return Err(UsageError::new(
             "serve needs --state FILE (a cluster state file) or --dev; `run` watches a real cluster",
         ));
     }
@@ -291,7 +302,7 @@ pub fn validate_serve(args: &ServeArgs) -> Result<Option<TlsSource>, Error> {
     }
     match (args.common.tls_cert.clone(), args.common.tls_key.clone()) {
         (Some(cert), Some(key)) => Ok(Some(TlsSource::Files { cert, key })),
-        _ => Err(Error::usage(
+        _ => Err(UsageError::new(
             "serve needs --tls-cert and --tls-key, or --dev",
         )),
     }
@@ -299,27 +310,27 @@ pub fn validate_serve(args: &ServeArgs) -> Result<Option<TlsSource>, Error> {
 
 /// `run`'s part of [`validate`]: every check of its flags that needs no cluster; returns where
 /// the certificate comes from.
-pub fn validate_run(args: &RunArgs) -> Result<TlsSource, Error> {
+pub fn validate_run(args: &RunArgs) -> Result<TlsSource, UsageError> {
     let has_files = args.common.tls_cert.is_some() || args.common.tls_key.is_some();
     match args.certs {
         CertsMode::Files => {
             if args.register && args.ca_bundle.is_none() {
-                return Err(Error::usage(
+                return Err(UsageError::new(
                     "--register with --certs files needs --ca-bundle FILE (the CA that signed --tls-cert, for caBundle)",
                 ));
             }
             if !args.register && args.ca_bundle.is_some() {
-                return Err(Error::usage("--ca-bundle is only used with --register"));
+                return Err(UsageError::new("--ca-bundle is only used with --register"));
             }
         }
         CertsMode::SelfManaged => {
             if has_files || args.ca_bundle.is_some() {
-                return Err(Error::usage(
+                return Err(UsageError::new(
                     "--certs self-managed takes its certificate from --tls-secret: drop --tls-cert, --tls-key and --ca-bundle",
                 ));
             }
             if !args.register {
-                return Err(Error::usage(
+                return Err(UsageError::new(
                     "--certs self-managed needs --register: only registration tells the API server the CA it generates",
                 ));
             }
@@ -328,10 +339,12 @@ pub fn validate_run(args: &RunArgs) -> Result<TlsSource, Error> {
             if !(Duration::from_secs(3600)..=Duration::from_secs(3650 * 86_400))
                 .contains(&args.cert_validity)
             {
-                return Err(Error::usage("--cert-validity must be between 1h and 3650d"));
+                return Err(UsageError::new(
+                    "--cert-validity must be between 1h and 3650d",
+                ));
             }
             certs::check_dns_label("--tls-secret", &args.tls_secret)
-                .map_err(|e| Error::usage(e.to_string()))?;
+                .map_err(|e| UsageError::new(e.to_string()))?;
         }
     }
     let tls = match args.certs {
@@ -342,17 +355,17 @@ pub fn validate_run(args: &RunArgs) -> Result<TlsSource, Error> {
             .zip(args.common.tls_key.clone())
             .map(|(cert, key)| TlsSource::Files { cert, key })
             .ok_or_else(|| {
-                Error::usage("run needs --tls-cert and --tls-key (or --certs self-managed)")
+                UsageError::new("run needs --tls-cert and --tls-key (or --certs self-managed)")
             })?,
         CertsMode::SelfManaged => TlsSource::InMemory,
     };
     if args.fallback_timeout.is_zero() || args.fallback_timeout >= Duration::from_secs(5) {
-        return Err(Error::usage(
+        return Err(UsageError::new(
             "--fallback-timeout must be above 0 and below the restore webhook's 5s timeoutSeconds",
         ));
     }
     certs::check_dns_label("--service-name", &args.service_name)
-        .map_err(|e| Error::usage(e.to_string()))?;
+        .map_err(|e| UsageError::new(e.to_string()))?;
     if args.leader_election {
         // The namespace and identity are only known in the cluster; the timings are checked here.
         leader::Config::new(
@@ -362,7 +375,7 @@ pub fn validate_run(args: &RunArgs) -> Result<TlsSource, Error> {
             args.lease_duration,
             args.lease_renew_grace,
         )
-        .map_err(|e| Error::usage(e.to_string()))?;
+        .map_err(|e| UsageError::new(e.to_string()))?;
     }
     Ok(tls)
 }

@@ -47,8 +47,8 @@ pub enum Outcome {
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Flags that do not combine (what `--check-args` refuses).
-    #[error("{0}")]
-    Usage(String),
+    #[error(transparent)]
+    Usage(#[from] crate::cli::UsageError),
     /// A file named by a flag (or standard input) is missing or invalid.
     #[error("{0}")]
     Input(String),
@@ -72,7 +72,7 @@ pub enum Error {
 
 impl Error {
     pub fn usage(message: impl Into<String>) -> Self {
-        Self::Usage(message.into())
+        Self::Usage(crate::cli::UsageError::new(message))
     }
 
     pub fn input(message: impl std::fmt::Display) -> Self {
