@@ -200,13 +200,14 @@ mod tests {
     use crate::cluster::ClusterIndex;
 
     use crate::testing::policy::CLOUD_POLICY;
+    use crate::testing::{Meta as _, labelled_node};
 
-    fn node(name: &str, rv: Option<&str>, labels: serde_json::Value) -> Arc<Node> {
-        let mut meta = json!({"name": name, "labels": labels});
-        if let Some(rv) = rv {
-            meta["resourceVersion"] = json!(rv);
-        }
-        Arc::new(serde_json::from_value(json!({ "metadata": meta })).unwrap())
+    fn node(name: &str, rv: Option<&str>, labels: &[(&str, &str)]) -> Arc<Node> {
+        let node = labelled_node(name, labels);
+        Arc::new(match rv {
+            Some(rv) => node.resource_version(rv),
+            None => node,
+        })
     }
 
     fn plan_for(nodes: &[Arc<Node>], policy: &str) -> Vec<NodePatch> {
@@ -225,14 +226,17 @@ mod tests {
             node(
                 "cn-hangzhou-b-node2",
                 Some("42"),
-                json!({"topology.kubernetes.io/region": "cn-hangzhou"}),
+                &[("topology.kubernetes.io/region", "cn-hangzhou")],
             ),
             node(
                 "cn-hangzhou-b-node1",
                 Some("7"),
-                json!({"topology.kubernetes.io/region": "cn-hangzhou", "topology.kubernetes.io/zone": "cn-hangzhou-b"}),
+                &[
+                    ("topology.kubernetes.io/region", "cn-hangzhou"),
+                    ("topology.kubernetes.io/zone", "cn-hangzhou-b"),
+                ],
             ),
-            node("unrelated-name", None, json!({})),
+            node("unrelated-name", None, &[]),
         ];
         let patches = plan_for(&nodes, CLOUD_POLICY);
         assert_eq!(patches.len(), 1, "{patches:?}");
@@ -257,7 +261,7 @@ mod tests {
         let nodes = [node(
             "n1",
             None,
-            json!({"failure-domain.beta.kubernetes.io/zone": "z1"}),
+            &[("failure-domain.beta.kubernetes.io/zone", "z1")],
         )];
         let patches = plan_for(
             &nodes,
@@ -271,7 +275,7 @@ mod tests {
 
     #[test]
     fn warn_and_off_modes_and_ignored_nodes_get_no_patch() {
-        let nodes = [node("cn-hangzhou-b-node2", None, json!({}))];
+        let nodes = [node("cn-hangzhou-b-node2", None, &[])];
         for mode in ["warn", "off"] {
             let policy = CLOUD_POLICY.replace(
                 "  nodeTopology:\n",
@@ -282,7 +286,7 @@ mod tests {
         let ignored = [node(
             "cn-hangzhou-b-node2",
             None,
-            json!({"storage-admission.io/ignore": "true"}),
+            &[("storage-admission.io/ignore", "true")],
         )];
         assert!(plan_for(&ignored, CLOUD_POLICY).is_empty());
     }
