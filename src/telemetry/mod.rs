@@ -7,6 +7,8 @@
 //! buffer is full, lines are dropped instead (`lossy`), for the same reason, and counted:
 //! `storage_admission_log_lines_dropped_total` says when the log is incomplete.
 
+mod json;
+
 use std::io::IsTerminal as _;
 use std::sync::OnceLock;
 
@@ -63,13 +65,8 @@ pub fn init(format: LogFormat) -> LogGuard {
     // try_init: a second call (tests) keeps the first subscriber instead of panicking.
     let installed = match format {
         LogFormat::Text => builder.try_init(),
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            // No spans: a review's fields are on its events (see server::router).
-            .with_current_span(false)
-            .with_span_list(false)
-            .try_init(),
+        // No spans: a review's fields are on its events (see server::router).
+        LogFormat::Json => builder.event_format(json::JsonLines).try_init(),
     };
     if installed.is_ok() {
         let _ = DROPPED.set(dropped);
