@@ -493,7 +493,7 @@ fn run(args: RunArgs) -> ExitCode {
         };
         tracing::info!(%namespace, "watching the cluster");
         let index = Arc::new(ClusterIndex::unavailable("waiting for the first list from the API server"));
-        let watches = storage_admission::cluster::watch::spawn_all(client.clone(), index.clone());
+        let watches = storage_admission::cluster::watch::spawn_all(client.clone(), index.clone(), args.controller);
         let fetcher: Arc<dyn SnapshotFetcher> = Arc::new(KubeSnapshotFetcher::new(
             client.clone(),
             args.fallback_timeout,

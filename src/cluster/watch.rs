@@ -128,10 +128,17 @@ fn api_resource(kind: ResourceKind) -> ApiResource {
 
 /// Runs one kind's watch until the task is dropped.
 async fn run<T: Cached + DeserializeOwned>(client: Client, store: &Store<T>) {
+    run_with(client, store, watcher::Config::default()).await
+}
+
+/// Runs one kind's watch, listing and watching with `config`, until the task is dropped.
+async fn run_with<T: Cached + DeserializeOwned>(
+    client: Client,
+    store: &Store<T>,
+    config: watcher::Config,
+) {
     let api: Api<DynamicObject> = Api::all_with(client, &api_resource(T::KIND));
-    let mut stream = watcher::watcher(api, watcher::Config::default())
-        .default_backoff()
-        .boxed();
+    let mut stream = watcher::watcher(api, config).default_backoff().boxed();
     let mut buffer = None;
     while let Some(item) = stream.next().await {
         match item {
@@ -158,15 +165,24 @@ async fn run<T: Cached + DeserializeOwned>(client: Client, store: &Store<T>) {
     }
 }
 
-/// Starts a watch per kind feeding `index`. The tasks run until aborted.
-pub fn spawn_all(client: Client, index: Arc<ClusterIndex>) -> Vec<tokio::task::JoinHandle<()>> {
+/// Why the pod store is empty when the controller does not run.
+pub const PODS_NOT_WATCHED: &str =
+    "pods are watched only when the controller runs (--controller): only its audit reads them";
+
+/// Starts a watch per kind feeding `index`; pods only with `pods` (the controller runs: its
+/// audit is the only reader of the pod store). The tasks run until aborted.
+pub fn spawn_all(
+    client: Client,
+    index: Arc<ClusterIndex>,
+    pods: bool,
+) -> Vec<tokio::task::JoinHandle<()>> {
     macro_rules! spawn {
         ($field:ident) => {{
             let (client, index) = (client.clone(), index.clone());
             tokio::spawn(async move { run(client, &index.$field).await })
         }};
     }
-    vec![
+    let mut tasks = vec![
         spawn!(snapshot_classes),
         spawn!(snapshots),
         spawn!(snapshot_contents),
@@ -174,7 +190,22 @@ pub fn spawn_all(client: Client, index: Arc<ClusterIndex>) -> Vec<tokio::task::J
         spawn!(pvcs),
         spawn!(pvs),
         spawn!(nodes),
-    ]
+    ];
+    if pods {
+        // Pods are the most numerous objects of a cluster, and the audit only asks about
+        // Pending ones: the API server filters them (a pod that leaves Pending arrives as a
+        // delete), so neither the list nor the cache holds Running pods.
+        let config = watcher::Config::default().fields("status.phase=Pending");
+        tasks.push(tokio::spawn(async move {
+            run_with(client, &index.pods, config).await
+        }));
+    } else {
+        // Not `Pending`: readiness must not wait for a list that never comes.
+        index
+            .pods
+            .set_state(SyncState::Missing(PODS_NOT_WATCHED.to_owned()));
+    }
+    tasks
 }
 
 #[cfg(test)]

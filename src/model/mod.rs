@@ -42,12 +42,14 @@ pub(crate) use map_only;
 pub mod labels;
 mod meta;
 mod node;
+mod pod;
 mod quantity;
 mod snapshot;
 mod storage;
 
 pub use meta::{ObjectMeta, OwnerReference, null_as_default};
 pub use node::Node;
+pub use pod::{Pod, VolumeClaim};
 pub use quantity::{Quantity, QuantityError};
 pub use snapshot::{
     SnapshotError, VolumeSnapshot, VolumeSnapshotClass, VolumeSnapshotContent,
