@@ -425,3 +425,406 @@ pub const RULE: Rule = Rule {
     backfill: false,
     settings: |policy| RuleSettings::of(&policy.rules.pinned_pods),
 };
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::cluster::ClusterIndex;
+    use crate::model::keys;
+    use crate::testing::{self, *};
+
+    const ALL_MODES: [PinnedPodsAction; 3] = [
+        PinnedPodsAction::Mutate,
+        PinnedPodsAction::Enforce,
+        PinnedPodsAction::Warn,
+    ];
+
+    /// Nodes n1 (zone b) and n2 (zone c); a WaitForFirstConsumer class `local` (also the
+    /// default), an Immediate class `nas`; claims `data` (local, unbound), `shared` (nas,
+    /// unbound), `in-c` (bound to a volume reachable from zone c) and `web-cache` (the
+    /// ephemeral claim of pod `web`'s volume `cache`, already bound).
+    fn demo() -> ClusterIndex {
+        cluster([
+            node("n1").hostname_label().zone("b").into(),
+            node("n2").hostname_label().zone("c").into(),
+            storage_class("local")
+                .provisioner("topolvm.io")
+                .wait_for_first_consumer()
+                .default_class()
+                .into(),
+            storage_class("nas")
+                .provisioner("example.com/nas")
+                .immediate()
+                .into(),
+            pvc("default", "data").class("local").into(),
+            pvc("default", "shared").class("nas").into(),
+            pvc("default", "in-c")
+                .class("local")
+                .bound_to("pv-c")
+                .into(),
+            pvc("default", "web-cache")
+                .class("local")
+                .bound_to("pv-plain")
+                .into(),
+            pv("pv-c")
+                .node_affinity_term(&[(keys::ZONE, "In", &["c"])])
+                .into(),
+            pv("pv-plain").into(),
+        ])
+    }
+
+    fn run(pod: &Pod, op: Operation, phase: Phase, mode: PinnedPodsAction) -> Outcome {
+        let input = input(op, phase, pod, (op == Operation::Update).then_some(pod));
+        check(&input, &demo(), &testing::policy::pinned_pods(mode)).unwrap()
+    }
+
+    fn create(pod: &Pod, phase: Phase, mode: PinnedPodsAction) -> Outcome {
+        run(pod, Operation::Create, phase, mode)
+    }
+
+    /// The pod as the API server sends it, parsed, unpinned by the mutating phase, and the
+    /// patched document parsed again.
+    fn unpinned(spec: Value) -> (Outcome, Value, Pod) {
+        let mut doc = json!({"metadata": {"name": "db", "namespace": "default"}, "spec": spec});
+        let pod: Pod = serde_json::from_value(doc.clone()).unwrap();
+        let out = create(&pod, Phase::Mutating, PinnedPodsAction::Mutate);
+        assert_eq!(out.mutations.len(), 1, "{out:?}");
+        json_patch::patch(&mut doc, &out.mutations[0].ops).unwrap();
+        let after: Pod = serde_json::from_value(doc.clone()).unwrap();
+        (out, doc, after)
+    }
+
+    fn by_name(node: &str) -> Value {
+        json!({"key": "metadata.name", "operator": "In", "values": [node]})
+    }
+
+    #[test]
+    fn mutate_moves_the_node_to_a_required_affinity_and_says_why() {
+        let (out, doc, after) = unpinned(json!({
+            "nodeName": "n1",
+            "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "data"}}],
+            "containers": [{"name": "c", "image": "db"}]
+        }));
+        assert_eq!(after.node_name(), None);
+        assert_eq!(
+            doc["spec"]["affinity"],
+            json!({"nodeAffinity": {REQUIRED: {"nodeSelectorTerms": [{"matchFields": [by_name("n1")]}]}}})
+        );
+        assert_eq!(
+            doc["spec"]["containers"][0]["image"], "db",
+            "the rest is kept"
+        );
+        let note = out.mutations[0].note.as_deref().unwrap();
+        assert!(
+            note.contains("Pod default/db")
+                && note.contains("spec.nodeName n1")
+                && note.contains("claim data (StorageClass local)"),
+            "{note}"
+        );
+        assert!(note.len() < 250, "{} chars: {note}", note.len());
+        assert!(out.denials.is_empty() && out.warnings.is_empty());
+    }
+
+    #[test]
+    fn existing_required_terms_each_gain_the_node_and_keep_their_own() {
+        let (_, doc, _) = unpinned(json!({
+            "nodeName": "n1",
+            "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "data"}}],
+            "affinity": {
+                "podAntiAffinity": {"x": 1},
+                "nodeAffinity": {
+                    "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 1}],
+                    REQUIRED: {"nodeSelectorTerms": [
+                        {"matchExpressions": [{"key": "disk", "operator": "Exists"}]},
+                        {"matchFields": [{"key": "metadata.name", "operator": "NotIn", "values": ["n9"]}]}
+                    ]}
+                }
+            }
+        }));
+        let affinity = &doc["spec"]["affinity"];
+        assert_eq!(affinity["podAntiAffinity"], json!({"x": 1}));
+        assert_eq!(
+            affinity["nodeAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"],
+            json!([{"weight": 1}])
+        );
+        assert_eq!(
+            affinity["nodeAffinity"][REQUIRED]["nodeSelectorTerms"],
+            json!([
+                {"matchExpressions": [{"key": "disk", "operator": "Exists"}], "matchFields": [by_name("n1")]},
+                {"matchFields": [
+                    {"key": "metadata.name", "operator": "NotIn", "values": ["n9"]},
+                    by_name("n1")
+                ]}
+            ])
+        );
+    }
+
+    #[test]
+    fn missing_affinity_parents_are_created() {
+        for (affinity, expected) in [
+            (
+                json!({"podAffinity": {}}),
+                json!({"podAffinity": {}, "nodeAffinity": {REQUIRED: {"nodeSelectorTerms": [{"matchFields": [by_name("n1")]}]}}}),
+            ),
+            (
+                json!({"nodeAffinity": {}}),
+                json!({"nodeAffinity": {REQUIRED: {"nodeSelectorTerms": [{"matchFields": [by_name("n1")]}]}}}),
+            ),
+            (
+                json!({"nodeAffinity": {REQUIRED: {"nodeSelectorTerms": null}}}),
+                json!({"nodeAffinity": {REQUIRED: {"nodeSelectorTerms": [{"matchFields": [by_name("n1")]}]}}}),
+            ),
+            (
+                json!(null),
+                json!({"nodeAffinity": {REQUIRED: {"nodeSelectorTerms": [{"matchFields": [by_name("n1")]}]}}}),
+            ),
+        ] {
+            let (_, doc, _) = unpinned(json!({
+                "nodeName": "n1",
+                "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "data"}}],
+                "affinity": affinity
+            }));
+            assert_eq!(doc["spec"]["affinity"], expected);
+        }
+    }
+
+    #[test]
+    fn ephemeral_volumes_count_by_their_template_until_the_claim_exists() {
+        let pinned = |class: Option<&str>| {
+            pod("default", "db")
+                .on_node("n1")
+                .ephemeral("scratch", class)
+        };
+        for class in [Some("local"), None] {
+            let out = create(&pinned(class), Phase::Mutating, PinnedPodsAction::Mutate);
+            assert_eq!(out.mutations.len(), 1, "{class:?}");
+            assert!(
+                out.mutations[0]
+                    .note
+                    .as_deref()
+                    .unwrap()
+                    .contains("claim db-scratch (StorageClass local)")
+            );
+        }
+        for class in [Some("nas"), Some(""), Some("gone")] {
+            assert!(create(&pinned(class), Phase::Mutating, PinnedPodsAction::Mutate).is_empty());
+        }
+        // Pod `web`'s ephemeral claim exists and is bound: nothing waits.
+        let web = pod("default", "web")
+            .on_node("n1")
+            .ephemeral("cache", Some("local"));
+        assert!(create(&web, Phase::Mutating, PinnedPodsAction::Mutate).is_empty());
+    }
+
+    #[test]
+    fn immediate_missing_and_unpinned_claims_are_left_alone() {
+        let pods = [
+            pod("default", "p").on_node("n1").claim("v", "shared"),
+            pod("default", "p").on_node("n1").claim("v", "not-yet"),
+            pod("other", "p").on_node("n1").claim("v", "data"),
+            pod("default", "p").claim("v", "data"),
+            pod("default", "p").on_node("n1"),
+        ];
+        for pod in &pods {
+            for mode in ALL_MODES {
+                for phase in [Phase::Mutating, Phase::Validating] {
+                    assert!(create(pod, phase, mode).is_empty(), "{pod:?} {mode:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn enforce_and_warn_deny_in_the_validating_phase_with_the_snippet() {
+        let pod = pod("default", "db").on_node("n1").claim("v", "data");
+        for mode in [PinnedPodsAction::Enforce, PinnedPodsAction::Warn] {
+            assert!(create(&pod, Phase::Mutating, mode).is_empty());
+            let out = create(&pod, Phase::Validating, mode);
+            assert!(out.mutations.is_empty() && out.warnings.is_empty());
+            assert_eq!(out.denials.len(), 2, "{out:?}");
+            assert!(out.denials[0].contains("Pod default/db sets spec.nodeName: n1"));
+            assert!(out.denials[0].contains("claim data (StorageClass local)"));
+            assert!(out.denials[1].contains(
+                "nodeSelectorTerms: [{matchFields: [{key: metadata.name, operator: In, values: [n1]}]}]"
+            ));
+        }
+    }
+
+    #[test]
+    fn mutate_mode_warns_when_the_pod_is_still_pinned_at_validation() {
+        let pod = pod("default", "db").on_node("n1").claim("v", "data");
+        let out = create(&pod, Phase::Validating, PinnedPodsAction::Mutate);
+        assert!(out.denials.is_empty() && out.mutations.is_empty());
+        assert_eq!(out.warnings.len(), 1);
+        assert!(out.warnings[0].contains("still sets spec.nodeName: n1"));
+    }
+
+    #[test]
+    fn a_node_out_of_a_bound_volumes_reach_is_denied_and_not_patched() {
+        let pod = pod("default", "db")
+            .on_node("n1")
+            .claim("v", "in-c")
+            .claim("w", "data");
+        assert!(
+            create(&pod, Phase::Mutating, PinnedPodsAction::Mutate).is_empty(),
+            "the denial must see the nodeName it names"
+        );
+        for mode in ALL_MODES {
+            let out = create(&pod, Phase::Validating, mode);
+            assert!(out.warnings.is_empty(), "{out:?}");
+            let first = &out.denials[0];
+            for part in [
+                "Pod default/db",
+                "node n1",
+                "claim in-c",
+                "PersistentVolume pv-c",
+                "topology.kubernetes.io/zone In [c]",
+            ] {
+                assert!(first.contains(part), "{part}: {first}");
+            }
+            assert!(out.denials[1].contains("Remove spec.nodeName"));
+        }
+        // On n2 (zone c) the volume is in reach; a node the cache does not know: admitted.
+        for node in ["n2", "n-new"] {
+            let pod = testing::pod("default", "db")
+                .on_node(node)
+                .claim("v", "in-c");
+            assert!(create(&pod, Phase::Validating, PinnedPodsAction::Enforce).is_empty());
+        }
+    }
+
+    #[test]
+    fn without_node_name_an_unsatisfiable_pair_of_affinities_warns() {
+        let conflict = pod("default", "db")
+            .claim("v", "in-c")
+            .node_selector(keys::ZONE, "b");
+        let out = create(&conflict, Phase::Validating, PinnedPodsAction::Enforce);
+        assert!(out.denials.is_empty());
+        assert_eq!(out.warnings.len(), 1, "{out:?}");
+        assert!(out.warnings[0].contains("PersistentVolume pv-c"));
+        assert!(out.warnings[0].contains("volume node affinity conflict"));
+        assert!(create(&conflict, Phase::Mutating, PinnedPodsAction::Enforce).is_empty());
+
+        let by_affinity =
+            pod("default", "db")
+                .claim("v", "in-c")
+                .required_term(&[(keys::ZONE, "In", &["b"])]);
+        assert_eq!(
+            create(&by_affinity, Phase::Validating, PinnedPodsAction::Enforce)
+                .warnings
+                .len(),
+            1
+        );
+        for fine in [
+            pod("default", "db").claim("v", "in-c"),
+            pod("default", "db")
+                .claim("v", "in-c")
+                .node_selector(keys::ZONE, "c"),
+            pod("default", "db")
+                .claim("v", "in-c")
+                .required_term(&[(keys::ZONE, "In", &["b"])])
+                .required_term(&[(keys::ZONE, "In", &["c"])]),
+            // Its own constraints match no node: the volume is not to blame.
+            pod("default", "db")
+                .claim("v", "in-c")
+                .node_selector(keys::ZONE, "z"),
+        ] {
+            assert!(
+                create(&fine, Phase::Validating, PinnedPodsAction::Enforce).is_empty(),
+                "{fine:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_audit_reports_an_existing_pinned_pod_with_its_fix() {
+        let pod = pod("default", "db")
+            .on_node("n1")
+            .claim("v", "data")
+            .pending();
+        assert!((RULE.checks[0].is_audited()));
+        let Check::Pod(f) = &RULE.checks[0] else {
+            panic!("a pod check")
+        };
+        assert!((f.audit.as_ref().unwrap().select)(&pod));
+        assert!(!(f.audit.as_ref().unwrap().select)(
+            &testing::pod("default", "db")
+                .on_node("n1")
+                .claim("v", "data")
+        ));
+        for mode in ALL_MODES {
+            let out = run(&pod, Operation::Update, Phase::Validating, mode);
+            assert_eq!(out.denials.len(), 1, "{out:?}");
+            assert!(out.denials[0].contains("is Pending on node n1"));
+            assert!(out.denials[0].contains("Recreate the pod without spec.nodeName"));
+        }
+        assert!(
+            run(
+                &pod,
+                Operation::Update,
+                Phase::Mutating,
+                PinnedPodsAction::Mutate
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn the_controller_audit_finds_pending_pinned_pods_only() {
+        let index = demo();
+        index.pods.apply(
+            testing::pod("default", "stuck")
+                .on_node("n1")
+                .claim("v", "data")
+                .pending(),
+        );
+        index.pods.apply(
+            testing::pod("default", "fine")
+                .on_node("n1")
+                .claim("v", "shared")
+                .pending(),
+        );
+        let audit = crate::controller::audit::findings(
+            &index,
+            &testing::policy::default(),
+            &crate::controller::Scope::for_namespace("storage-admission"),
+        );
+        let found: Vec<_> = audit
+            .findings
+            .iter()
+            .filter(|f| f.rule == RULE.id)
+            .map(|f| (f.object.to_string(), f.message.clone()))
+            .collect();
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, "Pod default/stuck");
+        assert!(
+            found[0]
+                .1
+                .contains("Recreate the pod without spec.nodeName")
+        );
+    }
+
+    #[test]
+    fn off_and_other_operations_are_not_judged() {
+        let pod = pod("default", "db").on_node("n1").claim("v", "data");
+        for phase in [Phase::Mutating, Phase::Validating] {
+            assert!(create(&pod, phase, PinnedPodsAction::Off).is_empty());
+            assert!(run(&pod, Operation::Delete, phase, PinnedPodsAction::Enforce).is_empty());
+        }
+    }
+
+    #[test]
+    fn an_unloaded_cache_is_unavailable_not_a_verdict() {
+        let pod = pod("default", "db").on_node("n1").claim("v", "data");
+        let view = ClusterIndex::unavailable("starting");
+        let input = input(Operation::Create, Phase::Validating, &pod, None);
+        let cfg = testing::policy::pinned_pods(PinnedPodsAction::Enforce);
+        assert!(check(&input, &view, &cfg).is_err());
+        // A pod without claims reads nothing.
+        let bare = testing::pod("default", "web").on_node("n1");
+        let input = crate::testing::input(Operation::Create, Phase::Validating, &bare, None);
+        assert!(check(&input, &view, &cfg).unwrap().is_empty());
+    }
+}
