@@ -227,6 +227,41 @@ mod tests {
         .unwrap()
     }
 
+    #[tokio::test]
+    async fn pods_are_watched_pending_only_and_only_for_the_controller() {
+        // Without the controller: no pod watch, and a store that does not hold readiness.
+        let (client, _api) = crate::testing::mock_client();
+        let index = Arc::new(ClusterIndex::unavailable("starting"));
+        let tasks = spawn_all(client, index.clone(), false);
+        assert_eq!(tasks.len(), 7);
+        assert_eq!(
+            index.pods.state(),
+            SyncState::Missing(PODS_NOT_WATCHED.to_owned())
+        );
+        tasks.iter().for_each(|t| t.abort());
+
+        // With it: the pod list asks the API server for Pending pods only.
+        let (client, mut api) = crate::testing::mock_client();
+        let index = Arc::new(ClusterIndex::unavailable("starting"));
+        let tasks = spawn_all(client, index.clone(), true);
+        assert_eq!(tasks.len(), 8);
+        let mut pod_list = None;
+        for _ in 0..8 {
+            let (request, _respond) = api.next_request().await.unwrap();
+            if request.uri().path() == "/api/v1/pods" {
+                pod_list = Some(request.uri().to_string());
+                break;
+            }
+        }
+        let uri = pod_list.expect("a pod list among the watches' first requests");
+        assert!(
+            uri.contains("fieldSelector=status.phase%3DPending"),
+            "{uri}"
+        );
+        assert!(matches!(index.pods.state(), SyncState::Pending(_)));
+        tasks.iter().for_each(|t| t.abort());
+    }
+
     #[test]
     fn list_then_watch_events_keep_the_store_current() {
         let index = ClusterIndex::unavailable("starting");

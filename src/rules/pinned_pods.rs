@@ -146,7 +146,7 @@ pub fn check(input: &Input<'_, Pod>, view: &dyn ClusterView, cfg: &PinnedPodsCon
                         "Pod {name} sets spec.nodeName: {node}, which bypasses the scheduler, but {claims} waits for it (WaitForFirstConsumer): the volume is never provisioned and the pod stays Pending."
                     ))
                     .with_denial(format!(
-                        "Use node affinity instead of spec.nodeName: affinity: {{nodeAffinity: {{{REQUIRED}: {{nodeSelectorTerms: [{{matchFields: [{{key: metadata.name, operator: In, values: [{node}]}}]}}]}}}}}}"
+                        "Use node affinity (or a nodeSelector) instead of spec.nodeName: affinity: {{nodeAffinity: {{{REQUIRED}: {{nodeSelectorTerms: [{{matchFields: [{{key: metadata.name, operator: In, values: [{node}]}}]}}]}}}}}}"
                     )),
                 PinnedPodsAction::Mutate | PinnedPodsAction::Off => outcome,
             })
