@@ -13,7 +13,8 @@ use serde_json::json;
 use storage_admission::admission::{self, Webhook, review};
 use storage_admission::cluster::{ClusterIndex, state_file};
 use storage_admission::model::{
-    Node, PersistentVolumeClaim, StorageClass, VolumeSnapshot, VolumeSnapshotClass,
+    Node, PersistentVolume, PersistentVolumeClaim, StorageClass, VolumeSnapshot,
+    VolumeSnapshotClass,
 };
 use storage_admission::policy::Policy;
 use storage_admission::rules::{self, Input, Operation, Phase};
@@ -224,5 +225,100 @@ fn rules_alone(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, whole_path, decode_only, rules_alone);
+/// The captured pinned pod (3.4 KB), and the same pod grown to about 50 KB the way real pods
+/// grow (sidecar containers with env, probes and mounts, and their managedFields): the slim
+/// Pod model skips all of it, so the two should cost about the same.
+fn pod_reviews() -> [(&'static str, Vec<u8>); 2] {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden/pods/captured/mutate-create-pod-mysql-pinned/review.json");
+    let small = std::fs::read(path).unwrap();
+    let mut review: serde_json::Value = serde_json::from_slice(&small).unwrap();
+    let object = &mut review["request"]["object"];
+    let mut i = 0;
+    while serde_json::to_vec(object).unwrap().len() < 50_000 {
+        let env: Vec<_> = (0..30)
+            .map(|e| json!({"name": format!("SIDECAR_{i}_SETTING_{e}"), "value": format!("value-{e}-of-a-typical-length")}))
+            .collect();
+        object["spec"]["containers"].as_array_mut().unwrap().push(json!({
+            "name": format!("sidecar-{i}"), "image": "registry.example.com/team/sidecar:1.2.3",
+            "env": env, "resources": {"requests": {"cpu": "100m", "memory": "128Mi"}},
+            "readinessProbe": {"httpGet": {"path": "/ready", "port": 8080}, "periodSeconds": 10},
+            "volumeMounts": [{"name": "data", "mountPath": format!("/data/{i}")}]
+        }));
+        object["metadata"]["managedFields"].as_array_mut().unwrap().push(json!({
+            "manager": format!("controller-{i}"), "operation": "Update", "apiVersion": "v1",
+            "fieldsType": "FieldsV1",
+            "fieldsV1": {"f:spec": {"f:containers": {format!("k:{{\"name\":\"sidecar-{i}\"}}"): {".": {}, "f:env": {}, "f:image": {}}}}}
+        }));
+        i += 1;
+    }
+    [
+        ("pod-3KB", small),
+        ("pod-50KB", serde_json::to_vec(&review).unwrap()),
+    ]
+}
+
+/// The pods' cluster (tests/golden/pods/state.yaml) plus `extra` claims bound to zonal PVs,
+/// and nodes.
+fn pod_cluster(extra: usize) -> ClusterIndex {
+    let state = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/pods/state.yaml");
+    let index = state_file::load(&state).unwrap().index;
+    for i in 0..extra {
+        let zone = format!("zone-{}", i % 50);
+        index.pvcs.apply(
+            serde_json::from_value::<PersistentVolumeClaim>(json!({
+                "metadata": {"name": format!("pvc-{i}"), "namespace": format!("ns-{}", i % 100)},
+                "spec": {"storageClassName": "gs-disk", "volumeName": format!("pv-{i}"), "resources": {"requests": {"storage": "10Gi"}}}
+            }))
+            .unwrap(),
+        );
+        index.pvs.apply(
+            serde_json::from_value::<PersistentVolume>(json!({
+                "metadata": {"name": format!("pv-{i}")},
+                "spec": {"storageClassName": "gs-disk", "csi": {"driver": "diskplugin.csi.alibabacloud.com", "volumeHandle": format!("d-{i}")},
+                         "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                             {"key": "topology.kubernetes.io/zone", "operator": "In", "values": [zone]}]}]}}}
+            }))
+            .unwrap(),
+        );
+        index.nodes.apply(
+            serde_json::from_value::<Node>(json!({
+                "metadata": {"name": format!("node-{i}"), "labels": {
+                    "kubernetes.io/hostname": format!("node-{i}"),
+                    "topology.kubernetes.io/zone": zone
+                }}
+            }))
+            .unwrap(),
+        );
+    }
+    index
+}
+
+fn pods(c: &mut Criterion) {
+    let policy = Policy::builtin();
+    let reviews = pod_reviews();
+    for size in [10usize, 100_000] {
+        let view = pod_cluster(size);
+        let mut group = c.benchmark_group(format!("pod/cluster-{size}"));
+        for (name, body) in &reviews {
+            group.throughput(Throughput::Bytes(body.len() as u64));
+            for webhook in [Webhook::Mutate, Webhook::Validate] {
+                group.bench_with_input(
+                    BenchmarkId::new(webhook.as_str(), name),
+                    body,
+                    |b, body| {
+                        b.iter(|| {
+                            admission::handle_now(webhook, black_box(body), &view, &policy)
+                                .unwrap()
+                                .body
+                        })
+                    },
+                );
+            }
+        }
+        group.finish();
+    }
+}
+
+criterion_group!(benches, whole_path, decode_only, rules_alone, pods);
 criterion_main!(benches);

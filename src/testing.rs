@@ -58,6 +58,7 @@ use crate::model::{
     TopologyRequirement, TypedLocalObjectReference, TypedObjectReference, VolumeBindingMode,
     VolumeSnapshot, VolumeSnapshotClass, VolumeSnapshotContent, keys,
 };
+use crate::model::{ClaimSource, EphemeralSource, Pod, PodVolume};
 use crate::rules::{Input, Operation, Phase};
 
 /// The Alibaba Cloud disk CSI driver, the demo cluster's driver.
@@ -129,7 +130,8 @@ impl_meta!(
     Node,
     VolumeSnapshot,
     VolumeSnapshotClass,
-    VolumeSnapshotContent
+    VolumeSnapshotContent,
+    Pod
 );
 
 /// A StorageClass with no provisioner, binding mode or topologies yet.
@@ -547,6 +549,79 @@ pub fn default_snapclass() -> VolumeSnapshotClass {
         .default_class()
 }
 
+/// A pod with no volumes, node or constraints; `status.phase` unset (as on CREATE).
+pub fn pod(namespace: &str, name: &str) -> Pod {
+    Pod {
+        metadata: meta(Some(namespace), name),
+        ..Default::default()
+    }
+}
+
+pub trait PodExt: Sized {
+    /// `spec.nodeName`.
+    fn on_node(self, node: &str) -> Self;
+    /// A `persistentVolumeClaim` volume `volume` using `claim`.
+    fn claim(self, volume: &str, claim: &str) -> Self;
+    /// A generic ephemeral volume whose template names `class` (`None`: no class named).
+    fn ephemeral(self, volume: &str, class: Option<&str>) -> Self;
+    /// A `spec.nodeSelector` entry.
+    fn node_selector(self, key: &str, value: &str) -> Self;
+    /// One required node-affinity term with `matchExpressions` `(key, operator, values)`.
+    fn required_term(self, expressions: &[(&str, &str, &[&str])]) -> Self;
+    /// `status.phase: Pending`.
+    fn pending(self) -> Self;
+}
+
+impl PodExt for Pod {
+    fn on_node(mut self, node: &str) -> Self {
+        self.spec.node_name = Some(node.into());
+        self
+    }
+    fn claim(mut self, volume: &str, claim: &str) -> Self {
+        self.spec.volumes.push(PodVolume {
+            name: volume.into(),
+            persistent_volume_claim: Some(ClaimSource {
+                claim_name: claim.into(),
+            }),
+            ephemeral: None,
+        });
+        self
+    }
+    fn ephemeral(mut self, volume: &str, class: Option<&str>) -> Self {
+        let mut source = EphemeralSource::default();
+        source.volume_claim_template.spec.storage_class_name = class.map(Into::into);
+        self.spec.volumes.push(PodVolume {
+            name: volume.into(),
+            persistent_volume_claim: None,
+            ephemeral: Some(source),
+        });
+        self
+    }
+    fn node_selector(mut self, key: &str, value: &str) -> Self {
+        self.spec.node_selector.insert(key.into(), value.into());
+        self
+    }
+    fn required_term(mut self, expressions: &[(&str, &str, &[&str])]) -> Self {
+        self.spec
+            .affinity
+            .get_or_insert_with(Default::default)
+            .node_affinity
+            .get_or_insert_with(Default::default)
+            .required
+            .get_or_insert_with(Default::default)
+            .node_selector_terms
+            .push(NodeSelectorTerm {
+                match_expressions: requirements(expressions),
+                ..Default::default()
+            });
+        self
+    }
+    fn pending(mut self) -> Self {
+        self.status.phase = Some("Pending".into());
+        self
+    }
+}
+
 /// Any object a [`ClusterIndex`] holds, for [`cluster`].
 pub enum Object {
     StorageClass(StorageClass),
@@ -556,6 +631,7 @@ pub enum Object {
     Snapshot(VolumeSnapshot),
     SnapshotClass(VolumeSnapshotClass),
     SnapshotContent(VolumeSnapshotContent),
+    Pod(Pod),
 }
 
 macro_rules! into_object {
@@ -574,7 +650,8 @@ into_object!(
     Node => Node,
     VolumeSnapshot => Snapshot,
     VolumeSnapshotClass => SnapshotClass,
-    VolumeSnapshotContent => SnapshotContent
+    VolumeSnapshotContent => SnapshotContent,
+    Pod => Pod
 );
 
 /// A synced [`ClusterIndex`] holding exactly `objects`:
@@ -590,6 +667,7 @@ pub fn cluster(objects: impl IntoIterator<Item = Object>) -> ClusterIndex {
             Object::Snapshot(o) => index.snapshots.apply(o),
             Object::SnapshotClass(o) => index.snapshot_classes.apply(o),
             Object::SnapshotContent(o) => index.snapshot_contents.apply(o),
+            Object::Pod(o) => index.pods.apply(o),
         }
     }
     index
@@ -613,6 +691,7 @@ pub fn input<'a, T>(
 /// Named test policies: the built-in one, and rule settings the rule tests share.
 pub mod policy {
     use crate::policy::{BindingModeAction, BindingModeConfig, NodeTopologyConfig, Policy};
+    use crate::policy::{PinnedPodsAction, PinnedPodsConfig};
 
     /// The label rule of `policies/examples/cloud-region-zone.yaml`, shortened: region and
     /// zone from a node name like `cn-hangzhou-b-node2`.
@@ -647,6 +726,13 @@ pub mod policy {
     /// The built-in binding-mode settings with `mode`.
     pub fn binding_mode(mode: BindingModeAction) -> BindingModeConfig {
         let mut cfg = default().rules.binding_mode;
+        cfg.mode = mode;
+        cfg
+    }
+
+    /// The built-in pinned-pods settings with `mode`.
+    pub fn pinned_pods(mode: PinnedPodsAction) -> PinnedPodsConfig {
+        let mut cfg = default().rules.pinned_pods;
         cfg.mode = mode;
         cfg
     }

@@ -51,9 +51,14 @@ WEBHOOKS = {
     "snapshot-validation.storage-admission.io": ("ValidatingWebhookConfiguration", "/validate", "Ignore", 3),
     "storage-class-topology.storage-admission.io": ("ValidatingWebhookConfiguration", "/validate", "Fail", 5),
     "local-volumes.storage-admission.io": ("ValidatingWebhookConfiguration", "/validate", "Ignore", 3),
+    "pinned-pods.storage-admission.io": ("MutatingWebhookConfiguration", "/mutate", "Ignore", 2),
+    "pod-volume-placement.storage-admission.io": ("ValidatingWebhookConfiguration", "/validate", "Ignore", 2),
 }
 NODE_WEBHOOK = "node-topology.storage-admission.io"
 RESTORE_WEBHOOK = "restore-readiness.storage-admission.io"
+# Pod webhooks: pod writes are the most frequent writes of a cluster, so both must be Ignore,
+# fast, CREATE only and limited by matchConditions (checked on pods by pod_cel_checks).
+POD_WEBHOOKS = {"pinned-pods.storage-admission.io": True, "pod-volume-placement.storage-admission.io": False}  # name: needs nodeName
 WEBHOOK_KINDS = ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration")
 
 Problems = list[str]
@@ -143,7 +148,7 @@ def webhook_checks(render: str, docs: list[dict]) -> list[Check]:
                 problems.append(f"no single {kind} named {NAME}")
         return problems
 
-    checks.append(("webhooks: one per concern, the expected seven, in the right configuration", expected_set()))
+    checks.append((f"webhooks: one per concern, the expected {len(WEBHOOKS)}, in the right configuration", expected_set()))
     checks.append(("webhooks: sideEffects None", each_webhook(docs, lambda k, w: None if w.get("sideEffects") == "None" else f"sideEffects {w.get('sideEffects')!r}")))
     checks.append(("webhooks: admissionReviewVersions [v1]", each_webhook(docs, lambda k, w: None if w.get("admissionReviewVersions") == ["v1"] else f"admissionReviewVersions {w.get('admissionReviewVersions')!r}")))
 
@@ -175,6 +180,14 @@ def webhook_checks(render: str, docs: list[dict]) -> list[Check]:
                    ["restore-readiness webhook missing"] if not restore else
                    [f"failurePolicy {w.get('failurePolicy')!r}, matchConditions {len(w.get('matchConditions') or [])}" for w in restore
                     if not (w.get("failurePolicy") == "Fail" and w.get("matchConditions"))]))
+    pods = [w for _, w in webhooks(docs) if w.get("name") in POD_WEBHOOKS]
+    checks.append(("webhooks: pod webhooks are Ignore, timeoutSeconds <= 2, CREATE only and limited by matchConditions",
+                   [f"pod webhooks {sorted(w.get('name') for w in pods)}, expected {sorted(POD_WEBHOOKS)}"] if len(pods) != len(POD_WEBHOOKS) else
+                   [f"{w.get('name')}: failurePolicy {w.get('failurePolicy')!r}, timeoutSeconds {w.get('timeoutSeconds')!r}, "
+                    f"operations {[r.get('operations') for r in w.get('rules') or []]}, matchConditions {len(w.get('matchConditions') or [])}"
+                    for w in pods
+                    if not (w.get("failurePolicy") == "Ignore" and isinstance(w.get("timeoutSeconds"), int) and w["timeoutSeconds"] <= 2
+                            and w.get("matchConditions") and all(r.get("operations") == ["CREATE"] for r in w.get("rules") or []))]))
     checks.append(("webhooks: namespaceSelector excludes storage-admission and kube-system", each_webhook(
         docs, lambda k, w: None if selector_excludes(w.get("namespaceSelector"), "kubernetes.io/metadata.name", EXCLUDED_NAMESPACES)
         else "namespaceSelector lacks kubernetes.io/metadata.name NotIn [storage-admission, kube-system]")))
@@ -456,6 +469,13 @@ def rbac_checks(render: str, docs: list[dict]) -> list[Check]:
         ns_problems.append(f"self-managed needs get/list/watch/create/update on its Secret, has {sorted(seen['secrets'])}")
     checks.append(("rbac: Secret and Lease permissions only in the namespaced Role, by name", ns_problems))
 
+    pod_verbs: set[str] = set()
+    for role, rule in rules:
+        if "" in (rule.get("apiGroups") or []) and "pods" in (rule.get("resources") or []):
+            pod_verbs |= set(rule.get("verbs") or [])
+    checks.append(("rbac: pods list and watch only (the audit's Pending pods; never read one by one, never written)",
+                   [] if pod_verbs == {"list", "watch"} else [f"verbs on pods {sorted(pod_verbs)}, want ['list', 'watch']"]))
+
     bind_problems: Problems = []
     for kind, role_kind in (("ClusterRoleBinding", "ClusterRole"), ("RoleBinding", "Role")):
         for role in objects(docs, role_kind):
@@ -515,6 +535,62 @@ def cel_checks(docs: list[dict], repo: Path) -> list[Check]:
             elif bool(got) != want:
                 problems.append(f"{cond.get('name')} on {label}: {bool(got)}, want {want}")
     return [(f"cel: restore matchConditions select restores and clones only, without errors ({len(cases)} PVCs)", problems)]
+
+
+def pod_cel_checks(docs: list[dict], repo: Path) -> list[Check]:
+    """Evaluates the pod webhooks' matchConditions (CEL) on the captured and synthetic pods: the
+    mutating one must select pinned pods with a claim, the validating one pods with a claim,
+    and neither may error."""
+    import celpy  # cel-python, installed by check.sh
+
+    title = "cel: pod matchConditions select pods with a claim (and nodeName, mutating) only, without errors"
+    golden = repo / "tests" / "golden" / "pods" / "captured"
+    claim = {"name": "d", "persistentVolumeClaim": {"claimName": "c"}}
+    ephemeral = {"name": "e", "ephemeral": {"volumeClaimTemplate": {"spec": {}}}}
+    config = {"name": "cfg", "configMap": {"name": "x"}}
+    # (label, object, selected by the mutating webhook, selected by the validating webhook)
+    cases: list[tuple[str, dict, bool, bool]] = []
+    for name, want in (("mutate-create-pod-mysql-pinned", (True, True)), ("kube-1.34-mutate-create-pod-mysql-pinned", (True, True)),
+                       ("mutate-create-pod-web-no-volumes", (False, False))):
+        path = golden / name / "review.json"
+        obj = json.loads(path.read_text())["request"]["object"] if path.exists() else {"missing": str(path)}
+        cases.append((f"golden {name}", obj, *want))
+    for label, spec, mutating, validating in [
+        ("pinned, claim", {"nodeName": "n", "volumes": [config, claim]}, True, True),
+        ("pinned, ephemeral volume", {"nodeName": "n", "volumes": [ephemeral]}, True, True),
+        ("pinned, no claim", {"nodeName": "n", "volumes": [config]}, False, False),
+        ("pinned, no volumes", {"nodeName": "n"}, False, False),
+        ("empty nodeName, claim", {"nodeName": "", "volumes": [claim]}, False, True),
+        ("not pinned, claim", {"volumes": [claim]}, False, True),
+        ("not pinned, nothing", {}, False, False),
+    ]:
+        cases.append((label, {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": spec}, mutating, validating))
+    cases.append(("object without spec", {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}}, False, False))
+
+    env = celpy.Environment()
+    problems: Problems = []
+    hooks = {w.get("name"): w for _, w in webhooks(docs) if w.get("name") in POD_WEBHOOKS}
+    for name, needs_node in POD_WEBHOOKS.items():
+        conds = (hooks.get(name) or {}).get("matchConditions") or []
+        if not conds:
+            problems.append(f"{name}: no matchConditions")
+        for cond in conds:
+            try:
+                program = env.program(env.compile(cond["expression"]))
+            except Exception as e:  # noqa: BLE001 - report any compile error
+                problems.append(f"{name} {cond.get('name')}: does not compile: {e}")
+                continue
+            for label, obj, mutating, validating in cases:
+                want = mutating if needs_node else validating
+                try:
+                    got = program.evaluate({"object": celpy.json_to_cel(obj)})
+                except Exception as e:  # noqa: BLE001
+                    got = e
+                if isinstance(got, Exception) or type(got).__name__ == "CELEvalError":
+                    problems.append(f"{name} {cond.get('name')} on {label}: evaluation error {got}")
+                elif bool(got) != want:
+                    problems.append(f"{name} {cond.get('name')} on {label}: {bool(got)}, want {want}")
+    return [(f"{title} ({len(cases)} pods)", problems)]
 
 
 def schema_checks(render: str, docs: list[dict], versions: list[str]) -> tuple[list[Check], list[str]]:
@@ -634,6 +710,7 @@ def invariant_checks(render: str, docs: list[dict], default_policy: str, repo: P
                        [] if ns and (ns["metadata"].get("labels") or {}).get("pod-security.kubernetes.io/enforce") == "restricted" else ["missing or not restricted"]))
     if render == "base":
         checks += cel_checks(docs, repo)
+        checks += pod_cel_checks(docs, repo)
     if render == "dev-url":
         checks += dev_url_checks(docs, repo)
     return checks
@@ -764,6 +841,16 @@ MUTATIONS: list[tuple[str, str, str, Callable[[list[dict]], None]]] = [
      lambda d: _hook(d, RESTORE_WEBHOOK)["matchConditions"][0].update(expression="object.spec.dataSource.kind == 'VolumeSnapshot' || object.spec.dataSource.kind == 'PersistentVolumeClaim'")),
     ("base", "cel:", "apiGroup not checked",
      lambda d: _hook(d, RESTORE_WEBHOOK)["matchConditions"][0].update(expression="has(object.spec.dataSource) && object.spec.dataSource.kind in ['VolumeSnapshot', 'PersistentVolumeClaim']")),
+    ("base", "webhooks: pod webhooks", "pod webhook Fail", lambda d: _hook(d, "pod-volume-placement.storage-admission.io").update(failurePolicy="Fail")),
+    ("base", "webhooks: pod webhooks", "pod webhook timeout 3", lambda d: _hook(d, "pinned-pods.storage-admission.io").update(timeoutSeconds=3)),
+    ("base", "webhooks: pod webhooks", "pod matchConditions removed", lambda d: _hook(d, "pinned-pods.storage-admission.io").pop("matchConditions")),
+    ("base", "webhooks: pod webhooks", "pod UPDATE added", lambda d: _hook(d, "pod-volume-placement.storage-admission.io")["rules"][0].update(operations=["CREATE", "UPDATE"])),
+    ("base", "rbac: pods", "get on pods", lambda d: _rule(d, "ClusterRole", "pods").update(verbs=["get", "list", "watch"])),
+    ("base", "rbac: pods", "pods not watched", lambda d: _rule(d, "ClusterRole", "pods").update(verbs=["list"])),
+    ("base", "cel: pod", "nodeName not required (mutating)",
+     lambda d: _hook(d, "pinned-pods.storage-admission.io")["matchConditions"][0].update(expression="has(object.spec.volumes) && object.spec.volumes.exists(v, has(v.persistentVolumeClaim) || has(v.ephemeral))")),
+    ("base", "cel: pod", "has() guard removed (validating)",
+     lambda d: _hook(d, "pod-volume-placement.storage-admission.io")["matchConditions"][0].update(expression="object.spec.volumes.exists(v, has(v.persistentVolumeClaim))")),
 ]
 
 

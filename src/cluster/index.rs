@@ -6,7 +6,7 @@ use tokio::sync::watch;
 use super::store::{Cached, Changes, Store, SyncState};
 use super::{ClusterView, Lookup, ResourceKind};
 use crate::model::{
-    Node, NodeSelectorTerm, ObjectMeta, PersistentVolume, PersistentVolumeClaim, StorageClass,
+    Node, NodeSelectorTerm, ObjectMeta, PersistentVolume, PersistentVolumeClaim, Pod, StorageClass,
     TopologyRequirement, VolumeSnapshot, VolumeSnapshotClass, VolumeSnapshotContent,
 };
 
@@ -104,6 +104,17 @@ impl Cached for Node {
     }
 }
 
+impl Cached for Pod {
+    const KIND: ResourceKind = ResourceKind::Pod;
+    meta_access!();
+    fn key(&self) -> (&str, &str) {
+        (
+            self.metadata.namespace.as_deref().unwrap_or_default(),
+            &self.metadata.name,
+        )
+    }
+}
+
 /// The in-memory cluster view: one indexed store per kind.
 pub struct ClusterIndex {
     pub snapshot_classes: Store<VolumeSnapshotClass>,
@@ -113,6 +124,9 @@ pub struct ClusterIndex {
     pub pvcs: Store<PersistentVolumeClaim>,
     pub pvs: Store<PersistentVolume>,
     pub nodes: Store<Node>,
+    /// Pending pods, for the audit only (no rule looks a pod up): watched only when the
+    /// controller runs (see [`super::watch::spawn_all`]).
+    pub pods: Store<Pod>,
     /// Bumped by every store on every change (see [`ClusterIndex::subscribe`]).
     changes: Changes,
 }
@@ -128,7 +142,8 @@ impl ClusterIndex {
             storage_classes: Store::new(state.clone(), changes.clone()),
             pvcs: Store::new(state.clone(), changes.clone()),
             pvs: Store::new(state.clone(), changes.clone()),
-            nodes: Store::new(state, changes.clone()),
+            nodes: Store::new(state.clone(), changes.clone()),
+            pods: Store::new(state, changes.clone()),
             changes,
         }
     }
@@ -162,6 +177,7 @@ impl ClusterIndex {
             (ResourceKind::PersistentVolumeClaim, self.pvcs.state()),
             (ResourceKind::PersistentVolume, self.pvs.state()),
             (ResourceKind::Node, self.nodes.state()),
+            (ResourceKind::Pod, self.pods.state()),
         ]
     }
 
@@ -181,6 +197,7 @@ impl ClusterIndex {
             (ResourceKind::PersistentVolumeClaim, self.pvcs.len()),
             (ResourceKind::PersistentVolume, self.pvs.len()),
             (ResourceKind::Node, self.nodes.len()),
+            (ResourceKind::Pod, self.pods.len()),
         ]
     }
 }

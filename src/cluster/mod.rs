@@ -35,10 +35,11 @@ pub enum ResourceKind {
     PersistentVolumeClaim,
     PersistentVolume,
     Node,
+    Pod,
 }
 
 impl ResourceKind {
-    pub const ALL: [ResourceKind; 7] = [
+    pub const ALL: [ResourceKind; 8] = [
         Self::VolumeSnapshotClass,
         Self::VolumeSnapshot,
         Self::VolumeSnapshotContent,
@@ -46,6 +47,7 @@ impl ResourceKind {
         Self::PersistentVolumeClaim,
         Self::PersistentVolume,
         Self::Node,
+        Self::Pod,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -57,6 +59,7 @@ impl ResourceKind {
             Self::PersistentVolumeClaim => "PersistentVolumeClaim",
             Self::PersistentVolume => "PersistentVolume",
             Self::Node => "Node",
+            Self::Pod => "Pod",
         }
     }
 
@@ -74,6 +77,7 @@ impl ResourceKind {
             }
             Self::StorageClass => "storage.k8s.io",
             Self::PersistentVolumeClaim | Self::PersistentVolume | Self::Node => "",
+            Self::Pod => "",
         }
     }
 
@@ -87,6 +91,7 @@ impl ResourceKind {
             Self::PersistentVolumeClaim => "persistentvolumeclaims",
             Self::PersistentVolume => "persistentvolumes",
             Self::Node => "nodes",
+            Self::Pod => "pods",
         }
     }
 

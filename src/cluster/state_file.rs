@@ -1,7 +1,7 @@
 //! `--state FILE`: a cluster view loaded from a file, for running with no API server.
 //!
 //! The file holds what `kubectl get volumesnapshotclasses,volumesnapshots,volumesnapshotcontents,
-//! storageclasses,pvc,pv,nodes -A -o yaml` prints: a `List` (or typed `...List`) of objects, or a
+//! storageclasses,pvc,pv,nodes,pods -A -o yaml` prints: a `List` (or typed `...List`) of objects, or a
 //! stream of YAML/JSON documents, each an object or a list. The file is the whole cluster: a kind
 //! it does not mention has no objects.
 
@@ -115,6 +115,7 @@ pub fn parse(text: &str, path: &Path) -> Result<Loaded, StateError> {
     index.pvcs.replace(buckets.pvcs);
     index.pvs.replace(buckets.pvs);
     index.nodes.replace(buckets.nodes);
+    index.pods.replace(buckets.pods);
     Ok(Loaded {
         index,
         ignored_kinds,
@@ -326,6 +327,7 @@ struct Buckets {
     pvcs: Vec<crate::model::PersistentVolumeClaim>,
     pvs: Vec<crate::model::PersistentVolume>,
     nodes: Vec<crate::model::Node>,
+    pods: Vec<crate::model::Pod>,
 }
 
 impl Buckets {
@@ -356,6 +358,7 @@ impl Buckets {
                 self.pvs.push(serde_json::from_value(obj).map_err(wrap)?)
             }
             ResourceKind::Node => self.nodes.push(serde_json::from_value(obj).map_err(wrap)?),
+            ResourceKind::Pod => self.pods.push(serde_json::from_value(obj).map_err(wrap)?),
         }
         Ok(())
     }
@@ -368,6 +371,7 @@ impl Buckets {
         self.pvcs.append(&mut other.pvcs);
         self.pvs.append(&mut other.pvs);
         self.nodes.append(&mut other.nodes);
+        self.pods.append(&mut other.pods);
     }
 }
 
@@ -406,8 +410,13 @@ items:
   driver: diskplugin.csi.alibabacloud.com
   deletionPolicy: Delete
 - apiVersion: v1
-  kind: Pod
+  kind: ConfigMap
   metadata: {name: ignored}
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: pinned, namespace: default}
+  spec: {nodeName: n1, containers: [{name: c, image: busybox}]}
+  status: {phase: Pending}
 ---
 apiVersion: v1
 kind: Node
@@ -416,7 +425,8 @@ metadata:
   labels: {topology.kubernetes.io/zone: cn-hangzhou-b}
 "#;
         let loaded = parse(text, Path::new("state.yaml")).unwrap();
-        assert_eq!(loaded.ignored_kinds, ["Pod"]);
+        assert_eq!(loaded.ignored_kinds, ["ConfigMap"]);
+        assert_eq!(loaded.index.pods.len(), 1, "pods are read, for the audit");
         let classes = loaded
             .index
             .snapshot_classes_for_driver("diskplugin.csi.alibabacloud.com")

@@ -128,10 +128,17 @@ fn api_resource(kind: ResourceKind) -> ApiResource {
 
 /// Runs one kind's watch until the task is dropped.
 async fn run<T: Cached + DeserializeOwned>(client: Client, store: &Store<T>) {
+    run_with(client, store, watcher::Config::default()).await
+}
+
+/// Runs one kind's watch, listing and watching with `config`, until the task is dropped.
+async fn run_with<T: Cached + DeserializeOwned>(
+    client: Client,
+    store: &Store<T>,
+    config: watcher::Config,
+) {
     let api: Api<DynamicObject> = Api::all_with(client, &api_resource(T::KIND));
-    let mut stream = watcher::watcher(api, watcher::Config::default())
-        .default_backoff()
-        .boxed();
+    let mut stream = watcher::watcher(api, config).default_backoff().boxed();
     let mut buffer = None;
     while let Some(item) = stream.next().await {
         match item {
@@ -158,15 +165,24 @@ async fn run<T: Cached + DeserializeOwned>(client: Client, store: &Store<T>) {
     }
 }
 
-/// Starts a watch per kind feeding `index`. The tasks run until aborted.
-pub fn spawn_all(client: Client, index: Arc<ClusterIndex>) -> Vec<tokio::task::JoinHandle<()>> {
+/// Why the pod store is empty when the controller does not run.
+pub const PODS_NOT_WATCHED: &str =
+    "pods are watched only when the controller runs (--controller): only its audit reads them";
+
+/// Starts a watch per kind feeding `index`; pods only with `pods` (the controller runs: its
+/// audit is the only reader of the pod store). The tasks run until aborted.
+pub fn spawn_all(
+    client: Client,
+    index: Arc<ClusterIndex>,
+    pods: bool,
+) -> Vec<tokio::task::JoinHandle<()>> {
     macro_rules! spawn {
         ($field:ident) => {{
             let (client, index) = (client.clone(), index.clone());
             tokio::spawn(async move { run(client, &index.$field).await })
         }};
     }
-    vec![
+    let mut tasks = vec![
         spawn!(snapshot_classes),
         spawn!(snapshots),
         spawn!(snapshot_contents),
@@ -174,7 +190,22 @@ pub fn spawn_all(client: Client, index: Arc<ClusterIndex>) -> Vec<tokio::task::J
         spawn!(pvcs),
         spawn!(pvs),
         spawn!(nodes),
-    ]
+    ];
+    if pods {
+        // Pods are the most numerous objects of a cluster, and the audit only asks about
+        // Pending ones: the API server filters them (a pod that leaves Pending arrives as a
+        // delete), so neither the list nor the cache holds Running pods.
+        let config = watcher::Config::default().fields("status.phase=Pending");
+        tasks.push(tokio::spawn(async move {
+            run_with(client, &index.pods, config).await
+        }));
+    } else {
+        // Not `Pending`: readiness must not wait for a list that never comes.
+        index
+            .pods
+            .set_state(SyncState::Missing(PODS_NOT_WATCHED.to_owned()));
+    }
+    tasks
 }
 
 #[cfg(test)]
@@ -194,6 +225,41 @@ mod tests {
             "status": {"readyToUse": ready}
         }))
         .unwrap()
+    }
+
+    #[tokio::test]
+    async fn pods_are_watched_pending_only_and_only_for_the_controller() {
+        // Without the controller: no pod watch, and a store that does not hold readiness.
+        let (client, _api) = crate::testing::mock_client();
+        let index = Arc::new(ClusterIndex::unavailable("starting"));
+        let tasks = spawn_all(client, index.clone(), false);
+        assert_eq!(tasks.len(), 7);
+        assert_eq!(
+            index.pods.state(),
+            SyncState::Missing(PODS_NOT_WATCHED.to_owned())
+        );
+        tasks.iter().for_each(|t| t.abort());
+
+        // With it: the pod list asks the API server for Pending pods only.
+        let (client, mut api) = crate::testing::mock_client();
+        let index = Arc::new(ClusterIndex::unavailable("starting"));
+        let tasks = spawn_all(client, index.clone(), true);
+        assert_eq!(tasks.len(), 8);
+        let mut pod_list = None;
+        for _ in 0..8 {
+            let (request, _respond) = api.next_request().await.unwrap();
+            if request.uri().path() == "/api/v1/pods" {
+                pod_list = Some(request.uri().to_string());
+                break;
+            }
+        }
+        let uri = pod_list.expect("a pod list among the watches' first requests");
+        assert!(
+            uri.contains("fieldSelector=status.phase%3DPending"),
+            "{uri}"
+        );
+        assert!(matches!(index.pods.state(), SyncState::Pending(_)));
+        tasks.iter().for_each(|t| t.abort());
     }
 
     #[test]

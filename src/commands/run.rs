@@ -39,7 +39,8 @@ pub fn run(args: RunArgs) -> Result<Outcome, Error> {
         let index = Arc::new(ClusterIndex::unavailable(
             "waiting for the first list from the API server",
         ));
-        let watches = crate::cluster::watch::spawn_all(client.clone(), index.clone());
+        let watches =
+            crate::cluster::watch::spawn_all(client.clone(), index.clone(), args.controller);
         let fetcher: Arc<dyn SnapshotFetcher> = Arc::new(KubeSnapshotFetcher::new(
             client.clone(),
             args.fallback_timeout,

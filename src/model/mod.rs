@@ -42,12 +42,17 @@ pub(crate) use map_only;
 pub mod labels;
 mod meta;
 mod node;
+mod pod;
 mod quantity;
 mod snapshot;
 mod storage;
 
 pub use meta::{ObjectMeta, OwnerReference, null_as_default};
 pub use node::Node;
+pub use pod::{
+    Affinity, ClaimSource, ClaimTemplate, ClaimTemplateSpec, EphemeralSource, NodeAffinity, Pod,
+    PodSpec, PodStatus, PodVolume, VolumeClaim,
+};
 pub use quantity::{Quantity, QuantityError};
 pub use snapshot::{
     SnapshotError, VolumeSnapshot, VolumeSnapshotClass, VolumeSnapshotContent,
@@ -55,7 +60,7 @@ pub use snapshot::{
     VolumeSnapshotRef, VolumeSnapshotSource, VolumeSnapshotSpec, VolumeSnapshotStatus,
 };
 pub use storage::{
-    AllowedTopologyTerm, NodeSelectorRequirement, NodeSelectorTerm, PersistentVolume,
+    AllowedTopologyTerm, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, PersistentVolume,
     PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeSpec, StorageClass,
     TopologyRequirement, TypedLocalObjectReference, TypedObjectReference, VolumeBindingMode,
 };

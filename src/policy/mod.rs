@@ -125,6 +125,31 @@ impl AsMode for BindingModeAction {
     }
 }
 
+/// What the pinned-pods rule does with a pod pinned by `spec.nodeName` whose claim waits for
+/// its first consumer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PinnedPodsAction {
+    /// Move the node from `spec.nodeName` to a required node affinity, and say so.
+    Mutate,
+    /// Deny, with the affinity to write instead.
+    Enforce,
+    /// Allow with a warning.
+    Warn,
+    Off,
+}
+
+impl AsMode for PinnedPodsAction {
+    /// `mutate` and `enforce` both act (patch, or deny); the rule itself tells them apart.
+    fn as_mode(self) -> Mode {
+        match self {
+            Self::Mutate | Self::Enforce => Mode::Enforce,
+            Self::Warn => Mode::Warn,
+            Self::Off => Mode::Off,
+        }
+    }
+}
+
 macro_rules! rule_config {
     (
         $(#[$meta:meta])*
@@ -234,6 +259,14 @@ rule_config! {
     }
 }
 
+rule_config! {
+    /// Mutating + validating, Pod CREATE: pods pinned with `spec.nodeName` that can never
+    /// start (a claim waiting for its first consumer, a volume out of the node's reach).
+    pub struct PinnedPodsConfig {
+        mode: PinnedPodsAction = PinnedPodsAction::Mutate,
+    }
+}
+
 /// The settings of every rule.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
@@ -246,6 +279,7 @@ pub struct Rules {
     pub allowed_topologies: AllowedTopologiesConfig,
     pub node_topology: NodeTopologyConfig,
     pub local_volumes: LocalVolumesConfig,
+    pub pinned_pods: PinnedPodsConfig,
 }
 
 /// A parsed, validated and compiled policy.
@@ -348,6 +382,9 @@ impl Policy {
         r.local_volumes
             .exemptions
             .validate("rules.localVolumes.exemptions")?;
+        r.pinned_pods
+            .exemptions
+            .validate("rules.pinnedPods.exemptions")?;
         for (i, p) in r
             .binding_mode
             .topology_restricted_provisioners

@@ -11,7 +11,7 @@ use serde::de::DeserializeOwned;
 use super::{Input, Operation, Phase, RuleResult};
 use crate::cluster::{Cached, ClusterIndex, ClusterView, ResourceKind, Store};
 use crate::model::{
-    Node, ObjectMeta, PersistentVolume, PersistentVolumeClaim, StorageClass, VolumeSnapshot,
+    Node, ObjectMeta, PersistentVolume, PersistentVolumeClaim, Pod, StorageClass, VolumeSnapshot,
     VolumeSnapshotClass, VolumeSnapshotContent,
 };
 use crate::policy::Policy;
@@ -171,4 +171,5 @@ kinds! {
     PersistentVolumeClaim => PersistentVolumeClaim in pvcs,
     PersistentVolume => PersistentVolume in pvs,
     Node => Node in nodes,
+    Pod => Pod in pods,
 }

@@ -19,6 +19,7 @@
 //! | allowed-topologies | [`allowed_topologies`] | validating | StorageClass CREATE |
 //! | node-topology | [`node_topology`] | mutating | Node CREATE/UPDATE |
 //! | local-volumes | [`local_volumes`] | validating | PersistentVolume CREATE |
+//! | pinned-pods | [`pinned_pods`] | mutating + validating | Pod CREATE |
 //!
 //! A rule returns `Err(StateUnavailable)` when the cluster state it needs is not loaded; the
 //! gate then applies the rule's `whenStateUnavailable` setting.
@@ -31,6 +32,7 @@ pub mod kinds;
 pub mod local_volumes;
 pub mod node_topology;
 pub mod patch;
+pub mod pinned_pods;
 pub mod restore_readiness;
 pub mod snapshot_class_defaults;
 pub mod snapshot_validation;

@@ -3,6 +3,7 @@
 //! one line here. The order is the order rules run in for the same object, and the order
 //! reports list them in.
 
+use super::pinned_pods;
 use super::{
     Rule, allowed_topologies, binding_mode, default_snapshot_class, local_volumes, node_topology,
     restore_readiness, snapshot_class_defaults, snapshot_validation,
@@ -17,6 +18,7 @@ pub static RULES: &[&Rule] = &[
     &allowed_topologies::RULE,
     &node_topology::RULE,
     &local_volumes::RULE,
+    &pinned_pods::RULE,
 ];
 
 /// The rule named `name` (`restore-readiness`).

@@ -1,0 +1,830 @@
+//! pinned-pods: a Pod CREATE that can never start because of where it is pinned.
+//!
+//! `spec.nodeName` bypasses the scheduler. A claim whose class binds `WaitForFirstConsumer` is
+//! provisioned only once the scheduler has picked a node for its first pod, so a pinned pod
+//! using such a claim waits forever, and so does the claim (the Kubernetes documentation warns
+//! against it; node-local and zonal drivers see it again and again). A pod pinned to a node its
+//! already-bound volume cannot reach never starts either. The rule says so when the pod is
+//! created, not hours later:
+//!
+//! 1. `nodeName` set and a claim unbound whose class binds `WaitForFirstConsumer` (a
+//!    `persistentVolumeClaim`, or a generic ephemeral volume whose claim `<pod>-<volume>` does
+//!    not exist yet and whose template names the class; no class named: the default class):
+//!    - `mutate` (default): the **mutating** phase removes `spec.nodeName` and requires the
+//!      node with a node-affinity `matchFields: metadata.name In [node]` (the DaemonSet
+//!      controller's way: the hostname label can differ from the node name), added to every
+//!      required term the pod already has (or as the only term), and says so. The validating
+//!      phase warns if the pod still sets `nodeName` (the mutating webhook did not run).
+//!    - `enforce`: the **validating** phase denies, with the affinity to write instead;
+//!      `warn`: the same text as a warning (the gate's warn mode).
+//! 2. `nodeName` set and a claim bound to a PersistentVolume whose `nodeAffinity` the node
+//!    (from the cache) does not satisfy: the **validating** phase denies. The mutating phase
+//!    then does not patch, so the pod keeps the `nodeName` the denial talks about. Without
+//!    `nodeName`, when no current node satisfies both the pod's `nodeSelector`/required node
+//!    affinity and a bound volume's node affinity: the validating phase warns.
+//! 3. A claim, class or node the cache does not hold (pods may be created before their claims):
+//!    nothing is said.
+//!
+//! The audit reports existing Pending pods of case 1 (asked as an UPDATE of the pod by
+//! itself): their fix is to recreate the pod without `nodeName`.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+
+use crate::cluster::{ClusterView, Lookup};
+use crate::model::{
+    NodeSelectorRequirement, NodeSelectorTerm, PersistentVolume, Pod, StorageClass,
+    VolumeBindingMode, VolumeClaim,
+};
+use crate::policy::{PinnedPodsAction, PinnedPodsConfig};
+use crate::rules::local_volumes::describe_term;
+use crate::rules::{Audited, Check, For, Rule, RuleId, RuleSettings};
+use crate::rules::{Input, Operation, Outcome, Phase, RuleResult, patch};
+
+const REQUIRED: &str = "requiredDuringSchedulingIgnoredDuringExecution";
+
+/// A claim of the pod that waits for its first consumer.
+#[derive(Debug)]
+struct Waiting {
+    claim: String,
+    class: String,
+}
+
+/// A claim of the pod bound to a volume with node affinity.
+#[derive(Debug)]
+struct Bound {
+    claim: String,
+    pv: Arc<PersistentVolume>,
+}
+
+pub fn check(input: &Input<'_, Pod>, view: &dyn ClusterView, cfg: &PinnedPodsConfig) -> RuleResult {
+    // UPDATE is only ever asked by the audit (the webhook judges CREATE): an existing pod.
+    let existing = input.operation == Operation::Update;
+    if cfg.mode == PinnedPodsAction::Off
+        || !(existing || input.operation == Operation::Create)
+        || (existing && input.phase != Phase::Validating)
+    {
+        return Ok(Outcome::allow());
+    }
+    let pod = input.object;
+    if pod.claims().next().is_none() {
+        return Ok(Outcome::allow());
+    }
+    let name = pod.metadata.qualified_name();
+    let (waiting, bound) = claims(pod, view)?;
+
+    let Some(node) = pod.node_name() else {
+        // Case 2 without nodeName: only the validating phase speaks, and only for new pods.
+        if input.phase != Phase::Validating || existing {
+            return Ok(Outcome::allow());
+        }
+        let mut outcome = Outcome::allow();
+        for b in &bound {
+            if !schedulable_with(pod, &b.pv, view)? {
+                outcome = outcome.with_warning(format!(
+                    "Pod {name}: no current node satisfies both its nodeSelector/required node affinity and the node affinity of PersistentVolume {} ({}), bound to its claim {}: the scheduler will keep it Pending (volume node affinity conflict).",
+                    b.pv.metadata.name,
+                    requirement(&b.pv),
+                    b.claim
+                ));
+            }
+        }
+        return Ok(outcome);
+    };
+
+    if existing {
+        return Ok(if waiting.is_empty() {
+            Outcome::allow()
+        } else {
+            Outcome::deny(format!(
+                "Pod {name} is Pending on node {node} (spec.nodeName), but {} waits for the scheduler (WaitForFirstConsumer), which nodeName bypassed: the volume is never provisioned. Recreate the pod without spec.nodeName, requiring the node with node affinity (matchFields metadata.name In [{node}]).",
+                describe(&waiting)
+            ))
+        });
+    }
+
+    let conflicts = out_of_reach(node, &bound, view)?;
+    match input.phase {
+        Phase::Mutating => Ok(
+            if cfg.mode == PinnedPodsAction::Mutate && !waiting.is_empty() && conflicts.is_empty() {
+                Outcome::allow().with_mutation(
+                    unpin(pod, node),
+                    Some(format!(
+                        "Pod {name}: spec.nodeName {node} replaced by a required node affinity (matchFields metadata.name In [{node}]), as {} waits for the scheduler (WaitForFirstConsumer) and nodeName bypasses it.",
+                        describe(&waiting)
+                    )),
+                )
+            } else {
+                Outcome::allow()
+            },
+        ),
+        Phase::Validating => {
+            let mut outcome = Outcome::allow();
+            for b in &conflicts {
+                let wanted = requirement(&b.pv);
+                outcome = outcome
+                    .with_denial(format!(
+                        "Pod {name} is pinned to node {node} (spec.nodeName), but its claim {} is bound to PersistentVolume {}, which only nodes matching {wanted} can reach: the pod would never start there.",
+                        b.claim, b.pv.metadata.name
+                    ))
+                    .with_denial(format!(
+                        "Remove spec.nodeName from Pod {name} to let the scheduler place it where its volume is, or pin it to a node matching {wanted}."
+                    ));
+            }
+            if waiting.is_empty() {
+                return Ok(outcome);
+            }
+            let claims = describe(&waiting);
+            Ok(match cfg.mode {
+                // A denial stands: no second message about a pod that is refused anyway.
+                PinnedPodsAction::Mutate if conflicts.is_empty() => outcome.with_warning(format!(
+                    "Pod {name} still sets spec.nodeName: {node} (the storage-admission mutating webhook did not change it), but {claims} waits for the scheduler (WaitForFirstConsumer): the pod will stay Pending. Require the node with node affinity instead."
+                )),
+                PinnedPodsAction::Enforce | PinnedPodsAction::Warn => outcome
+                    .with_denial(format!(
+                        "Pod {name} sets spec.nodeName: {node}, which bypasses the scheduler, but {claims} waits for it (WaitForFirstConsumer): the volume is never provisioned and the pod stays Pending."
+                    ))
+                    .with_denial(format!(
+                        "Use node affinity (or a nodeSelector) instead of spec.nodeName: affinity: {{nodeAffinity: {{{REQUIRED}: {{nodeSelectorTerms: [{{matchFields: [{{key: metadata.name, operator: In, values: [{node}]}}]}}]}}}}}}"
+                    )),
+                PinnedPodsAction::Mutate | PinnedPodsAction::Off => outcome,
+            })
+        }
+    }
+}
+
+/// The pod's claims that wait for their first consumer, and those bound to a volume with
+/// node affinity. A claim, class or volume the cache does not hold is neither.
+fn claims(pod: &Pod, view: &dyn ClusterView) -> Lookup<(Vec<Waiting>, Vec<Bound>)> {
+    let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
+    let (mut waiting, mut bound) = (Vec::new(), Vec::new());
+    for (claim, source) in pod.claims() {
+        let existing = if claim.is_empty() {
+            None
+        } else {
+            view.pvc(namespace, &claim)?
+        };
+        let class = match (existing, source) {
+            (Some(pvc), _) => {
+                if let Some(volume) = pvc.bound_volume() {
+                    if let Some(pv) = view.pv(volume)?
+                        && !pv.node_selector_terms().is_empty()
+                    {
+                        bound.push(Bound { claim, pv });
+                    }
+                    continue;
+                }
+                class_of(pvc.requested_class(), view)?
+            }
+            // Pods may be created before their claims: nothing to say yet.
+            (None, VolumeClaim::Named(_)) => continue,
+            // The ephemeral claim is created from the template once the pod exists.
+            (None, VolumeClaim::Ephemeral { class }) => class_of(class, view)?,
+        };
+        if let Some(class) = class
+            && class.binding_mode() == VolumeBindingMode::WaitForFirstConsumer
+        {
+            waiting.push(Waiting {
+                claim,
+                class: class.metadata.name.clone(),
+            });
+        }
+    }
+    Ok((waiting, bound))
+}
+
+/// The class a claim asking for `requested` gets: `""` none, `None` the cluster's default
+/// (when exactly one class is marked default; with several the API server picks the newest,
+/// which the cache cannot tell, so none is assumed).
+fn class_of(requested: Option<&str>, view: &dyn ClusterView) -> Lookup<Option<Arc<StorageClass>>> {
+    match requested {
+        Some("") => Ok(None),
+        Some(name) => view.storage_class(name),
+        None => {
+            let mut defaults = view.default_storage_classes()?;
+            Ok(if defaults.len() == 1 {
+                defaults.pop()
+            } else {
+                None
+            })
+        }
+    }
+}
+
+/// `claim a (StorageClass x)`, or `claims a (StorageClass x), b (StorageClass y)`.
+fn describe(waiting: &[Waiting]) -> String {
+    let list = waiting
+        .iter()
+        .map(|w| format!("{} (StorageClass {})", w.claim, w.class))
+        .collect::<Vec<_>>()
+        .join(", ");
+    if waiting.len() == 1 {
+        format!("claim {list}")
+    } else {
+        format!("claims {list}")
+    }
+}
+
+/// A volume's node affinity as a person reads it: terms joined by `or`.
+fn requirement(pv: &PersistentVolume) -> String {
+    pv.node_selector_terms()
+        .iter()
+        .map(describe_term)
+        .collect::<Vec<_>>()
+        .join(" or ")
+}
+
+/// The bound volumes `node` cannot reach. A node the cache does not hold: none (it may be
+/// about to register).
+fn out_of_reach<'b>(
+    node: &str,
+    bound: &'b [Bound],
+    view: &dyn ClusterView,
+) -> Lookup<Vec<&'b Bound>> {
+    if bound.is_empty() {
+        return Ok(Vec::new());
+    }
+    let Some(node) = view.node(node)? else {
+        return Ok(Vec::new());
+    };
+    Ok(bound
+        .iter()
+        .filter(|b| {
+            !b.pv
+                .node_selector_terms()
+                .iter()
+                .any(|t| t.matches(node.name(), node.labels()))
+        })
+        .collect())
+}
+
+/// The pod's own node constraints as selector terms (ORed): its `nodeSelector` added to each
+/// required affinity term, or alone. Empty when the pod has no constraint at all.
+fn pod_terms(pod: &Pod) -> Vec<NodeSelectorTerm> {
+    let selector: Vec<NodeSelectorRequirement> = pod
+        .spec
+        .node_selector
+        .iter()
+        .map(|(key, value)| NodeSelectorRequirement {
+            key: key.clone(),
+            operator: "In".to_owned(),
+            values: vec![value.clone()],
+        })
+        .collect();
+    let required = pod.required_terms();
+    if required.is_empty() {
+        return if selector.is_empty() {
+            Vec::new()
+        } else {
+            vec![NodeSelectorTerm {
+                match_expressions: selector,
+                match_fields: Vec::new(),
+            }]
+        };
+    }
+    required
+        .iter()
+        .map(|t| NodeSelectorTerm {
+            match_expressions: selector
+                .iter()
+                .chain(&t.match_expressions)
+                .cloned()
+                .collect(),
+            match_fields: t.match_fields.clone(),
+        })
+        .collect()
+}
+
+/// Whether some current node satisfies both the pod's constraints and `pv`'s node affinity.
+/// When the pod's own constraints match no node, the volume is not to blame: `true`.
+fn schedulable_with(pod: &Pod, pv: &PersistentVolume, view: &dyn ClusterView) -> Lookup<bool> {
+    let own = pod_terms(pod);
+    if own.is_empty() {
+        for term in pv.node_selector_terms() {
+            if view.any_node_matches_selector(term)? {
+                return Ok(true);
+            }
+        }
+        return Ok(false);
+    }
+    let mut own_satisfiable = false;
+    for term in &own {
+        if view.any_node_matches_selector(term)? {
+            own_satisfiable = true;
+            break;
+        }
+    }
+    if !own_satisfiable {
+        return Ok(true);
+    }
+    for mine in &own {
+        for theirs in pv.node_selector_terms() {
+            let both = NodeSelectorTerm {
+                match_expressions: mine
+                    .match_expressions
+                    .iter()
+                    .chain(&theirs.match_expressions)
+                    .cloned()
+                    .collect(),
+                match_fields: mine
+                    .match_fields
+                    .iter()
+                    .chain(&theirs.match_fields)
+                    .cloned()
+                    .collect(),
+            };
+            if view.any_node_matches_selector(&both)? {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(false)
+}
+
+/// The patch that moves `node` from `spec.nodeName` to a required node-affinity requirement
+/// `metadata.name In [node]`, added to each required term the pod has (each keeps its own
+/// requirements), or as a new term; every missing parent is created.
+fn unpin(pod: &Pod, node: &str) -> Vec<json_patch::PatchOperation> {
+    let field = json!({"key": "metadata.name", "operator": "In", "values": [node]});
+    let term = json!({"matchFields": [field]});
+    let required = json!({"nodeSelectorTerms": [term]});
+    let remove = json_patch::PatchOperation::Remove(json_patch::RemoveOperation {
+        path: patch::pointer(["spec", "nodeName"]),
+    });
+    let mut ops = vec![remove];
+    let affinity = pod.spec.affinity.as_ref();
+    let node_affinity = affinity.and_then(|a| a.node_affinity.as_ref());
+    let existing = node_affinity.and_then(|n| n.required.as_ref());
+    match (affinity, node_affinity, existing) {
+        (None, _, _) => ops.push(patch::add(
+            patch::pointer(["spec", "affinity"]),
+            json!({"nodeAffinity": {REQUIRED: required}}),
+        )),
+        (Some(_), None, _) => ops.push(patch::add(
+            patch::pointer(["spec", "affinity", "nodeAffinity"]),
+            json!({REQUIRED: required}),
+        )),
+        (Some(_), Some(_), None) => ops.push(patch::add(
+            patch::pointer(["spec", "affinity", "nodeAffinity", REQUIRED]),
+            required,
+        )),
+        (Some(_), Some(_), Some(r)) if r.node_selector_terms.is_empty() => ops.push(patch::add(
+            patch::pointer([
+                "spec",
+                "affinity",
+                "nodeAffinity",
+                REQUIRED,
+                "nodeSelectorTerms",
+            ]),
+            json!([term]),
+        )),
+        (Some(_), Some(_), Some(r)) => {
+            for (i, t) in r.node_selector_terms.iter().enumerate() {
+                // The whole list, so a term with or without `matchFields` is written the same.
+                let fields: Vec<Value> = t
+                    .match_fields
+                    .iter()
+                    .map(|f| json!({"key": f.key, "operator": f.operator, "values": f.values}))
+                    .chain([field.clone()])
+                    .collect();
+                let index = i.to_string();
+                ops.push(patch::add(
+                    patch::pointer([
+                        "spec",
+                        "affinity",
+                        "nodeAffinity",
+                        REQUIRED,
+                        "nodeSelectorTerms",
+                        &index,
+                        "matchFields",
+                    ]),
+                    Value::Array(fields),
+                ));
+            }
+        }
+    }
+    ops
+}
+
+/// This rule in the rule table ([`crate::rules::RULES`]).
+pub const RULE: Rule = Rule {
+    id: RuleId::new("pinned-pods"),
+    policy_key: "pinnedPods",
+    phases: &[Phase::Mutating, Phase::Validating],
+    operations: &[Operation::Create],
+    checks: &[Check::Pod(For::audited(
+        |input, view, policy| check(input, view, &policy.rules.pinned_pods),
+        Audited {
+            select: |p| p.is_pending() && p.node_name().is_some() && p.claims().next().is_some(),
+            phase: Phase::Validating,
+            operation: Operation::Update,
+        },
+    ))],
+    never_denies: false,
+    backfill: false,
+    settings: |policy| RuleSettings::of(&policy.rules.pinned_pods),
+};
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::cluster::ClusterIndex;
+    use crate::model::keys;
+    use crate::testing::{self, *};
+
+    const ALL_MODES: [PinnedPodsAction; 3] = [
+        PinnedPodsAction::Mutate,
+        PinnedPodsAction::Enforce,
+        PinnedPodsAction::Warn,
+    ];
+
+    /// Nodes n1 (zone b) and n2 (zone c); a WaitForFirstConsumer class `local` (also the
+    /// default), an Immediate class `nas`; claims `data` (local, unbound), `shared` (nas,
+    /// unbound), `in-c` (bound to a volume reachable from zone c) and `web-cache` (the
+    /// ephemeral claim of pod `web`'s volume `cache`, already bound).
+    fn demo() -> ClusterIndex {
+        cluster([
+            node("n1").hostname_label().zone("b").into(),
+            node("n2").hostname_label().zone("c").into(),
+            storage_class("local")
+                .provisioner("topolvm.io")
+                .wait_for_first_consumer()
+                .default_class()
+                .into(),
+            storage_class("nas")
+                .provisioner("example.com/nas")
+                .immediate()
+                .into(),
+            pvc("default", "data").class("local").into(),
+            pvc("default", "shared").class("nas").into(),
+            pvc("default", "in-c")
+                .class("local")
+                .bound_to("pv-c")
+                .into(),
+            pvc("default", "web-cache")
+                .class("local")
+                .bound_to("pv-plain")
+                .into(),
+            pv("pv-c")
+                .node_affinity_term(&[(keys::ZONE, "In", &["c"])])
+                .into(),
+            pv("pv-plain").into(),
+        ])
+    }
+
+    fn run(pod: &Pod, op: Operation, phase: Phase, mode: PinnedPodsAction) -> Outcome {
+        let input = input(op, phase, pod, (op == Operation::Update).then_some(pod));
+        check(&input, &demo(), &testing::policy::pinned_pods(mode)).unwrap()
+    }
+
+    fn create(pod: &Pod, phase: Phase, mode: PinnedPodsAction) -> Outcome {
+        run(pod, Operation::Create, phase, mode)
+    }
+
+    /// The pod as the API server sends it, parsed, unpinned by the mutating phase, and the
+    /// patched document parsed again.
+    fn unpinned(spec: Value) -> (Outcome, Value, Pod) {
+        let mut doc = json!({"metadata": {"name": "db", "namespace": "default"}, "spec": spec});
+        let pod: Pod = serde_json::from_value(doc.clone()).unwrap();
+        let out = create(&pod, Phase::Mutating, PinnedPodsAction::Mutate);
+        assert_eq!(out.mutations.len(), 1, "{out:?}");
+        json_patch::patch(&mut doc, &out.mutations[0].ops).unwrap();
+        let after: Pod = serde_json::from_value(doc.clone()).unwrap();
+        (out, doc, after)
+    }
+
+    fn by_name(node: &str) -> Value {
+        json!({"key": "metadata.name", "operator": "In", "values": [node]})
+    }
+
+    #[test]
+    fn mutate_moves_the_node_to_a_required_affinity_and_says_why() {
+        let (out, doc, after) = unpinned(json!({
+            "nodeName": "n1",
+            "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "data"}}],
+            "containers": [{"name": "c", "image": "db"}]
+        }));
+        assert_eq!(after.node_name(), None);
+        assert_eq!(
+            doc["spec"]["affinity"],
+            json!({"nodeAffinity": {REQUIRED: {"nodeSelectorTerms": [{"matchFields": [by_name("n1")]}]}}})
+        );
+        assert_eq!(
+            doc["spec"]["containers"][0]["image"], "db",
+            "the rest is kept"
+        );
+        let note = out.mutations[0].note.as_deref().unwrap();
+        assert!(
+            note.contains("Pod default/db")
+                && note.contains("spec.nodeName n1")
+                && note.contains("claim data (StorageClass local)"),
+            "{note}"
+        );
+        assert!(note.len() < 250, "{} chars: {note}", note.len());
+        assert!(out.denials.is_empty() && out.warnings.is_empty());
+    }
+
+    #[test]
+    fn existing_required_terms_each_gain_the_node_and_keep_their_own() {
+        let (_, doc, _) = unpinned(json!({
+            "nodeName": "n1",
+            "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "data"}}],
+            "affinity": {
+                "podAntiAffinity": {"x": 1},
+                "nodeAffinity": {
+                    "preferredDuringSchedulingIgnoredDuringExecution": [{"weight": 1}],
+                    REQUIRED: {"nodeSelectorTerms": [
+                        {"matchExpressions": [{"key": "disk", "operator": "Exists"}]},
+                        {"matchFields": [{"key": "metadata.name", "operator": "NotIn", "values": ["n9"]}]}
+                    ]}
+                }
+            }
+        }));
+        let affinity = &doc["spec"]["affinity"];
+        assert_eq!(affinity["podAntiAffinity"], json!({"x": 1}));
+        assert_eq!(
+            affinity["nodeAffinity"]["preferredDuringSchedulingIgnoredDuringExecution"],
+            json!([{"weight": 1}])
+        );
+        assert_eq!(
+            affinity["nodeAffinity"][REQUIRED]["nodeSelectorTerms"],
+            json!([
+                {"matchExpressions": [{"key": "disk", "operator": "Exists"}], "matchFields": [by_name("n1")]},
+                {"matchFields": [
+                    {"key": "metadata.name", "operator": "NotIn", "values": ["n9"]},
+                    by_name("n1")
+                ]}
+            ])
+        );
+    }
+
+    #[test]
+    fn missing_affinity_parents_are_created() {
+        for (affinity, expected) in [
+            (
+                json!({"podAffinity": {}}),
+                json!({"podAffinity": {}, "nodeAffinity": {REQUIRED: {"nodeSelectorTerms": [{"matchFields": [by_name("n1")]}]}}}),
+            ),
+            (
+                json!({"nodeAffinity": {}}),
+                json!({"nodeAffinity": {REQUIRED: {"nodeSelectorTerms": [{"matchFields": [by_name("n1")]}]}}}),
+            ),
+            (
+                json!({"nodeAffinity": {REQUIRED: {"nodeSelectorTerms": null}}}),
+                json!({"nodeAffinity": {REQUIRED: {"nodeSelectorTerms": [{"matchFields": [by_name("n1")]}]}}}),
+            ),
+            (
+                json!(null),
+                json!({"nodeAffinity": {REQUIRED: {"nodeSelectorTerms": [{"matchFields": [by_name("n1")]}]}}}),
+            ),
+        ] {
+            let (_, doc, _) = unpinned(json!({
+                "nodeName": "n1",
+                "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "data"}}],
+                "affinity": affinity
+            }));
+            assert_eq!(doc["spec"]["affinity"], expected);
+        }
+    }
+
+    #[test]
+    fn ephemeral_volumes_count_by_their_template_until_the_claim_exists() {
+        let pinned = |class: Option<&str>| {
+            pod("default", "db")
+                .on_node("n1")
+                .ephemeral("scratch", class)
+        };
+        for class in [Some("local"), None] {
+            let out = create(&pinned(class), Phase::Mutating, PinnedPodsAction::Mutate);
+            assert_eq!(out.mutations.len(), 1, "{class:?}");
+            assert!(
+                out.mutations[0]
+                    .note
+                    .as_deref()
+                    .unwrap()
+                    .contains("claim db-scratch (StorageClass local)")
+            );
+        }
+        for class in [Some("nas"), Some(""), Some("gone")] {
+            assert!(create(&pinned(class), Phase::Mutating, PinnedPodsAction::Mutate).is_empty());
+        }
+        // Pod `web`'s ephemeral claim exists and is bound: nothing waits.
+        let web = pod("default", "web")
+            .on_node("n1")
+            .ephemeral("cache", Some("local"));
+        assert!(create(&web, Phase::Mutating, PinnedPodsAction::Mutate).is_empty());
+    }
+
+    #[test]
+    fn immediate_missing_and_unpinned_claims_are_left_alone() {
+        let pods = [
+            pod("default", "p").on_node("n1").claim("v", "shared"),
+            pod("default", "p").on_node("n1").claim("v", "not-yet"),
+            pod("other", "p").on_node("n1").claim("v", "data"),
+            pod("default", "p").claim("v", "data"),
+            pod("default", "p").on_node("n1"),
+        ];
+        for pod in &pods {
+            for mode in ALL_MODES {
+                for phase in [Phase::Mutating, Phase::Validating] {
+                    assert!(create(pod, phase, mode).is_empty(), "{pod:?} {mode:?}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn enforce_and_warn_deny_in_the_validating_phase_with_the_snippet() {
+        let pod = pod("default", "db").on_node("n1").claim("v", "data");
+        for mode in [PinnedPodsAction::Enforce, PinnedPodsAction::Warn] {
+            assert!(create(&pod, Phase::Mutating, mode).is_empty());
+            let out = create(&pod, Phase::Validating, mode);
+            assert!(out.mutations.is_empty() && out.warnings.is_empty());
+            assert_eq!(out.denials.len(), 2, "{out:?}");
+            assert!(out.denials[0].contains("Pod default/db sets spec.nodeName: n1"));
+            assert!(out.denials[0].contains("claim data (StorageClass local)"));
+            assert!(out.denials[1].contains(
+                "nodeSelectorTerms: [{matchFields: [{key: metadata.name, operator: In, values: [n1]}]}]"
+            ));
+        }
+    }
+
+    #[test]
+    fn mutate_mode_warns_when_the_pod_is_still_pinned_at_validation() {
+        let pod = pod("default", "db").on_node("n1").claim("v", "data");
+        let out = create(&pod, Phase::Validating, PinnedPodsAction::Mutate);
+        assert!(out.denials.is_empty() && out.mutations.is_empty());
+        assert_eq!(out.warnings.len(), 1);
+        assert!(out.warnings[0].contains("still sets spec.nodeName: n1"));
+    }
+
+    #[test]
+    fn a_node_out_of_a_bound_volumes_reach_is_denied_and_not_patched() {
+        let pod = pod("default", "db")
+            .on_node("n1")
+            .claim("v", "in-c")
+            .claim("w", "data");
+        assert!(
+            create(&pod, Phase::Mutating, PinnedPodsAction::Mutate).is_empty(),
+            "the denial must see the nodeName it names"
+        );
+        for mode in ALL_MODES {
+            let out = create(&pod, Phase::Validating, mode);
+            assert!(out.warnings.is_empty(), "{out:?}");
+            let first = &out.denials[0];
+            for part in [
+                "Pod default/db",
+                "node n1",
+                "claim in-c",
+                "PersistentVolume pv-c",
+                "topology.kubernetes.io/zone In [c]",
+            ] {
+                assert!(first.contains(part), "{part}: {first}");
+            }
+            assert!(out.denials[1].contains("Remove spec.nodeName"));
+        }
+        // On n2 (zone c) the volume is in reach; a node the cache does not know: admitted.
+        for node in ["n2", "n-new"] {
+            let pod = testing::pod("default", "db")
+                .on_node(node)
+                .claim("v", "in-c");
+            assert!(create(&pod, Phase::Validating, PinnedPodsAction::Enforce).is_empty());
+        }
+    }
+
+    #[test]
+    fn without_node_name_an_unsatisfiable_pair_of_affinities_warns() {
+        let conflict = pod("default", "db")
+            .claim("v", "in-c")
+            .node_selector(keys::ZONE, "b");
+        let out = create(&conflict, Phase::Validating, PinnedPodsAction::Enforce);
+        assert!(out.denials.is_empty());
+        assert_eq!(out.warnings.len(), 1, "{out:?}");
+        assert!(out.warnings[0].contains("PersistentVolume pv-c"));
+        assert!(out.warnings[0].contains("volume node affinity conflict"));
+        assert!(create(&conflict, Phase::Mutating, PinnedPodsAction::Enforce).is_empty());
+
+        let by_affinity =
+            pod("default", "db")
+                .claim("v", "in-c")
+                .required_term(&[(keys::ZONE, "In", &["b"])]);
+        assert_eq!(
+            create(&by_affinity, Phase::Validating, PinnedPodsAction::Enforce)
+                .warnings
+                .len(),
+            1
+        );
+        for fine in [
+            pod("default", "db").claim("v", "in-c"),
+            pod("default", "db")
+                .claim("v", "in-c")
+                .node_selector(keys::ZONE, "c"),
+            pod("default", "db")
+                .claim("v", "in-c")
+                .required_term(&[(keys::ZONE, "In", &["b"])])
+                .required_term(&[(keys::ZONE, "In", &["c"])]),
+            // Its own constraints match no node: the volume is not to blame.
+            pod("default", "db")
+                .claim("v", "in-c")
+                .node_selector(keys::ZONE, "z"),
+        ] {
+            assert!(
+                create(&fine, Phase::Validating, PinnedPodsAction::Enforce).is_empty(),
+                "{fine:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn the_audit_reports_an_existing_pinned_pod_with_its_fix() {
+        let pod = pod("default", "db")
+            .on_node("n1")
+            .claim("v", "data")
+            .pending();
+        assert!((RULE.checks[0].is_audited()));
+        let Check::Pod(f) = &RULE.checks[0] else {
+            panic!("a pod check")
+        };
+        assert!((f.audit.as_ref().unwrap().select)(&pod));
+        assert!(!(f.audit.as_ref().unwrap().select)(
+            &testing::pod("default", "db")
+                .on_node("n1")
+                .claim("v", "data")
+        ));
+        for mode in ALL_MODES {
+            let out = run(&pod, Operation::Update, Phase::Validating, mode);
+            assert_eq!(out.denials.len(), 1, "{out:?}");
+            assert!(out.denials[0].contains("is Pending on node n1"));
+            assert!(out.denials[0].contains("Recreate the pod without spec.nodeName"));
+        }
+        assert!(
+            run(
+                &pod,
+                Operation::Update,
+                Phase::Mutating,
+                PinnedPodsAction::Mutate
+            )
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn the_controller_audit_finds_pending_pinned_pods_only() {
+        let index = demo();
+        index.pods.apply(
+            testing::pod("default", "stuck")
+                .on_node("n1")
+                .claim("v", "data")
+                .pending(),
+        );
+        index.pods.apply(
+            testing::pod("default", "fine")
+                .on_node("n1")
+                .claim("v", "shared")
+                .pending(),
+        );
+        let audit = crate::controller::audit::findings(
+            &index,
+            &testing::policy::default(),
+            &crate::controller::Scope::for_namespace("storage-admission"),
+        );
+        let found: Vec<_> = audit
+            .findings
+            .iter()
+            .filter(|f| f.rule == RULE.id)
+            .map(|f| (f.object.to_string(), f.message.clone()))
+            .collect();
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].0, "Pod default/stuck");
+        assert!(
+            found[0]
+                .1
+                .contains("Recreate the pod without spec.nodeName")
+        );
+    }
+
+    #[test]
+    fn off_and_other_operations_are_not_judged() {
+        let pod = pod("default", "db").on_node("n1").claim("v", "data");
+        for phase in [Phase::Mutating, Phase::Validating] {
+            assert!(create(&pod, phase, PinnedPodsAction::Off).is_empty());
+            assert!(run(&pod, Operation::Delete, phase, PinnedPodsAction::Enforce).is_empty());
+        }
+    }
+
+    #[test]
+    fn an_unloaded_cache_is_unavailable_not_a_verdict() {
+        let pod = pod("default", "db").on_node("n1").claim("v", "data");
+        let view = ClusterIndex::unavailable("starting");
+        let input = input(Operation::Create, Phase::Validating, &pod, None);
+        let cfg = testing::policy::pinned_pods(PinnedPodsAction::Enforce);
+        assert!(check(&input, &view, &cfg).is_err());
+        // A pod without claims reads nothing.
+        let bare = testing::pod("default", "web").on_node("n1");
+        let input = crate::testing::input(Operation::Create, Phase::Validating, &bare, None);
+        assert!(check(&input, &view, &cfg).unwrap().is_empty());
+    }
+}
