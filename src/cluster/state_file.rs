@@ -115,6 +115,13 @@ pub fn parse(text: &str, path: &Path) -> Result<Loaded, StateError> {
     index.pvcs.replace(buckets.pvcs);
     index.pvs.replace(buckets.pvs);
     index.nodes.replace(buckets.nodes);
+    index
+        .group_snapshot_classes
+        .replace(buckets.group_snapshot_classes);
+    index.group_snapshots.replace(buckets.group_snapshots);
+    index
+        .group_snapshot_contents
+        .replace(buckets.group_snapshot_contents);
     Ok(Loaded {
         index,
         ignored_kinds,
@@ -326,6 +333,9 @@ struct Buckets {
     pvcs: Vec<crate::model::PersistentVolumeClaim>,
     pvs: Vec<crate::model::PersistentVolume>,
     nodes: Vec<crate::model::Node>,
+    group_snapshot_classes: Vec<crate::model::VolumeGroupSnapshotClass>,
+    group_snapshots: Vec<crate::model::VolumeGroupSnapshot>,
+    group_snapshot_contents: Vec<crate::model::VolumeGroupSnapshotContent>,
 }
 
 impl Buckets {
@@ -356,6 +366,15 @@ impl Buckets {
                 self.pvs.push(serde_json::from_value(obj).map_err(wrap)?)
             }
             ResourceKind::Node => self.nodes.push(serde_json::from_value(obj).map_err(wrap)?),
+            ResourceKind::VolumeGroupSnapshotClass => self
+                .group_snapshot_classes
+                .push(serde_json::from_value(obj).map_err(wrap)?),
+            ResourceKind::VolumeGroupSnapshot => self
+                .group_snapshots
+                .push(serde_json::from_value(obj).map_err(wrap)?),
+            ResourceKind::VolumeGroupSnapshotContent => self
+                .group_snapshot_contents
+                .push(serde_json::from_value(obj).map_err(wrap)?),
         }
         Ok(())
     }
@@ -368,6 +387,11 @@ impl Buckets {
         self.pvcs.append(&mut other.pvcs);
         self.pvs.append(&mut other.pvs);
         self.nodes.append(&mut other.nodes);
+        self.group_snapshot_classes
+            .append(&mut other.group_snapshot_classes);
+        self.group_snapshots.append(&mut other.group_snapshots);
+        self.group_snapshot_contents
+            .append(&mut other.group_snapshot_contents);
     }
 }
 
