@@ -435,7 +435,7 @@ mod tests {
     fn desired_configurations_are_the_manifests_with_this_deployment_filled_in() {
         let ca = ca();
         let encoded = base64::engine::general_purpose::STANDARD.encode(&ca);
-        for (configuration, count) in [(Configuration::Mutating, 3), (Configuration::Validating, 4)]
+        for (configuration, count) in [(Configuration::Mutating, 4), (Configuration::Validating, 5)]
         {
             let body = desired(configuration, &target(), ca.as_bytes()).unwrap();
             assert_eq!(body["kind"], configuration.kind());
