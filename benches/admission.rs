@@ -2,6 +2,11 @@
 //! captured payload, and the rules alone, against cluster views of 10 and 100,000 objects of
 //! each kind, to show the cost does not grow with the cluster.
 //!
+//! The group snapshot default-class path is measured apart, against the group scenario with
+//! 10 and 100,000 extra claims (20,000 of them in the group snapshot's own namespace): the
+//! claims are found through the label index, so the cost follows the selected claims, not the
+//! namespace's or the cluster's.
+//!
 //! `cargo bench --bench admission` (numbers in the README's Performance section).
 
 use std::hint::black_box;
@@ -13,8 +18,8 @@ use serde_json::json;
 use storage_admission::admission::{self, Webhook, review};
 use storage_admission::cluster::{ClusterIndex, state_file};
 use storage_admission::model::{
-    Node, PersistentVolume, PersistentVolumeClaim, StorageClass, VolumeSnapshot,
-    VolumeSnapshotClass,
+    Node, PersistentVolume, PersistentVolumeClaim, StorageClass, VolumeGroupSnapshot,
+    VolumeSnapshot, VolumeSnapshotClass,
 };
 use storage_admission::policy::Policy;
 use storage_admission::rules::{self, Input, Operation, Phase};
@@ -320,5 +325,74 @@ fn pods(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, whole_path, decode_only, rules_alone, pods);
+/// The group scenario (`tests/golden/group/state.yaml`) plus `extra` claims of the disk
+/// driver: a fifth in the group snapshot's namespace (`default`) under other `group` labels,
+/// the rest in 100 other namespaces labelled `group: db` like the selected ones.
+fn group_cluster(extra: usize) -> ClusterIndex {
+    let state = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/group/state.yaml");
+    let index = state_file::load(&state).unwrap().index;
+    for i in 0..extra {
+        let (ns, group) = if i < extra / 5 {
+            ("default".to_owned(), format!("g-{}", i % 1000))
+        } else {
+            (format!("ns-{}", i % 100), "db".to_owned())
+        };
+        index.pvcs.apply(
+            serde_json::from_value::<PersistentVolumeClaim>(json!({
+                "metadata": {"name": format!("claim-{i}"), "namespace": ns,
+                             "labels": {"app": "filler", "group": group}},
+                "spec": {"storageClassName": "gs-disk", "resources": {"requests": {"storage": "10Gi"}}}
+            }))
+            .unwrap(),
+        );
+    }
+    index
+}
+
+fn group_snapshot_default_class(c: &mut Criterion) {
+    let policy = Policy::builtin();
+    let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/golden/group/captured/mutate-create-volumegroupsnapshot-db-group/review.json");
+    let body = std::fs::read(path).unwrap();
+    let review: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let object: VolumeGroupSnapshot =
+        serde_json::from_value(review["request"]["object"].clone()).unwrap();
+    for size in [10usize, 100_000] {
+        let view = group_cluster(size);
+        let mut group = c.benchmark_group(format!("group/claims-{size}"));
+        group.bench_function("review/defaultGroupSnapshotClass", |b| {
+            b.iter(|| {
+                admission::handle_now(Webhook::Mutate, black_box(&body), &view, &policy)
+                    .unwrap()
+                    .body
+            })
+        });
+        bench_rule(
+            &mut group,
+            "rule/defaultGroupSnapshotClass",
+            Phase::Mutating,
+            &object,
+            |i| {
+                let out = rules::default_group_snapshot_class::check(
+                    i,
+                    &view,
+                    &policy.rules.default_group_snapshot_class,
+                );
+                // Still the two scenario claims, patched: the filler never matches.
+                debug_assert!(out.as_ref().is_ok_and(|o| o.mutations.len() == 1));
+                out
+            },
+        );
+        group.finish();
+    }
+}
+
+criterion_group!(
+    benches,
+    whole_path,
+    decode_only,
+    rules_alone,
+    pods,
+    group_snapshot_default_class
+);
 criterion_main!(benches);

@@ -156,6 +156,8 @@ fn wrap(document: usize, object: Value, n: usize) -> Result<Value, OfflineError>
             | "StorageClass"
             | "VolumeSnapshotClass"
             | "VolumeSnapshotContent"
+            | "VolumeGroupSnapshotClass"
+            | "VolumeGroupSnapshotContent"
     );
     // kubectl would use the context's namespace; offline, that is `default`.
     let namespace = (!cluster_scoped).then(|| {
@@ -188,6 +190,9 @@ fn wrap(document: usize, object: Value, n: usize) -> Result<Value, OfflineError>
 }
 
 fn plural(kind: &str) -> String {
+    if let Some(known) = crate::cluster::ResourceKind::from_kind(kind) {
+        return known.plural().to_owned();
+    }
     match kind {
         "StorageClass" | "VolumeSnapshotClass" => format!("{}es", kind.to_ascii_lowercase()),
         _ => format!("{}s", kind.to_ascii_lowercase()),
@@ -328,6 +333,19 @@ mod tests {
         let sc = wrap(1, json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "c"}}), 0).unwrap();
         assert!(sc["request"].get("namespace").is_none());
         assert_eq!(sc["request"]["resource"]["resource"], "storageclasses");
+
+        let class = wrap(1, json!({"apiVersion": "groupsnapshot.storage.k8s.io/v1beta2", "kind": "VolumeGroupSnapshotClass", "metadata": {"name": "g"}}), 0).unwrap();
+        assert!(class["request"].get("namespace").is_none());
+        assert_eq!(
+            class["request"]["resource"],
+            json!({"group": "groupsnapshot.storage.k8s.io", "version": "v1beta2", "resource": "volumegroupsnapshotclasses"})
+        );
+        let group = wrap(1, json!({"apiVersion": "groupsnapshot.storage.k8s.io/v1", "kind": "VolumeGroupSnapshot", "metadata": {"name": "g"}}), 0).unwrap();
+        assert_eq!(group["request"]["namespace"], "default");
+        assert_eq!(
+            group["request"]["resource"]["resource"],
+            "volumegroupsnapshots"
+        );
     }
 
     #[test]

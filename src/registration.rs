@@ -414,7 +414,7 @@ mod tests {
     fn desired_configurations_are_the_manifests_with_this_deployment_filled_in() {
         let ca = ca();
         let encoded = base64::engine::general_purpose::STANDARD.encode(&ca);
-        for (configuration, count) in [(Configuration::Mutating, 4), (Configuration::Validating, 5)]
+        for (configuration, count) in [(Configuration::Mutating, 5), (Configuration::Validating, 6)]
         {
             let body = desired(configuration, &target(), ca.as_bytes()).unwrap();
             assert_eq!(body["kind"], configuration.kind());

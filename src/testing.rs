@@ -59,6 +59,7 @@ use crate::model::{
     VolumeSnapshot, VolumeSnapshotClass, VolumeSnapshotContent, keys,
 };
 use crate::model::{ClaimSource, EphemeralSource, Pod, PodVolume};
+use crate::model::{VolumeGroupSnapshot, VolumeGroupSnapshotClass, VolumeGroupSnapshotContent};
 use crate::rules::{Input, Operation, Phase};
 
 /// The Alibaba Cloud disk CSI driver, the demo cluster's driver.
@@ -131,7 +132,10 @@ impl_meta!(
     VolumeSnapshot,
     VolumeSnapshotClass,
     VolumeSnapshotContent,
-    Pod
+    Pod,
+    VolumeGroupSnapshotClass,
+    VolumeGroupSnapshot,
+    VolumeGroupSnapshotContent
 );
 
 /// A StorageClass with no provisioner, binding mode or topologies yet.
@@ -411,6 +415,10 @@ pub trait SnapshotExt: Sized {
     fn class(self, class: &str) -> Self;
     /// Owned by a VolumeGroupSnapshot.
     fn group_member(self, group: &str) -> Self;
+    /// `status.volumeGroupSnapshotName` (a member whose status says its group).
+    fn group_status(self, group: &str) -> Self;
+    /// The snapshot controller's in-group-protection finalizer.
+    fn group_finalizer(self) -> Self;
     /// `status.boundVolumeSnapshotContentName`.
     fn bound_content(self, content: &str) -> Self;
     /// `status.readyToUse`.
@@ -446,6 +454,16 @@ impl SnapshotExt for VolumeSnapshot {
             kind: "VolumeGroupSnapshot".into(),
             name: group.into(),
         });
+        self
+    }
+    fn group_status(mut self, group: &str) -> Self {
+        status_mut(&mut self).volume_group_snapshot_name = Some(group.into());
+        self
+    }
+    fn group_finalizer(mut self) -> Self {
+        self.metadata
+            .finalizers
+            .push(keys::IN_GROUP_PROTECTION.into());
         self
     }
     fn bound_content(mut self, content: &str) -> Self {
@@ -526,6 +544,130 @@ impl SnapshotContentExt for VolumeSnapshotContent {
         let status = self.status.get_or_insert_with(Default::default);
         status.ready_to_use = Some(true);
         status.restore_size = Some(quantity(restore_size));
+        self
+    }
+}
+
+/// A VolumeGroupSnapshotClass, `deletionPolicy: Delete`; `.driver(..)`, `.default_class()`.
+pub fn group_snapshot_class(name: &str) -> VolumeGroupSnapshotClass {
+    VolumeGroupSnapshotClass {
+        metadata: meta(None, name),
+        driver: String::new(),
+        deletion_policy: Some("Delete".into()),
+    }
+}
+
+impl SnapshotClassExt for VolumeGroupSnapshotClass {
+    fn driver(mut self, driver: &str) -> Self {
+        self.driver = driver.into();
+        self
+    }
+    fn default_class(self) -> Self {
+        self.annotate(keys::DEFAULT_GROUP_SNAPSHOT_CLASS, "true")
+    }
+}
+
+/// A VolumeGroupSnapshot with an empty `spec.source` and no status.
+pub fn group_snapshot(namespace: &str, name: &str) -> VolumeGroupSnapshot {
+    VolumeGroupSnapshot {
+        metadata: meta(Some(namespace), name),
+        ..Default::default()
+    }
+}
+
+pub trait GroupSnapshotExt: Sized {
+    /// `spec.source.selector.matchLabels`.
+    fn selecting(self, labels: &[(&str, &str)]) -> Self;
+    /// `spec.source.selector.matchExpressions` gets `key operator values`.
+    fn selecting_expr(self, key: &str, operator: &str, values: &[&str]) -> Self;
+    fn source_content(self, content: &str) -> Self;
+    fn class(self, class: &str) -> Self;
+    /// `status.readyToUse: false` with `status.error.message`.
+    fn failed(self, message: &str) -> Self;
+}
+
+impl GroupSnapshotExt for VolumeGroupSnapshot {
+    fn selecting(mut self, labels: &[(&str, &str)]) -> Self {
+        let selector = self
+            .spec
+            .source
+            .selector
+            .get_or_insert_with(Default::default);
+        for (k, v) in labels {
+            selector.match_labels.insert((*k).into(), (*v).into());
+        }
+        self
+    }
+    fn selecting_expr(mut self, key: &str, operator: &str, values: &[&str]) -> Self {
+        let selector = self
+            .spec
+            .source
+            .selector
+            .get_or_insert_with(Default::default);
+        selector
+            .match_expressions
+            .push(crate::model::LabelSelectorRequirement {
+                key: key.into(),
+                operator: operator.into(),
+                values: values.iter().map(|v| (*v).into()).collect(),
+            });
+        self
+    }
+    fn source_content(mut self, content: &str) -> Self {
+        self.spec.source.volume_group_snapshot_content_name = Some(content.into());
+        self
+    }
+    fn class(mut self, class: &str) -> Self {
+        self.spec.volume_group_snapshot_class_name = Some(class.into());
+        self
+    }
+    fn failed(mut self, message: &str) -> Self {
+        let status = self.status.get_or_insert_with(Default::default);
+        status.ready_to_use = Some(false);
+        status.error = Some(SnapshotError {
+            message: Some(message.into()),
+            time: Some(DELETED_AT.into()),
+        });
+        self
+    }
+}
+
+/// A VolumeGroupSnapshotContent with an empty spec.
+pub fn group_snapshot_content(name: &str) -> VolumeGroupSnapshotContent {
+    VolumeGroupSnapshotContent {
+        metadata: meta(None, name),
+        ..Default::default()
+    }
+}
+
+pub trait GroupSnapshotContentExt: Sized {
+    fn driver(self, driver: &str) -> Self;
+    fn volume_handles(self, handles: &[&str]) -> Self;
+    /// `spec.source.groupSnapshotHandles` with a group handle and member handles.
+    fn group_handles(self, group: &str, members: &[&str]) -> Self;
+    /// `spec.volumeGroupSnapshotRef` with the given parts (`None` leaves one out).
+    fn group_ref(self, namespace: Option<&str>, name: Option<&str>) -> Self;
+}
+
+impl GroupSnapshotContentExt for VolumeGroupSnapshotContent {
+    fn driver(mut self, driver: &str) -> Self {
+        self.spec.driver = driver.into();
+        self
+    }
+    fn volume_handles(mut self, handles: &[&str]) -> Self {
+        self.spec.source.volume_handles = Some(handles.iter().map(|h| (*h).into()).collect());
+        self
+    }
+    fn group_handles(mut self, group: &str, members: &[&str]) -> Self {
+        self.spec.source.group_snapshot_handles = Some(crate::model::GroupSnapshotHandles {
+            volume_group_snapshot_handle: group.into(),
+            volume_snapshot_handles: members.iter().map(|h| (*h).into()).collect(),
+        });
+        self
+    }
+    fn group_ref(mut self, namespace: Option<&str>, name: Option<&str>) -> Self {
+        self.spec.volume_group_snapshot_ref.namespace = namespace.map(Into::into);
+        self.spec.volume_group_snapshot_ref.name = name.map(Into::into);
         self
     }
 }
@@ -632,6 +774,9 @@ pub enum Object {
     SnapshotClass(VolumeSnapshotClass),
     SnapshotContent(VolumeSnapshotContent),
     Pod(Pod),
+    GroupSnapshotClass(VolumeGroupSnapshotClass),
+    GroupSnapshot(VolumeGroupSnapshot),
+    GroupSnapshotContent(VolumeGroupSnapshotContent),
 }
 
 macro_rules! into_object {
@@ -651,7 +796,10 @@ into_object!(
     VolumeSnapshot => Snapshot,
     VolumeSnapshotClass => SnapshotClass,
     VolumeSnapshotContent => SnapshotContent,
-    Pod => Pod
+    Pod => Pod,
+    VolumeGroupSnapshotClass => GroupSnapshotClass,
+    VolumeGroupSnapshot => GroupSnapshot,
+    VolumeGroupSnapshotContent => GroupSnapshotContent
 );
 
 /// A synced [`ClusterIndex`] holding exactly `objects`:
@@ -668,6 +816,9 @@ pub fn cluster(objects: impl IntoIterator<Item = Object>) -> ClusterIndex {
             Object::SnapshotClass(o) => index.snapshot_classes.apply(o),
             Object::SnapshotContent(o) => index.snapshot_contents.apply(o),
             Object::Pod(o) => index.pods.apply(o),
+            Object::GroupSnapshotClass(o) => index.group_snapshot_classes.apply(o),
+            Object::GroupSnapshot(o) => index.group_snapshots.apply(o),
+            Object::GroupSnapshotContent(o) => index.group_snapshot_contents.apply(o),
         }
     }
     index

@@ -262,3 +262,47 @@ fn topology_manifests_with_each_policy() {
     ];
     check(cases, "topology", "src/dev/state.yaml");
 }
+
+#[test]
+fn group_snapshot_manifests() {
+    let cases: &[(&str, Option<&str>, i32, &str)] = &[
+        (
+            "db-group.yaml",
+            None,
+            ALLOWED,
+            "volumeGroupSnapshotClassName set to disk-group-default",
+        ),
+        (
+            "app-across-drivers.yaml",
+            None,
+            DENIED,
+            "selects PersistentVolumeClaims of 2 CSI drivers",
+        ),
+        (
+            "selector-matching-nothing.yaml",
+            None,
+            ALLOWED,
+            "its selector group in (web) selects no PersistentVolumeClaim",
+        ),
+        (
+            "second-default-group-class.yaml",
+            None,
+            DENIED,
+            "VolumeGroupSnapshotClass disk-group-default is already its default",
+        ),
+        (
+            "content-with-both-sources.yaml",
+            None,
+            DENIED,
+            "exactly one must be set",
+        ),
+        (
+            "member-snapshot.yaml",
+            None,
+            ALLOWED,
+            // Not "allowed, patched": a member gets no class.
+            "snapshot-member-of-db-group: allowed\n",
+        ),
+    ];
+    check(cases, "group", "tests/golden/group/state.yaml");
+}

@@ -53,6 +53,8 @@ WEBHOOKS = {
     "local-volumes.storage-admission.io": ("ValidatingWebhookConfiguration", "/validate", "Ignore", 3),
     "pinned-pods.storage-admission.io": ("MutatingWebhookConfiguration", "/mutate", "Ignore", 2),
     "pod-volume-placement.storage-admission.io": ("ValidatingWebhookConfiguration", "/validate", "Ignore", 2),
+    "group-snapshot-class-defaulting.storage-admission.io": ("MutatingWebhookConfiguration", "/mutate", "Ignore", 3),
+    "group-snapshot-validation.storage-admission.io": ("ValidatingWebhookConfiguration", "/validate", "Ignore", 3),
 }
 NODE_WEBHOOK = "node-topology.storage-admission.io"
 RESTORE_WEBHOOK = "restore-readiness.storage-admission.io"
@@ -421,6 +423,18 @@ def rbac_checks(render: str, docs: list[dict]) -> list[Check]:
     wild = [f"{role['kind']}/{role['metadata']['name']}: {rule}" for role, rule in rules
             if any("*" in str(v) for f in ("verbs", "resources", "apiGroups", "resourceNames", "nonResourceURLs") for v in rule.get(f) or [])]
     checks.append(("rbac: no wildcard verbs, resources or groups", wild if rules else ["no RBAC rules rendered"]))
+
+    # Every kind a webhook judges is one the rules read from a watch cache, so the ClusterRole
+    # must let it list and watch each (a missing grant shows only at run time, as a cache that
+    # never syncs and rules that answer whenStateUnavailable).
+    if render in IN_CLUSTER:
+        cluster_rules = [r for role, r in rules if role["kind"] == "ClusterRole" and role["metadata"]["name"] == NAME]
+        watched = {(g, res) for r in cluster_rules if {"list", "watch"} <= set(r.get("verbs") or [])
+                   for g in r.get("apiGroups") or [] for res in r.get("resources") or []}
+        judged = {(g, res) for _, w in webhooks(docs) for r in w.get("rules") or []
+                  for g in r.get("apiGroups") or [] for res in r.get("resources") or []}
+        unwatched = [f"{g or 'core'}/{res}" for g, res in sorted(judged - watched)]
+        checks.append(("rbac: list and watch on every kind a webhook judges", unwatched))
 
     limited = {"get", "update", "patch", "delete"}
     wh: Problems = []
@@ -808,6 +822,10 @@ MUTATIONS: list[tuple[str, str, str, Callable[[list[dict]], None]]] = [
     ("base", "service:", "targetPort admin", lambda d: one(d, "Service", NAME)["spec"]["ports"][0].update(targetPort="admin")),
     ("base", "rbac: no wildcard", "verbs *", lambda d: _rule(d, "ClusterRole", "nodes").update(verbs=["*"])),
     ("base", "rbac: no wildcard", "apiGroups *", lambda d: _rule(d, "ClusterRole", "storageclasses").update(apiGroups=["*"])),
+    ("base", "rbac: list and watch on every kind", "group snapshot watch dropped",
+     lambda d: _rule(d, "ClusterRole", "volumegroupsnapshots").update(verbs=["get"])),
+    ("cert-manager", "rbac: list and watch on every kind", "a judged kind's watch rule removed",
+     lambda d: one(d, "ClusterRole", NAME)["rules"].remove(_rule(d, "ClusterRole", "persistentvolumes"))),
     ("self-managed", "rbac: webhook configuration", "patch without resourceNames",
      lambda d: next(r for _, r in rbac_rules(d) if "patch" in r.get("verbs", []) and "mutatingwebhookconfigurations" in r.get("resources", [])).pop("resourceNames")),
     ("self-managed", "rbac: no create on admissionregistration", "create granted again (unnamed, as server-side apply would need to create)",

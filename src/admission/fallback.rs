@@ -136,6 +136,32 @@ impl ClusterView for Lookaside<'_> {
     fn any_node_matches_selector(&self, term: &NodeSelectorTerm) -> Lookup<bool> {
         self.base.any_node_matches_selector(term)
     }
+    fn pvcs_matching(
+        &self,
+        namespace: &str,
+        selector: &crate::model::LabelSelector,
+    ) -> Lookup<Vec<Arc<PersistentVolumeClaim>>> {
+        self.base.pvcs_matching(namespace, selector)
+    }
+    fn group_snapshot_classes_for_driver(
+        &self,
+        driver: &str,
+    ) -> Lookup<Vec<Arc<crate::model::VolumeGroupSnapshotClass>>> {
+        self.base.group_snapshot_classes_for_driver(driver)
+    }
+    fn group_snapshot(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Lookup<Option<Arc<crate::model::VolumeGroupSnapshot>>> {
+        self.base.group_snapshot(namespace, name)
+    }
+    fn group_snapshot_content(
+        &self,
+        name: &str,
+    ) -> Lookup<Option<Arc<crate::model::VolumeGroupSnapshotContent>>> {
+        self.base.group_snapshot_content(name)
+    }
 }
 
 #[cfg(test)]

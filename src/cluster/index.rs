@@ -6,6 +6,9 @@ use tokio::sync::watch;
 use super::store::{Cached, Changes, Store, SyncState};
 use super::{ClusterView, Lookup, ResourceKind};
 use crate::model::{
+    LabelSelector, VolumeGroupSnapshot, VolumeGroupSnapshotClass, VolumeGroupSnapshotContent,
+};
+use crate::model::{
     Node, NodeSelectorTerm, ObjectMeta, PersistentVolume, PersistentVolumeClaim, Pod, StorageClass,
     TopologyRequirement, VolumeSnapshot, VolumeSnapshotClass, VolumeSnapshotContent,
 };
@@ -13,6 +16,10 @@ use crate::model::{
 const DRIVER: &str = "driver=";
 const DEFAULT: &str = "default";
 const LABEL: &str = "label:";
+/// A claim's label in its namespace: `label:ns/key=value`.
+const NS_LABEL: &str = "nslabel:";
+/// A claim's label key in its namespace (for `Exists`): `labelkey:ns/key`.
+const NS_LABEL_KEY: &str = "labelkey:";
 
 /// Every kind keeps its metadata in `metadata`.
 macro_rules! meta_access {
@@ -80,6 +87,21 @@ impl Cached for PersistentVolumeClaim {
             &self.metadata.name,
         )
     }
+    /// Labels per namespace, so a group snapshot's selector finds its claims without a scan.
+    fn index_values(&self) -> Vec<String> {
+        let ns = self.metadata.namespace.as_deref().unwrap_or_default();
+        self.metadata
+            .labels
+            .iter()
+            .flatten()
+            .flat_map(|(k, v)| {
+                [
+                    format!("{NS_LABEL}{ns}/{k}={v}"),
+                    format!("{NS_LABEL_KEY}{ns}/{k}"),
+                ]
+            })
+            .collect()
+    }
 }
 
 impl Cached for PersistentVolume {
@@ -115,6 +137,36 @@ impl Cached for Pod {
     }
 }
 
+impl Cached for VolumeGroupSnapshotClass {
+    const KIND: ResourceKind = ResourceKind::VolumeGroupSnapshotClass;
+    meta_access!();
+    fn key(&self) -> (&str, &str) {
+        ("", &self.metadata.name)
+    }
+    fn index_values(&self) -> Vec<String> {
+        vec![format!("{DRIVER}{}", self.driver)]
+    }
+}
+
+impl Cached for VolumeGroupSnapshot {
+    const KIND: ResourceKind = ResourceKind::VolumeGroupSnapshot;
+    meta_access!();
+    fn key(&self) -> (&str, &str) {
+        (
+            self.metadata.namespace.as_deref().unwrap_or_default(),
+            &self.metadata.name,
+        )
+    }
+}
+
+impl Cached for VolumeGroupSnapshotContent {
+    const KIND: ResourceKind = ResourceKind::VolumeGroupSnapshotContent;
+    meta_access!();
+    fn key(&self) -> (&str, &str) {
+        ("", &self.metadata.name)
+    }
+}
+
 /// The in-memory cluster view: one indexed store per kind.
 pub struct ClusterIndex {
     pub snapshot_classes: Store<VolumeSnapshotClass>,
@@ -127,6 +179,9 @@ pub struct ClusterIndex {
     /// Pending pods, for the audit only (no rule looks a pod up): watched only when the
     /// controller runs (see [`super::watch::spawn_all`]).
     pub pods: Store<Pod>,
+    pub group_snapshot_classes: Store<VolumeGroupSnapshotClass>,
+    pub group_snapshots: Store<VolumeGroupSnapshot>,
+    pub group_snapshot_contents: Store<VolumeGroupSnapshotContent>,
     /// Bumped by every store on every change (see [`ClusterIndex::subscribe`]).
     changes: Changes,
 }
@@ -143,7 +198,10 @@ impl ClusterIndex {
             pvcs: Store::new(state.clone(), changes.clone()),
             pvs: Store::new(state.clone(), changes.clone()),
             nodes: Store::new(state.clone(), changes.clone()),
-            pods: Store::new(state, changes.clone()),
+            pods: Store::new(state.clone(), changes.clone()),
+            group_snapshot_classes: Store::new(state.clone(), changes.clone()),
+            group_snapshots: Store::new(state.clone(), changes.clone()),
+            group_snapshot_contents: Store::new(state, changes.clone()),
             changes,
         }
     }
@@ -178,6 +236,18 @@ impl ClusterIndex {
             (ResourceKind::PersistentVolume, self.pvs.state()),
             (ResourceKind::Node, self.nodes.state()),
             (ResourceKind::Pod, self.pods.state()),
+            (
+                ResourceKind::VolumeGroupSnapshotClass,
+                self.group_snapshot_classes.state(),
+            ),
+            (
+                ResourceKind::VolumeGroupSnapshot,
+                self.group_snapshots.state(),
+            ),
+            (
+                ResourceKind::VolumeGroupSnapshotContent,
+                self.group_snapshot_contents.state(),
+            ),
         ]
     }
 
@@ -198,6 +268,18 @@ impl ClusterIndex {
             (ResourceKind::PersistentVolume, self.pvs.len()),
             (ResourceKind::Node, self.nodes.len()),
             (ResourceKind::Pod, self.pods.len()),
+            (
+                ResourceKind::VolumeGroupSnapshotClass,
+                self.group_snapshot_classes.len(),
+            ),
+            (
+                ResourceKind::VolumeGroupSnapshot,
+                self.group_snapshots.len(),
+            ),
+            (
+                ResourceKind::VolumeGroupSnapshotContent,
+                self.group_snapshot_contents.len(),
+            ),
         ]
     }
 }
@@ -299,6 +381,58 @@ impl ClusterView for ClusterIndex {
                 .scan(|mut it| Iterator::any(&mut it, |n| term.matches(n.name(), n.labels()))),
         }
     }
+
+    fn pvcs_matching(
+        &self,
+        namespace: &str,
+        selector: &LabelSelector,
+    ) -> Lookup<Vec<Arc<PersistentVolumeClaim>>> {
+        // Every positive requirement names index values; the smallest narrows the candidates
+        // and the whole selector then filters them. `NotIn` and `DoesNotExist` cannot narrow:
+        // with nothing else, the candidates are the namespace's claims (never the cluster's).
+        let label = |k: &str, v: &str| format!("{NS_LABEL}{namespace}/{k}={v}");
+        let mut groups: Vec<Vec<String>> = selector
+            .match_labels
+            .iter()
+            .map(|(k, v)| vec![label(k, v)])
+            .collect();
+        for r in &selector.match_expressions {
+            match r.operator.as_str() {
+                "In" => groups.push(r.values.iter().map(|v| label(&r.key, v)).collect()),
+                "Exists" => groups.push(vec![format!("{NS_LABEL_KEY}{namespace}/{}", r.key)]),
+                _ => {}
+            }
+        }
+        self.pvcs.select_in(namespace, &groups, |pvc| {
+            selector.matches(pvc.metadata.labels.as_ref())
+        })
+    }
+
+    fn group_snapshot_classes_for_driver(
+        &self,
+        driver: &str,
+    ) -> Lookup<Vec<Arc<VolumeGroupSnapshotClass>>> {
+        let mut classes = self
+            .group_snapshot_classes
+            .by_index(&format!("{DRIVER}{driver}"))?;
+        classes.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        Ok(classes)
+    }
+
+    fn group_snapshot(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Lookup<Option<Arc<VolumeGroupSnapshot>>> {
+        self.group_snapshots.get(namespace, name)
+    }
+
+    fn group_snapshot_content(
+        &self,
+        name: &str,
+    ) -> Lookup<Option<Arc<VolumeGroupSnapshotContent>>> {
+        self.group_snapshot_contents.get("", name)
+    }
 }
 
 #[cfg(test)]
@@ -391,6 +525,59 @@ mod tests {
                 .count_nodes_matching_topology(&[req("zone", &["b", "c"])])
                 .unwrap(),
             3
+        );
+    }
+
+    #[test]
+    fn claims_are_selected_by_label_within_their_namespace() {
+        use crate::testing::{GroupSnapshotExt, Meta, group_snapshot, pvc};
+        let index = ClusterIndex::new(SyncState::Synced);
+        index.pvcs.replace([
+            pvc("db", "data").label("group", "db").label("tier", "a"),
+            pvc("db", "log").label("group", "db"),
+            pvc("db", "web").label("group", "web"),
+            pvc("db", "bare"),
+            pvc("other", "data").label("group", "db"),
+        ]);
+        let names = |g: crate::model::VolumeGroupSnapshot| -> Vec<String> {
+            let selector = g.spec.source.selector.unwrap_or_default();
+            index
+                .pvcs_matching("db", &selector)
+                .unwrap()
+                .iter()
+                .map(|p| p.metadata.name.clone())
+                .collect()
+        };
+        let g = || group_snapshot("db", "g");
+        assert_eq!(names(g().selecting(&[("group", "db")])), ["data", "log"]);
+        assert_eq!(
+            names(g().selecting_expr("group", "In", &["db", "web"])),
+            ["data", "log", "web"]
+        );
+        assert_eq!(names(g().selecting_expr("tier", "Exists", &[])), ["data"]);
+        // Negative requirements filter the positive ones' candidates...
+        assert_eq!(
+            names(
+                g().selecting(&[("group", "db")])
+                    .selecting_expr("tier", "DoesNotExist", &[])
+            ),
+            ["log"]
+        );
+        // ...or the namespace's claims, never another namespace's.
+        assert_eq!(
+            names(g().selecting_expr("group", "NotIn", &["db"])),
+            ["bare", "web"]
+        );
+        assert_eq!(names(g().selecting(&[])), ["bare", "data", "log", "web"]);
+        assert!(names(g().selecting(&[("group", "none")])).is_empty());
+        // The index follows label changes.
+        index.pvcs.apply(pvc("db", "log").label("group", "web"));
+        assert_eq!(names(g().selecting(&[("group", "db")])), ["data"]);
+        assert!(
+            index
+                .pvcs_matching("nowhere", &Default::default())
+                .unwrap()
+                .is_empty()
         );
     }
 

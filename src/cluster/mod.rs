@@ -21,6 +21,9 @@ pub use index::ClusterIndex;
 pub use store::{Cached, Store, SyncState};
 
 use crate::model::{
+    LabelSelector, VolumeGroupSnapshot, VolumeGroupSnapshotClass, VolumeGroupSnapshotContent,
+};
+use crate::model::{
     Node, NodeSelectorTerm, PersistentVolume, PersistentVolumeClaim, StorageClass,
     TopologyRequirement, VolumeSnapshot, VolumeSnapshotClass, VolumeSnapshotContent,
 };
@@ -36,10 +39,13 @@ pub enum ResourceKind {
     PersistentVolume,
     Node,
     Pod,
+    VolumeGroupSnapshotClass,
+    VolumeGroupSnapshot,
+    VolumeGroupSnapshotContent,
 }
 
 impl ResourceKind {
-    pub const ALL: [ResourceKind; 8] = [
+    pub const ALL: [ResourceKind; 11] = [
         Self::VolumeSnapshotClass,
         Self::VolumeSnapshot,
         Self::VolumeSnapshotContent,
@@ -48,6 +54,9 @@ impl ResourceKind {
         Self::PersistentVolume,
         Self::Node,
         Self::Pod,
+        Self::VolumeGroupSnapshotClass,
+        Self::VolumeGroupSnapshot,
+        Self::VolumeGroupSnapshotContent,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -60,6 +69,9 @@ impl ResourceKind {
             Self::PersistentVolume => "PersistentVolume",
             Self::Node => "Node",
             Self::Pod => "Pod",
+            Self::VolumeGroupSnapshotClass => "VolumeGroupSnapshotClass",
+            Self::VolumeGroupSnapshot => "VolumeGroupSnapshot",
+            Self::VolumeGroupSnapshotContent => "VolumeGroupSnapshotContent",
         }
     }
 
@@ -78,6 +90,9 @@ impl ResourceKind {
             Self::StorageClass => "storage.k8s.io",
             Self::PersistentVolumeClaim | Self::PersistentVolume | Self::Node => "",
             Self::Pod => "",
+            Self::VolumeGroupSnapshotClass
+            | Self::VolumeGroupSnapshot
+            | Self::VolumeGroupSnapshotContent => "groupsnapshot.storage.k8s.io",
         }
     }
 
@@ -92,6 +107,9 @@ impl ResourceKind {
             Self::PersistentVolume => "persistentvolumes",
             Self::Node => "nodes",
             Self::Pod => "pods",
+            Self::VolumeGroupSnapshotClass => "volumegroupsnapshotclasses",
+            Self::VolumeGroupSnapshot => "volumegroupsnapshots",
+            Self::VolumeGroupSnapshotContent => "volumegroupsnapshotcontents",
         }
     }
 
@@ -100,6 +118,17 @@ impl ResourceKind {
         matches!(
             self,
             Self::VolumeSnapshotClass | Self::VolumeSnapshot | Self::VolumeSnapshotContent
+        )
+    }
+
+    /// Whether the kind comes from the group snapshot CRDs (newer still: often absent, and
+    /// served as `v1beta1`, `v1beta2` or `v1` depending on the external-snapshotter release).
+    pub fn is_group_snapshot_crd(self) -> bool {
+        matches!(
+            self,
+            Self::VolumeGroupSnapshotClass
+                | Self::VolumeGroupSnapshot
+                | Self::VolumeGroupSnapshotContent
         )
     }
 }
@@ -140,4 +169,24 @@ pub trait ClusterView: Send + Sync {
     /// Whether any node satisfies a node selector term (PV node affinity). A yes/no, not a
     /// count, so a term the label index cannot narrow stops at the first matching node.
     fn any_node_matches_selector(&self, term: &NodeSelectorTerm) -> Lookup<bool>;
+    /// The claims of `namespace` that `selector` selects, sorted by name. Served by a label
+    /// index per namespace: never a scan of the cluster's claims, and a scan of the
+    /// namespace's claims only when the selector has no positive requirement.
+    fn pvcs_matching(
+        &self,
+        namespace: &str,
+        selector: &LabelSelector,
+    ) -> Lookup<Vec<Arc<PersistentVolumeClaim>>>;
+    /// Every VolumeGroupSnapshotClass of a CSI driver (indexed by driver), sorted by name.
+    fn group_snapshot_classes_for_driver(
+        &self,
+        driver: &str,
+    ) -> Lookup<Vec<Arc<VolumeGroupSnapshotClass>>>;
+    fn group_snapshot(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Lookup<Option<Arc<VolumeGroupSnapshot>>>;
+    fn group_snapshot_content(&self, name: &str)
+    -> Lookup<Option<Arc<VolumeGroupSnapshotContent>>>;
 }

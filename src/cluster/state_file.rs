@@ -116,6 +116,13 @@ pub fn parse(text: &str, path: &Path) -> Result<Loaded, StateError> {
     index.pvs.replace(buckets.pvs);
     index.nodes.replace(buckets.nodes);
     index.pods.replace(buckets.pods);
+    index
+        .group_snapshot_classes
+        .replace(buckets.group_snapshot_classes);
+    index.group_snapshots.replace(buckets.group_snapshots);
+    index
+        .group_snapshot_contents
+        .replace(buckets.group_snapshot_contents);
     Ok(Loaded {
         index,
         ignored_kinds,
@@ -328,6 +335,9 @@ struct Buckets {
     pvs: Vec<crate::model::PersistentVolume>,
     nodes: Vec<crate::model::Node>,
     pods: Vec<crate::model::Pod>,
+    group_snapshot_classes: Vec<crate::model::VolumeGroupSnapshotClass>,
+    group_snapshots: Vec<crate::model::VolumeGroupSnapshot>,
+    group_snapshot_contents: Vec<crate::model::VolumeGroupSnapshotContent>,
 }
 
 impl Buckets {
@@ -359,6 +369,15 @@ impl Buckets {
             }
             ResourceKind::Node => self.nodes.push(serde_json::from_value(obj).map_err(wrap)?),
             ResourceKind::Pod => self.pods.push(serde_json::from_value(obj).map_err(wrap)?),
+            ResourceKind::VolumeGroupSnapshotClass => self
+                .group_snapshot_classes
+                .push(serde_json::from_value(obj).map_err(wrap)?),
+            ResourceKind::VolumeGroupSnapshot => self
+                .group_snapshots
+                .push(serde_json::from_value(obj).map_err(wrap)?),
+            ResourceKind::VolumeGroupSnapshotContent => self
+                .group_snapshot_contents
+                .push(serde_json::from_value(obj).map_err(wrap)?),
         }
         Ok(())
     }
@@ -372,6 +391,11 @@ impl Buckets {
         self.pvs.append(&mut other.pvs);
         self.nodes.append(&mut other.nodes);
         self.pods.append(&mut other.pods);
+        self.group_snapshot_classes
+            .append(&mut other.group_snapshot_classes);
+        self.group_snapshots.append(&mut other.group_snapshots);
+        self.group_snapshot_contents
+            .append(&mut other.group_snapshot_contents);
     }
 }
 

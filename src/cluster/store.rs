@@ -217,6 +217,47 @@ impl<T: Cached> Store<T> {
         }
     }
 
+    /// The objects of `namespace` that `keep` keeps, narrowed first by the index: candidates
+    /// are the objects filed under the smallest of `groups` (each group's values ORed, as in
+    /// [`Store::count_matching`]); with no groups, every object of the namespace. `keep` must
+    /// apply every requirement, the groups' included: they only narrow. Never a scan of the
+    /// whole store.
+    pub fn select_in(
+        &self,
+        namespace: &str,
+        groups: &[Vec<String>],
+        keep: impl Fn(&T) -> bool,
+    ) -> Result<Vec<Arc<T>>, StateUnavailable> {
+        let inner = self.read();
+        if let Some(err) = Self::unavailable(&inner.state) {
+            return Err(err);
+        }
+        let Some(objects) = inner.objects.get(namespace) else {
+            return Ok(Vec::new());
+        };
+        let group_sets = |values: &Vec<String>| -> Vec<&BTreeSet<ObjectKey>> {
+            values.iter().filter_map(|v| inner.index.get(v)).collect()
+        };
+        let smallest = groups
+            .iter()
+            .map(group_sets)
+            .min_by_key(|sets| sets.iter().map(|s| s.len()).sum::<usize>());
+        let mut found: Vec<Arc<T>> = match smallest {
+            None => objects.values().filter(|o| keep(o)).cloned().collect(),
+            Some(sets) => {
+                let keys: BTreeSet<&ObjectKey> = sets.into_iter().flatten().collect();
+                keys.into_iter()
+                    .filter(|(ns, _)| ns == namespace)
+                    .filter_map(|(_, name)| objects.get(name))
+                    .filter(|o| keep(o))
+                    .cloned()
+                    .collect()
+            }
+        };
+        found.sort_by(|a, b| a.key().1.cmp(b.key().1));
+        Ok(found)
+    }
+
     /// Runs `f` over every object (for the rare lookups no index can serve).
     pub fn scan<R>(
         &self,

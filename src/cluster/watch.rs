@@ -7,6 +7,11 @@
 //! A kind whose API does not exist (the snapshot CRDs are not installed) is marked missing, so
 //! the snapshot rules say so instead of failing every request, and the watcher keeps retrying
 //! with backoff, picking the CRDs up once they are installed.
+//!
+//! The snapshot kinds are watched as `v1`. The group snapshot kinds are served as `v1beta1`,
+//! `v1beta2` or `v1` depending on the external-snapshotter release, so their version is
+//! discovered (the group's preferred version) before the watch starts; a cluster without the
+//! group snapshot CRDs gets those stores marked missing, and discovery is retried.
 
 use std::sync::Arc;
 
@@ -90,16 +95,7 @@ pub fn is_missing_api(error: &watcher::Error) -> bool {
 /// What a store should say after a watcher error.
 pub fn state_after_error<T: Cached>(store: &Store<T>, error: &watcher::Error) -> Option<SyncState> {
     if is_missing_api(error) {
-        let reason = if T::KIND.is_snapshot_crd() {
-            format!(
-                "the {} API ({}/v1) is not served: the external-snapshotter CRDs are not installed in this cluster",
-                T::KIND,
-                T::KIND.group()
-            )
-        } else {
-            format!("the {} API is not served by this cluster", T::KIND)
-        };
-        return Some(SyncState::Missing(reason));
+        return Some(SyncState::Missing(missing_reason(T::KIND)));
     }
     // Any other error: keep serving what we have; a store that never synced stays pending.
     match store.state() {
@@ -108,6 +104,73 @@ pub fn state_after_error<T: Cached>(store: &Store<T>, error: &watcher::Error) ->
             T::KIND
         ))),
         _ => None,
+    }
+}
+
+/// Why a kind's store is missing, for the rules' messages.
+fn missing_reason(kind: ResourceKind) -> String {
+    if kind.is_snapshot_crd() {
+        format!(
+            "the {kind} API ({}/v1) is not served: the external-snapshotter CRDs are not installed in this cluster",
+            kind.group()
+        )
+    } else if kind.is_group_snapshot_crd() {
+        format!(
+            "the {kind} API ({}) is not served: the external-snapshotter group snapshot CRDs are not installed in this cluster",
+            kind.group()
+        )
+    } else {
+        format!("the {kind} API is not served by this cluster")
+    }
+}
+
+/// Where a kind is served, as far as discovery tells.
+enum Served {
+    At(ApiResource),
+    Missing,
+}
+
+/// The API to watch a kind through: `v1` for every kind but the group snapshot kinds, whose
+/// served version (the group's preferred one) is discovered.
+async fn served_api(client: &Client, kind: ResourceKind) -> Result<Served, kube::Error> {
+    if !kind.is_group_snapshot_crd() {
+        return Ok(Served::At(api_resource(kind)));
+    }
+    match kube::discovery::group(client, kind.group()).await {
+        Ok(group) => Ok(match group.recommended_kind(kind.as_str()) {
+            Some((resource, _)) => Served::At(resource),
+            None => Served::Missing,
+        }),
+        Err(kube::Error::Discovery(kube::error::DiscoveryError::MissingApiGroup(_))) => {
+            Ok(Served::Missing)
+        }
+        Err(kube::Error::Api(status)) if status.is_not_found() => Ok(Served::Missing),
+        Err(error) => Err(error),
+    }
+}
+
+/// Discovers where `T` is served, marking its store missing (and retrying with backoff)
+/// while it is not.
+async fn discover<T: Cached>(client: &Client, store: &Store<T>) -> ApiResource {
+    let mut delay = std::time::Duration::from_secs(5);
+    loop {
+        match served_api(client, T::KIND).await {
+            Ok(Served::At(resource)) => {
+                tracing::info!(kind = %T::KIND, version = %resource.version, "watching");
+                return resource;
+            }
+            Ok(Served::Missing) => {
+                if !matches!(store.state(), SyncState::Missing(_)) {
+                    tracing::warn!(kind = %T::KIND, "API not served; rules that need it will say so; retrying");
+                }
+                store.set_state(SyncState::Missing(missing_reason(T::KIND)));
+            }
+            Err(error) => {
+                tracing::warn!(kind = %T::KIND, %error, "discovery failed; retrying with backoff");
+            }
+        }
+        tokio::time::sleep(delay).await;
+        delay = (delay * 2).min(std::time::Duration::from_secs(300));
     }
 }
 
@@ -137,7 +200,8 @@ async fn run_with<T: Cached + DeserializeOwned>(
     store: &Store<T>,
     config: watcher::Config,
 ) {
-    let api: Api<DynamicObject> = Api::all_with(client, &api_resource(T::KIND));
+    let resource = discover(&client, store).await;
+    let api: Api<DynamicObject> = Api::all_with(client, &resource);
     let mut stream = watcher::watcher(api, config).default_backoff().boxed();
     let mut buffer = None;
     while let Some(item) = stream.next().await {
@@ -190,6 +254,9 @@ pub fn spawn_all(
         spawn!(pvcs),
         spawn!(pvs),
         spawn!(nodes),
+        spawn!(group_snapshot_classes),
+        spawn!(group_snapshots),
+        spawn!(group_snapshot_contents),
     ];
     if pods {
         // Pods are the most numerous objects of a cluster, and the audit only asks about
@@ -233,7 +300,7 @@ mod tests {
         let (client, _api) = crate::testing::mock_client();
         let index = Arc::new(ClusterIndex::unavailable("starting"));
         let tasks = spawn_all(client, index.clone(), false);
-        assert_eq!(tasks.len(), 7);
+        assert_eq!(tasks.len(), 10);
         assert_eq!(
             index.pods.state(),
             SyncState::Missing(PODS_NOT_WATCHED.to_owned())
@@ -244,9 +311,10 @@ mod tests {
         let (client, mut api) = crate::testing::mock_client();
         let index = Arc::new(ClusterIndex::unavailable("starting"));
         let tasks = spawn_all(client, index.clone(), true);
-        assert_eq!(tasks.len(), 8);
+        assert_eq!(tasks.len(), 11);
         let mut pod_list = None;
-        for _ in 0..8 {
+        // One request per watch, and one discovery per group snapshot kind before its watch.
+        for _ in 0..tasks.len() + 3 {
             let (request, _respond) = api.next_request().await.unwrap();
             if request.uri().path() == "/api/v1/pods" {
                 pod_list = Some(request.uri().to_string());
@@ -385,6 +453,17 @@ mod tests {
             apply_event::<VolumeSnapshot>(&index.snapshots, &mut buffer, e);
         }
         assert!(index.snapshot("default", "s").unwrap().is_some());
+
+        // The group snapshot kinds name their own CRDs.
+        let state = state_after_error(&index.group_snapshots, &not_found).unwrap();
+        let SyncState::Missing(reason) = state else {
+            panic!("{state:?}")
+        };
+        assert!(
+            reason.contains("group snapshot CRDs are not installed")
+                && reason.contains("groupsnapshot.storage.k8s.io"),
+            "{reason}"
+        );
 
         let forbidden = watcher::Error::InitialListFailed(kube::Error::Api(Box::new(
             Status::failure("forbidden", "Forbidden").with_code(403),

@@ -465,6 +465,63 @@ items:
     }
 
     #[test]
+    fn finds_group_snapshot_problems() {
+        // The group scenario plus a second default group class of the disk driver and two
+        // unbound group snapshots without a class: one selecting claims of both drivers, one
+        // selecting nothing. db-group names its class and is left alone.
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/group/state.yaml");
+        let extra = r#"
+apiVersion: v1
+kind: List
+items:
+- apiVersion: groupsnapshot.storage.k8s.io/v1
+  kind: VolumeGroupSnapshotClass
+  metadata:
+    name: disk-group-second
+    annotations: {groupsnapshot.storage.kubernetes.io/is-default-class: "true"}
+  driver: diskplugin.csi.alibabacloud.com
+  deletionPolicy: Delete
+- apiVersion: groupsnapshot.storage.k8s.io/v1
+  kind: VolumeGroupSnapshot
+  metadata: {name: everything, namespace: default}
+  spec: {source: {selector: {matchLabels: {app: mysql}}}}
+- apiVersion: groupsnapshot.storage.k8s.io/v1
+  kind: VolumeGroupSnapshot
+  metadata: {name: nothing, namespace: default}
+  spec: {source: {selector: {matchLabels: {group: web}}}}
+"#;
+        let text = std::fs::read_to_string(path).unwrap() + "---\n" + extra;
+        let index = state_file::parse(&text, Path::new("group.yaml"))
+            .unwrap()
+            .index;
+        let audit = findings(&index, &Policy::builtin(), &Scope::default());
+        assert!(audit.is_complete());
+        assert_eq!(
+            summary(&audit),
+            [
+                (
+                    "VolumeGroupSnapshotClass disk-group-default".to_owned(),
+                    "group-snapshot-class-defaults"
+                ),
+                (
+                    "VolumeGroupSnapshotClass disk-group-second".to_owned(),
+                    "group-snapshot-class-defaults"
+                ),
+                (
+                    "VolumeGroupSnapshot default/everything".to_owned(),
+                    "default-group-snapshot-class"
+                ),
+                (
+                    "VolumeGroupSnapshot default/nothing".to_owned(),
+                    "default-group-snapshot-class"
+                ),
+            ]
+        );
+        let everything = &audit.findings[2].message;
+        assert!(everything.contains("of 2 CSI drivers"), "{everything}");
+    }
+
+    #[test]
     fn finds_each_kind_of_violation_once_and_skips_what_the_webhook_would_not_see() {
         let audit = findings(&index(), &Policy::builtin(), &Scope::default());
         assert!(audit.is_complete());

@@ -33,6 +33,9 @@ pub struct ObjectMeta {
     pub annotations: BTreeMap<String, String>,
     #[serde(default, deserialize_with = "null_as_default")]
     pub owner_references: Vec<OwnerReference>,
+    /// Finalizers (the snapshot controller marks group members with one).
+    #[serde(default, deserialize_with = "null_as_default")]
+    pub finalizers: Vec<String>,
     /// Whether the object had a `metadata` map at all (absent and `null` are not). A patch
     /// that adds under `/metadata` must create it first when not: the API server never sends
     /// such an object, but a hand-made review can (found by the `patch` fuzz target).

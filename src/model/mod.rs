@@ -39,6 +39,7 @@ macro_rules! map_only {
 }
 pub(crate) use map_only;
 
+mod group_snapshot;
 pub mod labels;
 mod meta;
 mod node;
@@ -47,6 +48,12 @@ mod quantity;
 mod snapshot;
 mod storage;
 
+pub use group_snapshot::{
+    GroupSnapshotHandles, LabelSelector, LabelSelectorRequirement, VolumeGroupSnapshot,
+    VolumeGroupSnapshotClass, VolumeGroupSnapshotContent, VolumeGroupSnapshotContentSource,
+    VolumeGroupSnapshotContentSpec, VolumeGroupSnapshotSource, VolumeGroupSnapshotSpec,
+    VolumeGroupSnapshotStatus,
+};
 pub use meta::{ObjectMeta, OwnerReference, null_as_default};
 pub use node::Node;
 pub use pod::{
@@ -82,6 +89,12 @@ pub mod keys {
     pub const ALLOW_IMMEDIATE_BINDING: &str = "storage-admission.io/allow-immediate-binding";
     /// The provisioner of statically provisioned local volumes.
     pub const NO_PROVISIONER: &str = "kubernetes.io/no-provisioner";
+    /// Marks the default VolumeGroupSnapshotClass of a CSI driver.
+    pub const DEFAULT_GROUP_SNAPSHOT_CLASS: &str =
+        "groupsnapshot.storage.kubernetes.io/is-default-class";
+    /// The finalizer the snapshot controller puts on the member snapshots of a group.
+    pub const IN_GROUP_PROTECTION: &str =
+        "snapshot.storage.kubernetes.io/volumesnapshot-in-group-protection";
 
     pub const ZONE: &str = "topology.kubernetes.io/zone";
     pub const REGION: &str = "topology.kubernetes.io/region";
@@ -97,6 +110,7 @@ pub mod keys {
         PVC_STORAGE_CLASS_BETA,
         ALLOW_VOLUME_MODE_CHANGE,
         ALLOW_IMMEDIATE_BINDING,
+        DEFAULT_GROUP_SNAPSHOT_CLASS,
     ];
 }
 

@@ -102,16 +102,36 @@ impl VolumeSnapshot {
             .filter(|n| !n.is_empty())
     }
 
-    /// Members of a VolumeGroupSnapshot are created and managed by the snapshot controller.
+    /// Members of a VolumeGroupSnapshot are created and managed by the snapshot controller:
+    /// an ownerReference to the group, `status.volumeGroupSnapshotName`, or the
+    /// in-group-protection finalizer (any one is enough; a CREATE carries no status yet).
     pub fn is_group_member(&self) -> bool {
+        self.group_name().is_some()
+            || self
+                .metadata
+                .owner_references
+                .iter()
+                .any(|o| o.kind == "VolumeGroupSnapshot")
+            || self
+                .metadata
+                .finalizers
+                .iter()
+                .any(|f| f == keys::IN_GROUP_PROTECTION)
+    }
+
+    /// The VolumeGroupSnapshot this snapshot belongs to, when it says.
+    pub fn group_name(&self) -> Option<&str> {
         self.metadata
             .owner_references
             .iter()
-            .any(|o| o.kind == "VolumeGroupSnapshot")
-            || self.status.as_ref().is_some_and(|s| {
-                s.volume_group_snapshot_name
-                    .as_deref()
-                    .is_some_and(|n| !n.is_empty())
+            .find(|o| o.kind == "VolumeGroupSnapshot")
+            .map(|o| o.name.as_str())
+            .filter(|n| !n.is_empty())
+            .or_else(|| {
+                self.status
+                    .as_ref()
+                    .and_then(|s| s.volume_group_snapshot_name.as_deref())
+                    .filter(|n| !n.is_empty())
             })
     }
 }

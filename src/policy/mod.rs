@@ -267,6 +267,33 @@ rule_config! {
     }
 }
 
+rule_config! {
+    /// Mutating, VolumeGroupSnapshot CREATE: fill in the default VolumeGroupSnapshotClass of
+    /// the selected claims' driver.
+    pub struct DefaultGroupSnapshotClassConfig {
+        mode: Mode = Mode::Enforce,
+        /// No default class exists for the driver: allow with a warning, or deny.
+        pub when_no_default: WarnOrDeny = WarnOrDeny::Warn,
+        /// The selector selects no claim: allow with a warning, or deny.
+        pub when_nothing_selected: WarnOrDeny = WarnOrDeny::Warn,
+    }
+}
+
+rule_config! {
+    /// Validating, VolumeGroupSnapshotClass CREATE/UPDATE: at most one default class per driver.
+    pub struct GroupSnapshotClassDefaultsConfig {
+        mode: Mode = Mode::Enforce,
+    }
+}
+
+rule_config! {
+    /// Validating, VolumeGroupSnapshot and VolumeGroupSnapshotContent: the group snapshot
+    /// CRDs' CEL rules, for clusters whose CRDs predate them.
+    pub struct GroupSnapshotValidationConfig {
+        mode: Mode = Mode::Enforce,
+    }
+}
+
 /// The settings of every rule.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase", default)]
@@ -280,6 +307,9 @@ pub struct Rules {
     pub node_topology: NodeTopologyConfig,
     pub local_volumes: LocalVolumesConfig,
     pub pinned_pods: PinnedPodsConfig,
+    pub default_group_snapshot_class: DefaultGroupSnapshotClassConfig,
+    pub group_snapshot_class_defaults: GroupSnapshotClassDefaultsConfig,
+    pub group_snapshot_validation: GroupSnapshotValidationConfig,
 }
 
 /// A parsed, validated and compiled policy.

@@ -387,6 +387,13 @@ mod tests {
             snapshot("default", "m")
                 .source_pvc("disk-pvc")
                 .group_member("g"),
+            // Each marker of a group member is enough on its own.
+            snapshot("default", "m")
+                .source_pvc("disk-pvc")
+                .group_status("g"),
+            snapshot("default", "m")
+                .source_pvc("disk-pvc")
+                .group_finalizer(),
         ] {
             assert!(run(&view, &snap, &cfg).is_empty(), "{snap:?}");
         }

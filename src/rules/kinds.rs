@@ -14,6 +14,7 @@ use crate::model::{
     Node, ObjectMeta, PersistentVolume, PersistentVolumeClaim, Pod, StorageClass, VolumeSnapshot,
     VolumeSnapshotClass, VolumeSnapshotContent,
 };
+use crate::model::{VolumeGroupSnapshot, VolumeGroupSnapshotClass, VolumeGroupSnapshotContent};
 use crate::policy::Policy;
 
 /// A rule's check of one kind of object.
@@ -172,4 +173,7 @@ kinds! {
     PersistentVolume => PersistentVolume in pvs,
     Node => Node in nodes,
     Pod => Pod in pods,
+    VolumeGroupSnapshotClass => VolumeGroupSnapshotClass in group_snapshot_classes,
+    VolumeGroupSnapshot => VolumeGroupSnapshot in group_snapshots,
+    VolumeGroupSnapshotContent => VolumeGroupSnapshotContent in group_snapshot_contents,
 }

@@ -20,6 +20,9 @@
 //! | node-topology | [`node_topology`] | mutating | Node CREATE/UPDATE |
 //! | local-volumes | [`local_volumes`] | validating | PersistentVolume CREATE |
 //! | pinned-pods | [`pinned_pods`] | mutating + validating | Pod CREATE |
+//! | default-group-snapshot-class | [`default_group_snapshot_class`] | mutating | VolumeGroupSnapshot CREATE |
+//! | group-snapshot-class-defaults | [`group_snapshot_class_defaults`] | validating | VolumeGroupSnapshotClass CREATE/UPDATE |
+//! | group-snapshot-validation | [`group_snapshot_validation`] | validating | VolumeGroupSnapshot, VolumeGroupSnapshotContent CREATE/UPDATE |
 //!
 //! A rule returns `Err(StateUnavailable)` when the cluster state it needs is not loaded; the
 //! gate then applies the rule's `whenStateUnavailable` setting.
@@ -37,6 +40,10 @@ pub mod restore_readiness;
 pub mod snapshot_class_defaults;
 pub mod snapshot_validation;
 pub mod table;
+// Group snapshots (`groupsnapshot.storage.k8s.io`).
+pub mod default_group_snapshot_class;
+pub mod group_snapshot_class_defaults;
+pub mod group_snapshot_validation;
 
 use json_patch::PatchOperation;
 

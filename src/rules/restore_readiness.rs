@@ -128,6 +128,18 @@ pub fn check(
     }
 }
 
+/// The group snapshot a member snapshot belongs to and the error it reports, if any. Best
+/// effort: a group the view cannot show (its CRDs missing) means no quote, not no decision.
+fn group_error(
+    snap: &crate::model::VolumeSnapshot,
+    namespace: &str,
+    view: &dyn ClusterView,
+) -> Option<(String, String)> {
+    let group = snap.group_name()?;
+    let found = view.group_snapshot(namespace, group).ok()??;
+    Some((group.to_owned(), found.error_message()?.to_owned()))
+}
+
 fn restore(
     pvc: &PersistentVolumeClaim,
     namespace: &str,
@@ -173,10 +185,16 @@ fn restore(
     if !snap.ready_to_use() {
         // Its size, driver and mode may not be final yet: say only what is certain.
         if outcome.denials.is_empty() {
-            outcome = outcome.with_denial(format!(
-                "{claim} cannot be restored from {snap_ref} yet: the snapshot is not ready to use. \
-                 Wait until `kubectl get volumesnapshot -n {snap_ns} {name}` shows READYTOUSE true, then apply again."
-            ));
+            outcome = outcome.with_denial(match group_error(&snap, snap_ns, view) {
+                Some((group, message)) => format!(
+                    "{claim} cannot be restored from {snap_ref} yet: the snapshot is not ready to use, and its VolumeGroupSnapshot {snap_ns}/{group} reports an error: {message}. \
+                     See `kubectl describe volumegroupsnapshot -n {snap_ns} {group}`; take a new group snapshot and restore from one of its members."
+                ),
+                None => format!(
+                    "{claim} cannot be restored from {snap_ref} yet: the snapshot is not ready to use. \
+                     Wait until `kubectl get volumesnapshot -n {snap_ns} {name}` shows READYTOUSE true, then apply again."
+                ),
+            });
         }
         return Ok(outcome);
     }
@@ -470,6 +488,32 @@ mod tests {
             let d = one_denial(&out);
             assert!(d.contains(&format!("Wait until `kubectl get volumesnapshot -n default {name}` shows READYTOUSE true, then apply again")), "{d}");
         }
+    }
+
+    #[test]
+    fn not_ready_member_snapshot_quotes_its_group_error() {
+        let view = demo();
+        view.snapshots.apply(
+            snap("default", "member")
+                .source_pvc("disk-pvc")
+                .group_member("db-group")
+                .ready_to_use(false),
+        );
+        // No error on the group (or no group): the plain not-ready message.
+        let d = one_denial(&run_on(&view, &from_snapshot("member"))).to_owned();
+        assert!(d.contains("is not ready to use. Wait until"), "{d}");
+        view.group_snapshots.apply(
+            group_snapshot("default", "db-group")
+                .selecting(&[("group", "db")])
+                .failed("CreateGroupSnapshot failed: quota exceeded"),
+        );
+        let out = run_on(&view, &from_snapshot("member"));
+        let d = one_denial(&out);
+        assert!(
+            d.contains("its VolumeGroupSnapshot default/db-group reports an error: CreateGroupSnapshot failed: quota exceeded")
+                && d.contains("kubectl describe volumegroupsnapshot -n default db-group"),
+            "{d}"
+        );
     }
 
     #[test]

@@ -12,47 +12,112 @@
 //! An annotation value other than exactly `"true"` (`True`, `yes`) is ignored by the snapshot
 //! controller, so a class written that way is not a default: said in a warning.
 
-use crate::cluster::ClusterView;
-use crate::model::{VolumeSnapshotClass, keys};
+use std::sync::Arc;
+
+use crate::cluster::{ClusterView, Lookup};
+use crate::model::{ObjectMeta, VolumeGroupSnapshotClass, VolumeSnapshotClass, keys};
 use crate::policy::SnapshotClassDefaultsConfig;
 use crate::rules::{Audited, Check, For, Phase, Rule, RuleId, RuleSettings};
 use crate::rules::{Input, Operation, Outcome, RuleResult};
+
+/// A class kind with one default per CSI driver: VolumeSnapshotClass and
+/// VolumeGroupSnapshotClass follow the same rule, with their own words.
+pub(crate) trait DefaultPerDriver: Sized {
+    /// `VolumeSnapshotClass`.
+    const KIND: &'static str;
+    /// `VolumeSnapshotClasses`.
+    const KINDS: &'static str;
+    /// What fails without a class: `VolumeSnapshot`.
+    const OBJECT: &'static str;
+    /// The same, in a sentence: `snapshots`.
+    const OBJECTS: &'static str;
+    /// The annotation that marks the default.
+    const DEFAULT_KEY: &'static str;
+    fn meta(&self) -> &ObjectMeta;
+    fn driver(&self) -> &str;
+    fn is_default(&self) -> bool;
+    fn of_driver(view: &dyn ClusterView, driver: &str) -> Lookup<Vec<Arc<Self>>>;
+}
+
+impl DefaultPerDriver for VolumeSnapshotClass {
+    const KIND: &'static str = "VolumeSnapshotClass";
+    const KINDS: &'static str = "VolumeSnapshotClasses";
+    const OBJECT: &'static str = "VolumeSnapshot";
+    const OBJECTS: &'static str = "snapshots";
+    const DEFAULT_KEY: &'static str = keys::DEFAULT_SNAPSHOT_CLASS;
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn driver(&self) -> &str {
+        &self.driver
+    }
+    fn is_default(&self) -> bool {
+        VolumeSnapshotClass::is_default(self)
+    }
+    fn of_driver(view: &dyn ClusterView, driver: &str) -> Lookup<Vec<Arc<Self>>> {
+        view.snapshot_classes_for_driver(driver)
+    }
+}
+
+impl DefaultPerDriver for VolumeGroupSnapshotClass {
+    const KIND: &'static str = "VolumeGroupSnapshotClass";
+    const KINDS: &'static str = "VolumeGroupSnapshotClasses";
+    const OBJECT: &'static str = "VolumeGroupSnapshot";
+    const OBJECTS: &'static str = "group snapshots";
+    const DEFAULT_KEY: &'static str = keys::DEFAULT_GROUP_SNAPSHOT_CLASS;
+    fn meta(&self) -> &ObjectMeta {
+        &self.metadata
+    }
+    fn driver(&self) -> &str {
+        &self.driver
+    }
+    fn is_default(&self) -> bool {
+        VolumeGroupSnapshotClass::is_default(self)
+    }
+    fn of_driver(view: &dyn ClusterView, driver: &str) -> Lookup<Vec<Arc<Self>>> {
+        view.group_snapshot_classes_for_driver(driver)
+    }
+}
 
 pub fn check(
     input: &Input<'_, VolumeSnapshotClass>,
     view: &dyn ClusterView,
     _cfg: &SnapshotClassDefaultsConfig,
 ) -> RuleResult {
+    one_default_per_driver(input, view)
+}
+
+/// The rule for any class kind with one default per driver.
+pub(crate) fn one_default_per_driver<C: DefaultPerDriver>(
+    input: &Input<'_, C>,
+    view: &dyn ClusterView,
+) -> RuleResult {
     if !matches!(input.operation, Operation::Create | Operation::Update) {
         return Ok(Outcome::allow());
     }
     let class = input.object;
-    let name = class.metadata.display_name();
-    if class.metadata.is_being_deleted() {
+    let kind = C::KIND;
+    let name = class.meta().display_name();
+    if class.meta().is_being_deleted() {
         return Ok(Outcome::allow());
     }
     if !class.is_default() {
-        return Ok(
-            match class.metadata.annotation(keys::DEFAULT_SNAPSHOT_CLASS) {
-                Some(value) if value.eq_ignore_ascii_case("true") => Outcome::warn(format!(
-                    "VolumeSnapshotClass {name} is NOT a default class: {} is {value:?}, and only the exact string \"true\" counts.",
-                    keys::DEFAULT_SNAPSHOT_CLASS
-                )),
-                _ => Outcome::allow(),
-            },
-        );
+        return Ok(match class.meta().annotation(C::DEFAULT_KEY) {
+            Some(value) if value.eq_ignore_ascii_case("true") => Outcome::warn(format!(
+                "{kind} {name} is NOT a default class: {} is {value:?}, and only the exact string \"true\" counts.",
+                C::DEFAULT_KEY
+            )),
+            _ => Outcome::allow(),
+        });
     }
 
-    let driver = &class.driver;
-    let others: Vec<String> = view
-        .snapshot_classes_for_driver(driver)?
+    let driver = class.driver();
+    let others: Vec<String> = C::of_driver(view, driver)?
         .iter()
         .filter(|c| {
-            c.metadata.name != class.metadata.name
-                && c.is_default()
-                && !c.metadata.is_being_deleted()
+            c.meta().name != class.meta().name && c.is_default() && !c.meta().is_being_deleted()
         })
-        .map(|c| c.metadata.name.clone())
+        .map(|c| c.meta().name.clone())
         .collect();
     if others.is_empty() {
         return Ok(Outcome::allow());
@@ -62,25 +127,28 @@ pub fn check(
     let was_default_of_same_driver = input.operation == Operation::Update
         && input
             .old_object
-            .is_some_and(|old| old.is_default() && old.driver == class.driver);
+            .is_some_and(|old| old.is_default() && old.driver() == class.driver());
     if was_default_of_same_driver {
         return Ok(Outcome::warn(format!(
-            "VolumeSnapshotClass {name} and {others_text} are all default for {driver}; snapshots without a class fail until only one is. Remove {} from all but one.",
-            keys::DEFAULT_SNAPSHOT_CLASS
+            "{kind} {name} and {others_text} are all default for {driver}; {} without a class fail until only one is. Remove {} from all but one.",
+            C::OBJECTS,
+            C::DEFAULT_KEY
         )));
     }
 
     let (existing, is) = if others.len() == 1 {
-        (format!("VolumeSnapshotClass {others_text}"), "is")
+        (format!("{kind} {others_text}"), "is")
     } else {
-        (format!("VolumeSnapshotClasses {others_text}"), "are")
+        (format!("{} {others_text}", C::KINDS), "are")
     };
     Ok(Outcome::deny(format!(
-        "VolumeSnapshotClass {name} cannot be a default class for CSI driver {driver}: {existing} {is} already its default. \
-         With two defaults, every VolumeSnapshot that names no class fails. \
+        "{kind} {name} cannot be a default class for CSI driver {driver}: {existing} {is} already its default. \
+         With two defaults, every {object} that names no class fails. \
          Either drop the annotation {key} from {name}, or first remove it from the current default: \
-         kubectl annotate volumesnapshotclass {first} {key}-",
-        key = keys::DEFAULT_SNAPSHOT_CLASS,
+         kubectl annotate {resource} {first} {key}-",
+        object = C::OBJECT,
+        key = C::DEFAULT_KEY,
+        resource = kind.to_lowercase(),
         first = others[0],
     )))
 }

@@ -24,7 +24,7 @@ use crate::rules::{Check, For, Phase, Rule, RuleId, RuleSettings};
 use crate::rules::{Input, Operation, Outcome, RuleResult};
 
 /// `"x"` or `unset`, for "from what to what" messages.
-fn shown(value: Option<&str>) -> String {
+pub(crate) fn shown(value: Option<&str>) -> String {
     value.map_or_else(|| "unset".to_owned(), |v| format!("{v:?}"))
 }
 
@@ -100,7 +100,7 @@ fn content_problems(content: &VolumeSnapshotContent) -> Vec<String> {
 }
 
 /// The problems of `new` that `old` did not already have (all of them on CREATE).
-fn introduced(new: Vec<String>, old: Option<Vec<String>>) -> Vec<String> {
+pub(crate) fn introduced(new: Vec<String>, old: Option<Vec<String>>) -> Vec<String> {
     match old {
         Some(old) => new.into_iter().filter(|p| !old.contains(p)).collect(),
         None => new,
@@ -108,7 +108,7 @@ fn introduced(new: Vec<String>, old: Option<Vec<String>>) -> Vec<String> {
 }
 
 /// A denial when an immutable field changed, saying from what to what.
-fn immutable(
+pub(crate) fn immutable(
     kind_and_name: &str,
     field: &str,
     old: Option<&str>,
@@ -161,8 +161,10 @@ pub fn check_snapshot(
             .flatten(),
         );
     }
+    // A group's members get their class from the group: no warning about their PVC's driver.
     if input.operation == Operation::Create
         && outcome.denials.is_empty()
+        && !snap.is_group_member()
         && let Some(warning) = no_snapshot_class_warning(snap, view)
     {
         outcome = outcome.with_warning(warning);
@@ -417,6 +419,16 @@ mod tests {
             )
             .is_empty()
         );
+        // A group's member gets its class from the group: nothing to warn about.
+        for member in [
+            from_pvc("nfs-pvc").group_member("g"),
+            from_pvc("nfs-pvc").group_finalizer(),
+        ] {
+            assert!(
+                run_snap(Operation::Create, &member, None).is_empty(),
+                "{member:?}"
+            );
+        }
     }
 
     #[test]

@@ -8,6 +8,9 @@ use super::{
     Rule, allowed_topologies, binding_mode, default_snapshot_class, local_volumes, node_topology,
     restore_readiness, snapshot_class_defaults, snapshot_validation,
 };
+use super::{
+    default_group_snapshot_class, group_snapshot_class_defaults, group_snapshot_validation,
+};
 
 pub static RULES: &[&Rule] = &[
     &default_snapshot_class::RULE,
@@ -19,6 +22,9 @@ pub static RULES: &[&Rule] = &[
     &node_topology::RULE,
     &local_volumes::RULE,
     &pinned_pods::RULE,
+    &default_group_snapshot_class::RULE,
+    &group_snapshot_class_defaults::RULE,
+    &group_snapshot_validation::RULE,
 ];
 
 /// The rule named `name` (`restore-readiness`).
