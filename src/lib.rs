@@ -31,6 +31,7 @@ pub mod cluster;
 pub mod commands;
 pub mod controller;
 pub mod dev;
+pub mod explain;
 pub mod identity;
 pub mod leader;
 pub mod metrics;

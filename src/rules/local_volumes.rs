@@ -86,7 +86,7 @@ pub fn check(
 }
 
 /// `kubernetes.io/hostname In [node-9] and rack In [rack1]`.
-fn describe_term(term: &NodeSelectorTerm) -> String {
+pub(crate) fn describe_term(term: &NodeSelectorTerm) -> String {
     let describe = |r: &NodeSelectorRequirement, field: bool| {
         let key = if field {
             format!("node {}", r.key)
