@@ -147,6 +147,10 @@ pub struct RunArgs {
     /// The same audit finding (object, rule, message) is reported at most once in this window.
     #[arg(long, default_value = "60m", value_parser = parse_duration)]
     pub event_dedup_window: Duration,
+    /// A claim not bound, or a snapshot not ready, this long after its creation is reported as
+    /// stuck (a Warning Event with `explain`'s verdict and fix).
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub stuck_after: Duration,
     /// This replica's name in the events it reports and in the leader Lease (default: the host
     /// name with a random suffix).
     #[arg(long, env = "POD_NAME")]

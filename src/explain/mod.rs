@@ -33,6 +33,11 @@ pub struct Kind {
     /// The cached objects in the state `explain` is about (claims not bound yet, snapshots not
     /// ready): the controller reports those stuck longer than `--stuck-after`.
     pub waiting: fn(&ClusterIndex) -> Result<Vec<Waiting>, StateUnavailable>,
+    /// The ids of its findings (stable: JSON output, metrics, docs).
+    pub finding_ids: &'static [&'static str],
+    /// The `rule` of the controller's Events about it stuck: `stuck-persistent-volume-claim`
+    /// becomes the reason `StuckPersistentVolumeClaim`.
+    pub stuck_rule: &'static str,
 }
 
 /// A cached object waiting (see [`Kind::waiting`]).
@@ -54,6 +59,8 @@ pub const KINDS: &[Kind] = &[
         ],
         diagnose: pvc::diagnose,
         waiting: pvc::waiting,
+        finding_ids: pvc::FINDING_IDS,
+        stuck_rule: "stuck-persistent-volume-claim",
     },
     Kind {
         kind: ResourceKind::VolumeSnapshot,
@@ -65,36 +72,16 @@ pub const KINDS: &[Kind] = &[
         ],
         diagnose: snapshot::diagnose,
         waiting: snapshot::waiting,
+        finding_ids: snapshot::FINDING_IDS,
+        stuck_rule: "stuck-volume-snapshot",
     },
 ];
 
-/// Every finding id, with the message's gist and the fix: the fixed set of the
-/// `storage_admission_stuck_objects` reason label and of `docs/explain.md`.
-pub const FINDING_IDS: &[&str] = &[
-    pvc::NOT_FOUND,
-    pvc::NO_STORAGE_CLASS,
-    pvc::NO_DEFAULT_CLASS,
-    pvc::SEVERAL_DEFAULT_CLASSES,
-    pvc::STATIC_BINDING,
-    pvc::RESTORE_SOURCE,
-    pvc::CLONE_SOURCE_GONE,
-    pvc::CLONE_SOURCE,
-    pvc::ALLOWED_TOPOLOGIES_NO_NODE,
-    pvc::WFFC_NO_CONSUMER,
-    pvc::SELECTED_NODE_GONE,
-    pvc::VOLUME_MISSING,
-    pvc::VOLUME_AFFINITY_NO_NODE,
-    snapshot::NOT_FOUND,
-    snapshot::SOURCE_MISSING,
-    snapshot::SOURCE_UNBOUND,
-    snapshot::CLASS_MISSING,
-    snapshot::NO_DEFAULT_CLASS,
-    snapshot::SEVERAL_DEFAULT_CLASSES,
-    snapshot::CLASS_DRIVER_MISMATCH,
-    snapshot::CONTENT_ERROR,
-    snapshot::CONTENT_MISSING,
-    snapshot::CONTENT_BOUND_ELSEWHERE,
-];
+/// Every finding id of every kind: the fixed set of the `storage_admission_stuck_objects`
+/// reason label and of `docs/explain.md`.
+pub fn finding_ids() -> impl Iterator<Item = &'static str> {
+    KINDS.iter().flat_map(|k| k.finding_ids.iter().copied())
+}
 
 /// The object to explain.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,7 +106,7 @@ impl Target {
         })
     }
 
-    fn entry(&self) -> &'static Kind {
+    pub fn entry(&self) -> &'static Kind {
         KINDS
             .iter()
             .find(|k| k.kind == self.kind)
@@ -392,15 +379,26 @@ mod unit {
 
     #[test]
     fn every_finding_id_is_unique_and_namespaced_by_kind() {
-        let mut ids = FINDING_IDS.to_vec();
+        let all: Vec<&str> = finding_ids().collect();
+        let mut ids = all.clone();
         ids.sort_unstable();
         ids.dedup();
-        assert_eq!(ids.len(), FINDING_IDS.len());
-        assert!(
-            FINDING_IDS
-                .iter()
-                .all(|id| id.starts_with("pvc.") || id.starts_with("snapshot."))
-        );
+        assert_eq!(ids.len(), all.len());
+        // One prefix per kind (`pvc.`, `snapshot.`), so an id says what it is about.
+        let mut prefixes: Vec<&str> = KINDS
+            .iter()
+            .map(|kind| {
+                let prefix = kind.finding_ids[0].split('.').next().unwrap();
+                assert!(
+                    kind.finding_ids
+                        .iter()
+                        .all(|id| id.split('.').next() == Some(prefix))
+                );
+                prefix
+            })
+            .collect();
+        prefixes.dedup();
+        assert_eq!(prefixes.len(), KINDS.len());
     }
 
     #[test]

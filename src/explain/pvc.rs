@@ -29,6 +29,23 @@ pub const SELECTED_NODE_GONE: &str = "pvc.selected-node-gone";
 pub const VOLUME_MISSING: &str = "pvc.volume-missing";
 pub const VOLUME_AFFINITY_NO_NODE: &str = "pvc.volume-affinity-no-node";
 
+/// Every id above, in the order `docs/explain.md` lists them.
+pub const FINDING_IDS: &[&str] = &[
+    NOT_FOUND,
+    NO_STORAGE_CLASS,
+    NO_DEFAULT_CLASS,
+    SEVERAL_DEFAULT_CLASSES,
+    STATIC_BINDING,
+    RESTORE_SOURCE,
+    CLONE_SOURCE_GONE,
+    CLONE_SOURCE,
+    ALLOWED_TOPOLOGIES_NO_NODE,
+    WFFC_NO_CONSUMER,
+    SELECTED_NODE_GONE,
+    VOLUME_MISSING,
+    VOLUME_AFFINITY_NO_NODE,
+];
+
 fn is_bound(pvc: &PersistentVolumeClaim) -> bool {
     pvc.bound_volume().is_some()
 }

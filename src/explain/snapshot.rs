@@ -22,6 +22,20 @@ pub const CONTENT_ERROR: &str = "snapshot.content-error";
 pub const CONTENT_MISSING: &str = "snapshot.content-missing";
 pub const CONTENT_BOUND_ELSEWHERE: &str = "snapshot.content-bound-elsewhere";
 
+/// Every id above, in the order `docs/explain.md` lists them.
+pub const FINDING_IDS: &[&str] = &[
+    NOT_FOUND,
+    SOURCE_MISSING,
+    SOURCE_UNBOUND,
+    CLASS_MISSING,
+    NO_DEFAULT_CLASS,
+    SEVERAL_DEFAULT_CLASSES,
+    CLASS_DRIVER_MISMATCH,
+    CONTENT_ERROR,
+    CONTENT_MISSING,
+    CONTENT_BOUND_ELSEWHERE,
+];
+
 pub(super) fn waiting(index: &ClusterIndex) -> Result<Vec<Waiting>, StateUnavailable> {
     index.snapshots.scan(|it| {
         it.filter(|s| !s.ready_to_use())

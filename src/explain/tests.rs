@@ -466,6 +466,6 @@ fn every_finding_id_is_listed() {
         "snapshot.content-error",
         "snapshot.content-bound-elsewhere",
     ] {
-        assert!(FINDING_IDS.contains(&id), "{id}");
+        assert!(finding_ids().any(|known| known == id), "{id}");
     }
 }
