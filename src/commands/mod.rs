@@ -124,7 +124,7 @@ pub fn dispatch(cli: Cli) -> Result<Outcome, Error> {
     }
     match cli.command {
         Command::Serve(args) => serve::serve(args),
-        Command::Run(args) => run::run(args),
+        Command::Run(args) => run::run(*args),
         Command::Review(args) => review::review(args),
         Command::Policy {
             command: PolicyCommand::Check { files },
