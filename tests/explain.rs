@@ -156,3 +156,18 @@ fn an_unreadable_state_file_is_bad_input() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+#[test]
+fn the_readme_transcript_is_the_real_output() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
+    let command = "$ storage-admission explain pvc mysql-data -n shop --state tests/explain/pv-zone-no-node/state.yaml\n";
+    let start = readme
+        .find(command)
+        .expect("README shows the explain transcript")
+        + command.len();
+    let end = start + readme[start..].find("$ echo $?").unwrap();
+    let expected =
+        std::fs::read_to_string(root.join("tests/explain/pv-zone-no-node/expected.txt")).unwrap();
+    assert_eq!(&readme[start..end], expected);
+}

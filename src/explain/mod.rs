@@ -402,6 +402,17 @@ mod unit {
     }
 
     #[test]
+    fn docs_list_every_finding_id() {
+        let docs = include_str!("../../docs/explain.md");
+        for id in finding_ids() {
+            assert!(
+                docs.contains(&format!("| `{id}` |")),
+                "docs/explain.md lacks {id}"
+            );
+        }
+    }
+
+    #[test]
     fn ages_read_as_a_person_says_them() {
         assert_eq!(age(40), "40s");
         assert_eq!(age(600), "10m");
