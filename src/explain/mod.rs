@@ -106,11 +106,9 @@ impl Target {
         })
     }
 
-    pub fn entry(&self) -> &'static Kind {
-        KINDS
-            .iter()
-            .find(|k| k.kind == self.kind)
-            .unwrap_or(&KINDS[0])
+    /// Its entry in [`KINDS`]; `None` for a kind `explain` does not diagnose.
+    pub fn entry(&self) -> Option<&'static Kind> {
+        KINDS.iter().find(|k| k.kind == self.kind)
     }
 }
 
@@ -188,6 +186,8 @@ pub struct Diagnosis {
     pub findings: Vec<Finding>,
     /// Whether the object is where it should end up (bound, ready): said in the verdict.
     pub settled: Option<String>,
+    /// The object's `creationTimestamp`, when it exists and has one.
+    pub created: Option<SystemTime>,
 }
 
 impl Diagnosis {
@@ -237,9 +237,12 @@ pub fn explain(
     policy: &Policy,
     now: SystemTime,
 ) -> Result<Explanation, ExplainError> {
-    let entry = target.entry();
+    let entry = target
+        .entry()
+        .ok_or_else(|| ExplainError::UnknownKind(target.kind.as_str().to_owned()))?;
     let diagnosis = (entry.diagnose)(target, view, policy)?;
-    let age_seconds = created_at(target, view)?
+    let age_seconds = diagnosis
+        .created
         .and_then(|created| now.duration_since(created).ok())
         .map(|d| d.as_secs());
     let verdict = if diagnosis.findings.is_empty() {
@@ -265,19 +268,6 @@ pub fn explain(
         verdict,
         summary,
     })
-}
-
-fn created_at(target: &Target, view: &dyn ClusterView) -> Result<Option<SystemTime>, ExplainError> {
-    let meta = match target.kind {
-        ResourceKind::PersistentVolumeClaim => view
-            .pvc(&target.namespace, &target.name)?
-            .and_then(|p| p.metadata.created_at()),
-        ResourceKind::VolumeSnapshot => view
-            .snapshot(&target.namespace, &target.name)?
-            .and_then(|s| s.metadata.created_at()),
-        _ => None,
-    };
-    Ok(meta)
 }
 
 /// Runs `rule`'s check of kind `T` on an existing object exactly as the audit does: with the

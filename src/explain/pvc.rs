@@ -6,8 +6,6 @@
 //! waiting for its first consumer, or for a selected node that is gone. A bound claim is
 //! followed to its volume, whose node affinity must match a node.
 
-use std::sync::Arc;
-
 use super::{Diagnosis, ExplainError, ObjectRef, Target, Waiting, run_rule, said};
 use crate::cluster::{ClusterIndex, ClusterView, ResourceKind, StateUnavailable};
 use crate::model::{PersistentVolumeClaim, StorageClass, VolumeBindingMode, keys};
@@ -82,6 +80,7 @@ pub(super) fn diagnose(
         );
         return Ok(d);
     };
+    d.created = pvc.metadata.created_at();
     let class = claim_class(&pvc, view)?;
 
     if let Some(volume) = pvc.bound_volume() {
@@ -402,7 +401,6 @@ fn bound(
         );
         return Ok(());
     };
-    let pv = Arc::clone(&pv);
     let terms = pv.node_selector_terms();
     let affinity = if terms.is_empty() {
         "no node affinity (any node)".to_owned()

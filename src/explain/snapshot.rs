@@ -68,6 +68,7 @@ pub(super) fn diagnose(
         );
         return Ok(d);
     };
+    d.created = snap.metadata.created_at();
     let class = snap
         .spec
         .volume_snapshot_class_name
