@@ -171,3 +171,40 @@ fn the_readme_transcript_is_the_real_output() {
         std::fs::read_to_string(root.join("tests/explain/pv-zone-no-node/expected.txt")).unwrap();
     assert_eq!(&readme[start..end], expected);
 }
+
+#[test]
+fn without_a_state_file_an_unreachable_cluster_is_exit_4() {
+    let dir = tempfile::tempdir().unwrap();
+    let explain_in_cluster = |kubeconfig: &Path| {
+        Command::new(BIN)
+            .args(["explain", "pvc", "data", "-n", "app"])
+            .env("KUBECONFIG", kubeconfig)
+            .env("HOME", dir.path())
+            .env_remove("KUBERNETES_SERVICE_HOST")
+            .output()
+            .unwrap()
+    };
+    // No kubeconfig at all.
+    let out = explain_in_cluster(&dir.path().join("no-such-kubeconfig"));
+    assert_eq!(out.status.code(), Some(4));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot reach the Kubernetes API") && err.contains("--state FILE"),
+        "{err}"
+    );
+    // A kubeconfig whose API server does not answer: the first read fails.
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: dev\n  cluster: {server: 'https://127.0.0.1:1'}\nusers:\n- name: dev\n  user: {token: x}\ncontexts:\n- name: dev\n  context: {cluster: dev, user: dev}\ncurrent-context: dev\n",
+    )
+    .unwrap();
+    let out = explain_in_cluster(&kubeconfig);
+    assert_eq!(out.status.code(), Some(4));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("cannot read PersistentVolumeClaim data from the Kubernetes API"),
+        "{err}"
+    );
+    assert!(out.stdout.is_empty());
+}

@@ -64,7 +64,7 @@ pub enum Error {
     Certs(#[from] CertError),
     /// No Kubernetes API to talk to (no in-cluster config, no usable kubeconfig).
     #[error(
-        "cannot reach the Kubernetes API (in-cluster config or KUBECONFIG): {0}; for no cluster at all use `serve --state FILE`"
+        "cannot reach the Kubernetes API (in-cluster config or KUBECONFIG): {0}; for no cluster at all use `serve --state FILE` (or `explain ... --state FILE`)"
     )]
     Cluster(#[source] kube::Error),
     /// `explain`: a read the chain needs was refused or failed.
