@@ -2,7 +2,7 @@
 //! from the cluster of the current kubeconfig context.
 //!
 //! In a cluster, only what the chain needs is read, and only with GET and LIST: the
-//! explanation runs on an empty view that records each lookup ([`Recording`]); what it asked
+//! explanation runs on an empty view that records each lookup (`Recording`); what it asked
 //! for is fetched (a GET per object, a LIST where it asked about all objects of a kind: nodes,
 //! the default classes), and it runs again, until it asks for nothing new. The diagnosis
 //! itself never knows where its view came from.
