@@ -385,6 +385,64 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_snapshot_follows_its_claim_and_volume_and_lists_only_the_classes() {
+        let (client, mut handle) = mock_client();
+        let target = Target::parse("vs", "nightly", "app").unwrap();
+        let run = tokio::spawn(async move {
+            let index = gather(&client, &target, &policy::default()).await?;
+            Ok::<_, Error>(
+                explain::explain(&target, &index, &policy::default(), SystemTime::now()).unwrap(),
+            )
+        });
+        expect_get(
+            &mut handle,
+            "/apis/snapshot.storage.k8s.io/v1/namespaces/app/volumesnapshots/nightly",
+            Some(json!({"metadata": {"name": "nightly", "namespace": "app"},
+                        "spec": {"source": {"persistentVolumeClaimName": "data"}}})),
+        )
+        .await;
+        expect_get(
+            &mut handle,
+            "/api/v1/namespaces/app/persistentvolumeclaims/data",
+            Some(json!({"metadata": {"name": "data", "namespace": "app"},
+                        "spec": {"volumeName": "pv-1"}})),
+        )
+        .await;
+        expect_get(
+            &mut handle,
+            "/api/v1/persistentvolumes/pv-1",
+            Some(json!({"metadata": {"name": "pv-1"},
+                        "spec": {"csi": {"driver": "d.csi", "volumeHandle": "h"}}})),
+        )
+        .await;
+        // Asked before the volume was known (the claim names no class): the default classes.
+        expect_get(
+            &mut handle,
+            "/apis/storage.k8s.io/v1/storageclasses",
+            Some(json!({"items": []})),
+        )
+        .await;
+        // No snapshot CRD served for classes (404): no classes, not an error.
+        expect_get(
+            &mut handle,
+            "/apis/snapshot.storage.k8s.io/v1/volumesnapshotclasses",
+            None,
+        )
+        .await;
+        let explanation = run.await.unwrap().unwrap();
+        let ids: Vec<_> = explanation.findings.iter().map(|f| f.id).collect();
+        assert_eq!(ids, ["snapshot.no-default-class"]);
+        assert!(
+            explanation.findings[0]
+                .message
+                .contains("it has no VolumeSnapshotClass at all"),
+            "{}",
+            explanation.findings[0].message
+        );
+        assert!(handle.next_request().await.is_none());
+    }
+
+    #[tokio::test]
     async fn a_missing_claim_is_one_get_and_a_forbidden_read_is_a_cluster_error() {
         let (client, mut handle) = mock_client();
         let target = Target::parse("vs", "nightly", "app").unwrap();
