@@ -32,9 +32,10 @@ impl UsageError {
 }
 
 /// Shown under `--help`: the exit codes, from the one table in [`crate::commands::exit`].
-const EXIT_CODES: &str = "Exit codes: 0 success (review: everything allowed); 1 the service failed \
-(e.g. cannot listen); 2 bad input or usage (flags, files); 3 review: something was denied; \
-4 the Kubernetes API cannot be reached (run: no in-cluster config, no usable kubeconfig)";
+const EXIT_CODES: &str = "Exit codes: 0 success (review: everything allowed; explain: nothing \
+blocks it); 1 the service failed (e.g. cannot listen); 2 bad input or usage (flags, files); \
+3 review: something was denied, explain: something blocks it; 4 the Kubernetes API cannot be \
+reached (run, explain: no in-cluster config, no usable kubeconfig, a read refused)";
 
 #[derive(Parser)]
 #[command(
@@ -62,7 +63,8 @@ pub enum Command {
     /// Serve the webhooks over HTTPS (with --state or --dev: no API server needed).
     Serve(ServeArgs),
     /// Serve the webhooks with a live, watch-fed view of the cluster (in-cluster or KUBECONFIG).
-    Run(RunArgs),
+    // Boxed: by far the largest variant (clippy's `large_enum_variant`).
+    Run(Box<RunArgs>),
     /// Review manifests or AdmissionReviews offline: mutate, then validate, as the API server would.
     Review(ReviewArgs),
     /// Policy file tools.
@@ -72,6 +74,9 @@ pub enum Command {
     },
     /// Write a CA and a serving certificate for a Service (ca.crt, tls.crt, tls.key).
     Certs(CertsArgs),
+    /// Why is it stuck? The chain behind a Pending PVC or an unready VolumeSnapshot, and the fix
+    /// (read-only: GET and LIST in the current kubeconfig context, or --state FILE).
+    Explain(ExplainArgs),
 }
 
 /// Flags `serve` and `run` share: listeners, TLS, policy, limits.
@@ -143,6 +148,10 @@ pub struct RunArgs {
     /// The same audit finding (object, rule, message) is reported at most once in this window.
     #[arg(long, default_value = "60m", value_parser = parse_duration)]
     pub event_dedup_window: Duration,
+    /// A claim not bound, or a snapshot not ready, this long after its creation is reported as
+    /// stuck (a Warning Event with `explain`'s verdict and fix).
+    #[arg(long, default_value = "10m", value_parser = parse_duration)]
+    pub stuck_after: Duration,
     /// This replica's name in the events it reports and in the leader Lease (default: the host
     /// name with a random suffix).
     #[arg(long, env = "POD_NAME")]
@@ -219,6 +228,25 @@ pub struct ReviewArgs {
     pub files: Vec<PathBuf>,
 }
 
+#[derive(Args)]
+pub struct ExplainArgs {
+    /// The kind, as kubectl names it: pvc (persistentvolumeclaim), vs (volumesnapshot).
+    pub kind: String,
+    pub name: String,
+    /// The object's namespace (default: the kubeconfig context's; `default` with --state).
+    #[arg(short, long)]
+    pub namespace: Option<String>,
+    /// Cluster state file (as `serve --state` reads it) instead of the cluster.
+    #[arg(long)]
+    pub state: Option<PathBuf>,
+    /// Policy file whose rule settings the diagnoses use (default: the built-in policy).
+    #[arg(long)]
+    pub policy: Option<PathBuf>,
+    /// Output: the chain and the verdict, or the same as a JSON document.
+    #[arg(short, long, value_enum, default_value = "text")]
+    pub output: Output,
+}
+
 #[derive(Subcommand)]
 pub enum PolicyCommand {
     /// Validate policy files; prints each file's verdict.
@@ -285,7 +313,9 @@ pub fn validate(command: &Command) -> Result<(), UsageError> {
     match command {
         Command::Serve(args) => validate_serve(args).map(drop),
         Command::Run(args) => validate_run(args).map(drop),
-        Command::Review(_) | Command::Policy { .. } | Command::Certs(_) => Ok(()),
+        Command::Review(_) | Command::Policy { .. } | Command::Certs(_) | Command::Explain(_) => {
+            Ok(())
+        }
     }
 }
 
@@ -445,7 +475,7 @@ mod tests {
 
     fn run_args(args: &[&str]) -> RunArgs {
         match parse(&[&["run"], args].concat()) {
-            Command::Run(args) => args,
+            Command::Run(args) => *args,
             _ => unreachable!(),
         }
     }

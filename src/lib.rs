@@ -8,6 +8,8 @@
 //! - [`policy`]: the versioned policy file: per-rule modes, exemptions and knobs.
 //! - [`rules`]: the pure rules, one module each: (object, old object, cluster view, policy) →
 //!   outcome. The webhook and the controller call the same functions.
+//! - [`explain`]: why a claim or snapshot is stuck, from the cluster view, reusing the rules'
+//!   checks on existing objects (`storage-admission explain`, the controller's stuck Events).
 //! - [`admission`]: the edge: AdmissionReview in, AdmissionReview out.
 //! - [`controller`]: node label backfill and the audit of existing objects (Events, metrics),
 //!   with the same rule functions, over the same caches.
@@ -31,6 +33,7 @@ pub mod cluster;
 pub mod commands;
 pub mod controller;
 pub mod dev;
+pub mod explain;
 pub mod identity;
 pub mod leader;
 pub mod metrics;

@@ -53,6 +53,13 @@ pub struct AuditEventLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StuckLabels {
+    pub kind: &'static str,
+    /// A finding id of `explain` (a fixed set: [`crate::explain::finding_ids`]).
+    pub reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct KindLabels {
     pub kind: &'static str,
 }
@@ -108,6 +115,8 @@ pub struct Metrics {
     pub audit_findings: Family<AuditLabels, Gauge>,
     /// Audit events sent (`published`) or refused by the API server (`error`).
     pub audit_events: Family<AuditEventLabels, Counter>,
+    /// Claims and snapshots stuck longer than `--stuck-after`, by kind and finding id.
+    pub stuck_objects: Family<StuckLabels, Gauge>,
     /// Audit passes started (by the leader): shows the debouncing of object changes at work.
     pub audit_passes: Counter,
     /// Node label patches sent by the backfill: `applied`, `conflict` (the node changed since
@@ -209,6 +218,12 @@ impl Metrics {
             "Existing objects that violate a rule, by rule, as of the last audit pass",
             audit_findings.clone(),
         );
+        let stuck_objects = Family::<StuckLabels, Gauge>::default();
+        registry.register(
+            "stuck_objects",
+            "Claims and snapshots stuck longer than --stuck-after, by kind and reason (explain's finding id), as of the last audit pass",
+            stuck_objects.clone(),
+        );
         let audit_events = Family::<AuditEventLabels, Counter>::default();
         registry.register(
             "audit_events",
@@ -272,6 +287,7 @@ impl Metrics {
             in_flight,
             registry,
             audit_findings,
+            stuck_objects,
             audit_events,
             audit_passes,
             backfill_patches,

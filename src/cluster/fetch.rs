@@ -126,7 +126,7 @@ impl SnapshotFetcher for KubeSnapshotFetcher {
 }
 
 /// RFC 1123 label: what a namespace name is.
-fn is_dns_label(s: &str) -> bool {
+pub(crate) fn is_dns_label(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 63
         && s.bytes()
@@ -136,7 +136,7 @@ fn is_dns_label(s: &str) -> bool {
 }
 
 /// RFC 1123 subdomain: what a VolumeSnapshot name is.
-fn is_dns_subdomain(s: &str) -> bool {
+pub(crate) fn is_dns_subdomain(s: &str) -> bool {
     s.len() <= 253 && s.split('.').all(is_dns_label)
 }
 

@@ -16,6 +16,7 @@ use crate::server::serve::ConnLimits;
 use crate::server::{Limits, ServeConfig, ServeError, TlsSource};
 
 pub mod certs;
+pub mod explain;
 pub mod policy;
 pub mod review;
 pub mod run;
@@ -29,7 +30,7 @@ pub mod exit {
     pub const FAILED: u8 = 1;
     /// Bad input or usage: flags, or a file they name.
     pub const BAD_INPUT: u8 = 2;
-    /// `review`: at least one object was denied.
+    /// `review`: at least one object was denied; `explain`: something blocks the object.
     pub const DENIED: u8 = 3;
     /// The Kubernetes API cannot be reached (no in-cluster config, no usable kubeconfig):
     /// not the flags' fault.
@@ -42,6 +43,8 @@ pub enum Outcome {
     Success,
     /// `review`: something was denied.
     Denied,
+    /// `explain`: something blocks the object (the same exit code as a denial).
+    Blocked,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -61,9 +64,16 @@ pub enum Error {
     Certs(#[from] CertError),
     /// No Kubernetes API to talk to (no in-cluster config, no usable kubeconfig).
     #[error(
-        "cannot reach the Kubernetes API (in-cluster config or KUBECONFIG): {0}; for no cluster at all use `serve --state FILE`"
+        "cannot reach the Kubernetes API (in-cluster config or KUBECONFIG): {0}; for no cluster at all use `serve --state FILE` (or `explain ... --state FILE`)"
     )]
     Cluster(#[source] kube::Error),
+    /// `explain`: a read the chain needs was refused or failed.
+    #[error("cannot read {what} from the Kubernetes API: {source}")]
+    ClusterRead {
+        what: String,
+        #[source]
+        source: kube::Error,
+    },
     #[error(transparent)]
     Serve(#[from] ServeError),
     #[error("cannot start the runtime: {0}")]
@@ -88,7 +98,7 @@ impl Error {
             // A certificate or key that cannot be read or parsed is a bad file.
             Self::Serve(ServeError::Tls(_)) => exit::BAD_INPUT,
             Self::Serve(ServeError::Bind { .. }) | Self::Runtime(_) => exit::FAILED,
-            Self::Cluster(_) => exit::CLUSTER,
+            Self::Cluster(_) | Self::ClusterRead { .. } => exit::CLUSTER,
         }
     }
 }
@@ -97,7 +107,7 @@ impl Error {
 pub fn exit_code(result: Result<Outcome, Error>) -> u8 {
     match result {
         Ok(Outcome::Success) => exit::OK,
-        Ok(Outcome::Denied) => exit::DENIED,
+        Ok(Outcome::Denied | Outcome::Blocked) => exit::DENIED,
         Err(e) => {
             eprintln!("error: {e}");
             e.exit_code()
@@ -114,12 +124,13 @@ pub fn dispatch(cli: Cli) -> Result<Outcome, Error> {
     }
     match cli.command {
         Command::Serve(args) => serve::serve(args),
-        Command::Run(args) => run::run(args),
+        Command::Run(args) => run::run(*args),
         Command::Review(args) => review::review(args),
         Command::Policy {
             command: PolicyCommand::Check { files },
         } => policy::check(&files),
         Command::Certs(args) => certs::write(&args),
+        Command::Explain(args) => explain::explain(args),
     }
 }
 

@@ -56,6 +56,7 @@ pub fn run(args: RunArgs) -> Result<Outcome, Error> {
                     poll: args.common.reload_interval,
                     backfill_rate: args.backfill_rate,
                     dedup_window: args.event_dedup_window,
+                    stuck_after: args.stuck_after,
                     scope: controller::Scope::for_namespace(&namespace),
                 },
             }),

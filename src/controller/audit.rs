@@ -14,6 +14,7 @@
 //! | binding-mode | StorageClasses (topology-restricted, binding Immediate, not opted out) |
 //! | snapshot-class-defaults | VolumeSnapshotClasses (several defaults for one driver) |
 //! | default-snapshot-class | VolumeSnapshots with no class that are not bound yet |
+//! | stuck-persistent-volume-claim, stuck-volume-snapshot | claims not bound, snapshots not ready, for longer than `--stuck-after` ([`super::stuck`], `explain`'s diagnoses) |
 //!
 //! Bound PVCs and snapshots are skipped: they got their volume or content, so their source or
 //! class no longer matters (a restored PVC whose snapshot was deleted since is fine).
@@ -32,7 +33,7 @@ use tokio::time::Instant;
 
 use super::{Context, Error, Scope};
 use crate::cluster::{Cached, ClusterIndex, ClusterView, ResourceKind, Store, SyncState};
-use crate::metrics::{AuditEventLabels, AuditLabels};
+use crate::metrics::{AuditEventLabels, AuditLabels, StuckLabels};
 use crate::model::ObjectMeta;
 use crate::policy::{Mode, Policy, UserInfo};
 use crate::rules::kinds::StoreVisitor;
@@ -59,7 +60,7 @@ pub struct ObjectRef {
 }
 
 impl ObjectRef {
-    fn new(kind: ResourceKind, meta: &ObjectMeta) -> Self {
+    pub(crate) fn new(kind: ResourceKind, meta: &ObjectMeta) -> Self {
         Self {
             kind,
             namespace: meta.namespace.clone().filter(|n| !n.is_empty()),
@@ -319,7 +320,23 @@ pub fn event(finding: &Finding) -> Event {
 /// soon. A kind the cluster does not serve (no snapshot CRDs) leaves its rules undecided but
 /// does not count: retrying every poll would not change that, the next resync will.
 pub async fn run_pass(ctx: &Context, policy: &Policy, dedup: &mut Dedup) -> bool {
-    let audit = findings(&ctx.index, policy, &ctx.config.scope);
+    let mut audit = findings(&ctx.index, policy, &ctx.config.scope);
+    // Stuck claims and snapshots are reported, and deduplicated, as findings of their own.
+    let stuck = super::stuck::findings(
+        &ctx.index,
+        policy,
+        &ctx.config.scope,
+        ctx.config.stuck_after,
+        std::time::SystemTime::now(),
+    );
+    for ((kind, reason), n) in &stuck.counts {
+        ctx.metrics
+            .stuck_objects
+            .get_or_create(&StuckLabels { kind, reason })
+            .set(i64::try_from(*n).unwrap_or(i64::MAX));
+    }
+    audit.undecided_rules.extend(stuck.undecided);
+    audit.findings.extend(stuck.findings);
     for rule in audited_rules().map(|r| r.id) {
         if !audit.undecided_rules.contains(&rule) {
             ctx.metrics

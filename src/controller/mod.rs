@@ -3,7 +3,9 @@
 //! - [`backfill`]: nodes that registered without the webhook get the topology labels the
 //!   policy derives (the webhook's own rule function; rate-limited JSON patches).
 //! - [`audit`]: existing objects that violate a rule are reported as Events on the object and
-//!   as a per-rule gauge (the webhook's own rule functions and messages; deduplicated).
+//!   as a per-rule gauge (the webhook's own rule functions and messages; deduplicated); with
+//!   them, claims and snapshots stuck longer than `stuck_after` ([`stuck`], `explain`'s
+//!   diagnoses).
 //!
 //! Both are pure decision functions over the [`ClusterIndex`] the webhook reads, plus a thin
 //! loop that sends what they decided. Each loop runs a pass on start, every `resync`, at once
@@ -18,6 +20,7 @@
 
 pub mod audit;
 pub mod backfill;
+pub mod stuck;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -101,6 +104,8 @@ pub struct Config {
     /// The same (object, rule, message) is reported at most once in this window.
     pub dedup_window: Duration,
     pub scope: Scope,
+    /// A claim not bound or a snapshot not ready this long after its creation is stuck.
+    pub stuck_after: Duration,
 }
 
 impl Default for Config {
@@ -111,6 +116,7 @@ impl Default for Config {
             backfill_rate: 5,
             dedup_window: Duration::from_secs(3600),
             scope: Scope::default(),
+            stuck_after: Duration::from_secs(600),
         }
     }
 }

@@ -247,6 +247,69 @@ async fn audit_reports_a_finding_as_one_event_and_not_again_on_the_next_pass() {
     no_more.await.unwrap();
 }
 
+/// A claim created long ago that names a StorageClass that does not exist.
+const STUCK_CLAIM: &str = "
+apiVersion: v1
+kind: List
+items:
+- apiVersion: v1
+  kind: PersistentVolumeClaim
+  metadata: {name: data, namespace: app, uid: 7a2d-data, creationTimestamp: '2020-01-01T00:00:00Z'}
+  spec: {storageClassName: fast}
+";
+
+#[tokio::test]
+async fn audit_reports_a_stuck_claim_with_the_verdict_and_fix_once() {
+    let builtin = "apiVersion: storage-admission.io/v1alpha1\nkind: AdmissionPolicy\n";
+    let (ctx, mut handle) = context(STUCK_CLAIM, builtin, Config::default());
+    let verifier = tokio::spawn(async move {
+        let (request, send) = handle
+            .next_request()
+            .await
+            .expect("expected an event for the stuck claim");
+        assert_eq!(request.method(), Method::POST);
+        assert_eq!(
+            request.uri().path(),
+            "/apis/events.k8s.io/v1/namespaces/app/events"
+        );
+        let event = body_json(request).await;
+        assert_eq!(event["type"], "Warning");
+        assert_eq!(event["reason"], "StuckPersistentVolumeClaim");
+        assert_eq!(event["regarding"]["uid"], "7a2d-data");
+        let note = event["note"].as_str().unwrap();
+        assert!(
+            note.starts_with(
+                "PersistentVolumeClaim app/data is blocked by 1 problem.\n[pvc.no-storage-class] "
+            ),
+            "{note}"
+        );
+        assert!(note.contains("Fix: Create StorageClass fast"), "{note}");
+        send.send_response(respond(StatusCode::CREATED, &event));
+        handle
+    });
+    let policy = ctx.policy.load_full();
+    let mut dedup = audit::Dedup::new(ctx.config.dedup_window);
+    assert!(audit::run_pass(&ctx, &policy, &mut dedup).await);
+    let handle = verifier.await.unwrap();
+    let no_more = expect_no_more_calls(handle);
+    assert!(audit::run_pass(&ctx, &policy, &mut dedup).await);
+    let metrics = ctx.metrics.encode();
+    assert!(
+        metrics.contains(
+            "storage_admission_stuck_objects{kind=\"PersistentVolumeClaim\",reason=\"pvc.no-storage-class\"} 1"
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains(
+            "storage_admission_stuck_objects{kind=\"VolumeSnapshot\",reason=\"snapshot.content-error\"} 0"
+        ),
+        "{metrics}"
+    );
+    drop(ctx);
+    no_more.await.unwrap();
+}
+
 #[tokio::test]
 async fn audit_retries_an_event_the_api_server_refused() {
     let builtin = "apiVersion: storage-admission.io/v1alpha1\nkind: AdmissionPolicy\n";

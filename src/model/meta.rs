@@ -24,6 +24,10 @@ pub struct ObjectMeta {
     pub resource_version: Option<String>,
     #[serde(default)]
     pub deletion_timestamp: Option<String>,
+    /// When the object was created (RFC 3339, as the API server writes it): how long a Pending
+    /// claim or an unready snapshot has been stuck (`explain`, the controller's stuck Events).
+    #[serde(default)]
+    pub creation_timestamp: Option<String>,
     /// Labels. Kept for every kind: nodes are matched by them and the node rule patches them.
     /// `None` when the object has no `labels` map at all (a patch must then create it).
     #[serde(default)]
@@ -98,6 +102,45 @@ impl ObjectMeta {
     pub fn is_being_deleted(&self) -> bool {
         self.deletion_timestamp.is_some()
     }
+
+    /// `creationTimestamp` as a time; `None` when absent or not `YYYY-MM-DDTHH:MM:SSZ` (the
+    /// only form the API server writes).
+    pub fn created_at(&self) -> Option<std::time::SystemTime> {
+        let seconds = unix_seconds(self.creation_timestamp.as_deref()?)?;
+        let seconds = u64::try_from(seconds).ok()?;
+        Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(seconds))
+    }
+}
+
+/// Seconds since the epoch of a Kubernetes timestamp (`2026-01-01T00:00:00Z`, optionally with
+/// fractional seconds). Days from the civil date after Howard Hinnant's algorithm.
+fn unix_seconds(text: &str) -> Option<i64> {
+    let text = text.strip_suffix('Z')?;
+    let (date, time) = text.split_once('T')?;
+    let time = time.split('.').next()?;
+    let num = |s: &str, len: usize| {
+        (s.len() == len && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse::<i64>().ok())
+            .flatten()
+    };
+    let mut d = date.split('-');
+    let (y, m, day) = (num(d.next()?, 4)?, num(d.next()?, 2)?, num(d.next()?, 2)?);
+    let mut t = time.split(':');
+    let (h, min, s) = (num(t.next()?, 2)?, num(t.next()?, 2)?, num(t.next()?, 2)?);
+    if d.next().is_some()
+        || t.next().is_some()
+        || !(1..=12).contains(&m)
+        || !(1..=31).contains(&day)
+    {
+        return None;
+    }
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86_400 + h * 3600 + min * 60 + s)
 }
 
 /// Treats an explicit JSON `null` like an absent field.
@@ -185,6 +228,24 @@ mod tests {
         )
         .unwrap_err();
         assert!(err.to_string().contains("invalid type"), "{err}");
+    }
+
+    #[test]
+    fn creation_timestamps_are_read_as_the_api_server_writes_them() {
+        assert_eq!(unix_seconds("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(unix_seconds("2026-01-01T00:00:00Z"), Some(1_767_225_600));
+        assert_eq!(
+            unix_seconds("2024-02-29T12:30:05.123Z"),
+            Some(1_709_209_805)
+        );
+        assert_eq!(unix_seconds("2026-01-01 00:00:00"), None);
+        assert_eq!(unix_seconds("2026-13-01T00:00:00Z"), None);
+        let meta: ObjectMeta =
+            serde_json::from_str(r#"{"creationTimestamp":"1970-01-01T00:01:00Z"}"#).unwrap();
+        assert_eq!(
+            meta.created_at(),
+            Some(std::time::UNIX_EPOCH + std::time::Duration::from_secs(60))
+        );
     }
 
     #[test]

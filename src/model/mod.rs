@@ -87,6 +87,8 @@ pub mod keys {
         "snapshot.storage.kubernetes.io/allow-volume-mode-change";
     /// Opts a topology-restricted StorageClass out of the binding-mode rule (deliberate Immediate).
     pub const ALLOW_IMMEDIATE_BINDING: &str = "storage-admission.io/allow-immediate-binding";
+    /// The node the scheduler chose for a WaitForFirstConsumer claim (set on the PVC).
+    pub const SELECTED_NODE: &str = "volume.kubernetes.io/selected-node";
     /// The provisioner of statically provisioned local volumes.
     pub const NO_PROVISIONER: &str = "kubernetes.io/no-provisioner";
     /// Marks the default VolumeGroupSnapshotClass of a CSI driver.
@@ -111,6 +113,7 @@ pub mod keys {
         ALLOW_VOLUME_MODE_CHANGE,
         ALLOW_IMMEDIATE_BINDING,
         DEFAULT_GROUP_SNAPSHOT_CLASS,
+        SELECTED_NODE,
     ];
 }
 

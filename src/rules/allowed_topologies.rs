@@ -97,7 +97,7 @@ pub fn check(
 }
 
 /// `topology.kubernetes.io/zone in [cn-hangzhou-d]`, requirements joined by "and".
-fn describe_term(term: &[TopologyRequirement]) -> String {
+pub(crate) fn describe_term(term: &[TopologyRequirement]) -> String {
     term.iter()
         .map(|r| format!("{} in {}", r.key, list(r.values.iter())))
         .collect::<Vec<_>>()

@@ -1,0 +1,524 @@
+//! `explain KIND NAME`: why a claim or snapshot is stuck, from a state file or, read-only,
+//! from the cluster of the current kubeconfig context.
+//!
+//! In a cluster, only what the chain needs is read, and only with GET and LIST: the
+//! explanation runs on an empty view that records each lookup (`Recording`); what it asked
+//! for is fetched (a GET per object, a LIST where it asked about all objects of a kind: nodes,
+//! the default classes), and it runs again, until it asks for nothing new. The diagnosis
+//! itself never knows where its view came from.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use kube::Client;
+
+use super::{Error, Outcome, load_policy, load_state, runtime};
+use crate::cli::{ExplainArgs, Output};
+use crate::cluster::fetch::{is_dns_label, is_dns_subdomain};
+use crate::cluster::{ClusterIndex, ClusterView, Lookup, ResourceKind, Store, SyncState};
+use crate::explain::{self, Explanation, Target, Verdict};
+use crate::model::{
+    Node, NodeSelectorTerm, PersistentVolume, PersistentVolumeClaim, StorageClass,
+    TopologyRequirement, VolumeSnapshot, VolumeSnapshotClass, VolumeSnapshotContent,
+};
+use crate::policy::Policy;
+
+/// More rounds than any chain has objects in a row (claim → snapshot → content → class ...).
+const MAX_ROUNDS: usize = 12;
+
+pub fn explain(args: ExplainArgs) -> Result<Outcome, Error> {
+    let policy = load_policy(args.policy.as_deref())?;
+    // A bad kind is a usage error before any file or cluster is touched.
+    explain::Target::parse(&args.kind, &args.name, "").map_err(|e| Error::usage(e.to_string()))?;
+    let (index, namespace) = match &args.state {
+        Some(path) => (
+            load_state(path)?,
+            args.namespace
+                .clone()
+                .unwrap_or_else(|| "default".to_owned()),
+        ),
+        None => runtime()?.block_on(async {
+            let client = Client::try_default().await.map_err(Error::Cluster)?;
+            let namespace = args
+                .namespace
+                .clone()
+                .unwrap_or_else(|| client.default_namespace().to_owned());
+            let target = Target::parse(&args.kind, &args.name, &namespace)
+                .map_err(|e| Error::usage(e.to_string()))?;
+            Ok::<_, Error>((gather(&client, &target, &policy).await?, namespace))
+        })?,
+    };
+    let target = Target::parse(&args.kind, &args.name, &namespace)
+        .map_err(|e| Error::usage(e.to_string()))?;
+    let explanation = explain::explain(&target, &index, &policy, SystemTime::now())
+        .map_err(|e| Error::input(format!("cannot explain {target}: {e}")))?;
+    print!("{}", render(&explanation, args.output));
+    Ok(match explanation.verdict {
+        Verdict::Clear => Outcome::Success,
+        Verdict::Blocked => Outcome::Blocked,
+    })
+}
+
+pub fn render(explanation: &Explanation, output: Output) -> String {
+    match output {
+        Output::Text => explain::render_text(explanation),
+        Output::Json => serde_json::to_string_pretty(explanation).unwrap_or_default() + "\n",
+    }
+}
+
+/// What the explanation asked the view for.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+enum Wanted {
+    Get {
+        kind: ResourceKind,
+        namespace: String,
+        name: String,
+    },
+    List(ResourceKind),
+}
+
+/// A view that answers from `index` and records every lookup.
+struct Recording<'a> {
+    index: &'a ClusterIndex,
+    asked: Mutex<BTreeSet<Wanted>>,
+}
+
+impl Recording<'_> {
+    fn get(&self, kind: ResourceKind, namespace: &str, name: &str) {
+        self.record(Wanted::Get {
+            kind,
+            namespace: namespace.to_owned(),
+            name: name.to_owned(),
+        });
+    }
+
+    fn list(&self, kind: ResourceKind) {
+        self.record(Wanted::List(kind));
+    }
+
+    fn record(&self, wanted: Wanted) {
+        if let Ok(mut asked) = self.asked.lock() {
+            asked.insert(wanted);
+        }
+    }
+}
+
+impl ClusterView for Recording<'_> {
+    fn snapshot_class(&self, name: &str) -> Lookup<Option<Arc<VolumeSnapshotClass>>> {
+        self.get(ResourceKind::VolumeSnapshotClass, "", name);
+        self.index.snapshot_class(name)
+    }
+    fn snapshot_classes_for_driver(&self, driver: &str) -> Lookup<Vec<Arc<VolumeSnapshotClass>>> {
+        self.list(ResourceKind::VolumeSnapshotClass);
+        self.index.snapshot_classes_for_driver(driver)
+    }
+    fn snapshot(&self, namespace: &str, name: &str) -> Lookup<Option<Arc<VolumeSnapshot>>> {
+        self.get(ResourceKind::VolumeSnapshot, namespace, name);
+        self.index.snapshot(namespace, name)
+    }
+    fn snapshot_content(&self, name: &str) -> Lookup<Option<Arc<VolumeSnapshotContent>>> {
+        self.get(ResourceKind::VolumeSnapshotContent, "", name);
+        self.index.snapshot_content(name)
+    }
+    fn storage_class(&self, name: &str) -> Lookup<Option<Arc<StorageClass>>> {
+        self.get(ResourceKind::StorageClass, "", name);
+        self.index.storage_class(name)
+    }
+    fn default_storage_classes(&self) -> Lookup<Vec<Arc<StorageClass>>> {
+        self.list(ResourceKind::StorageClass);
+        self.index.default_storage_classes()
+    }
+    fn pvc(&self, namespace: &str, name: &str) -> Lookup<Option<Arc<PersistentVolumeClaim>>> {
+        self.get(ResourceKind::PersistentVolumeClaim, namespace, name);
+        self.index.pvc(namespace, name)
+    }
+    fn pv(&self, name: &str) -> Lookup<Option<Arc<PersistentVolume>>> {
+        self.get(ResourceKind::PersistentVolume, "", name);
+        self.index.pv(name)
+    }
+    fn node(&self, name: &str) -> Lookup<Option<Arc<Node>>> {
+        self.get(ResourceKind::Node, "", name);
+        self.index.node(name)
+    }
+    fn node_label_values(&self, key: &str) -> Lookup<BTreeMap<String, usize>> {
+        self.list(ResourceKind::Node);
+        self.index.node_label_values(key)
+    }
+    fn count_nodes_matching_topology(&self, term: &[TopologyRequirement]) -> Lookup<usize> {
+        self.list(ResourceKind::Node);
+        self.index.count_nodes_matching_topology(term)
+    }
+    fn any_node_matches_selector(&self, term: &NodeSelectorTerm) -> Lookup<bool> {
+        self.list(ResourceKind::Node);
+        self.index.any_node_matches_selector(term)
+    }
+    fn pvcs_matching(
+        &self,
+        namespace: &str,
+        selector: &crate::model::LabelSelector,
+    ) -> Lookup<Vec<Arc<PersistentVolumeClaim>>> {
+        self.list(ResourceKind::PersistentVolumeClaim);
+        self.index.pvcs_matching(namespace, selector)
+    }
+    fn group_snapshot_classes_for_driver(
+        &self,
+        driver: &str,
+    ) -> Lookup<Vec<Arc<crate::model::VolumeGroupSnapshotClass>>> {
+        self.list(ResourceKind::VolumeGroupSnapshotClass);
+        self.index.group_snapshot_classes_for_driver(driver)
+    }
+    fn group_snapshot(
+        &self,
+        namespace: &str,
+        name: &str,
+    ) -> Lookup<Option<Arc<crate::model::VolumeGroupSnapshot>>> {
+        self.get(ResourceKind::VolumeGroupSnapshot, namespace, name);
+        self.index.group_snapshot(namespace, name)
+    }
+    fn group_snapshot_content(
+        &self,
+        name: &str,
+    ) -> Lookup<Option<Arc<crate::model::VolumeGroupSnapshotContent>>> {
+        self.get(ResourceKind::VolumeGroupSnapshotContent, "", name);
+        self.index.group_snapshot_content(name)
+    }
+}
+
+/// Reads from the API, with GET and LIST only, the objects explaining `target` needs.
+pub async fn gather(
+    client: &Client,
+    target: &Target,
+    policy: &Policy,
+) -> Result<ClusterIndex, Error> {
+    let index = ClusterIndex::new(SyncState::Synced);
+    let mut done: BTreeSet<Wanted> = BTreeSet::new();
+    for _ in 0..MAX_ROUNDS {
+        let recording = Recording {
+            index: &index,
+            asked: Mutex::new(BTreeSet::new()),
+        };
+        // The answer on a partial view is thrown away: only what it asked for counts.
+        let _ = explain::explain(target, &recording, policy, SystemTime::now());
+        let asked = recording.asked.into_inner().unwrap_or_default();
+        let listed: BTreeSet<ResourceKind> = done
+            .iter()
+            .chain(&asked)
+            .filter_map(|w| match w {
+                Wanted::List(kind) => Some(*kind),
+                Wanted::Get { .. } => None,
+            })
+            .collect();
+        let new: Vec<Wanted> = asked
+            .into_iter()
+            .filter(|w| !done.contains(w))
+            // An object of a kind that is listed anyway needs no GET of its own.
+            .filter(|w| !matches!(w, Wanted::Get { kind, .. } if listed.contains(kind)))
+            .collect();
+        if new.is_empty() {
+            return Ok(index);
+        }
+        for wanted in new {
+            fetch(client, &index, &wanted).await?;
+            done.insert(wanted);
+        }
+    }
+    Ok(index)
+}
+
+/// `/api/v1` or `/apis/GROUP/v1`, with the namespace for namespaced kinds.
+fn path(kind: ResourceKind, namespace: Option<&str>) -> String {
+    let group = kind.group();
+    let root = if group.is_empty() {
+        "/api/v1".to_owned()
+    } else {
+        format!("/apis/{group}/v1")
+    };
+    match namespace {
+        Some(ns) => format!("{root}/namespaces/{ns}/{}", kind.plural()),
+        None => format!("{root}/{}", kind.plural()),
+    }
+}
+
+fn namespaced(kind: ResourceKind) -> bool {
+    matches!(
+        kind,
+        ResourceKind::PersistentVolumeClaim
+            | ResourceKind::VolumeSnapshot
+            | ResourceKind::VolumeGroupSnapshot
+            | ResourceKind::Pod
+    )
+}
+
+#[derive(serde::Deserialize)]
+struct List<T> {
+    #[serde(default = "Vec::new")]
+    items: Vec<T>,
+}
+
+async fn fetch(client: &Client, index: &ClusterIndex, wanted: &Wanted) -> Result<(), Error> {
+    match wanted {
+        Wanted::Get {
+            kind,
+            namespace,
+            name,
+        } => {
+            // A name that is not a valid object name cannot exist, and is never put in a path.
+            let valid = is_dns_subdomain(name) && (!namespaced(*kind) || is_dns_label(namespace));
+            if !valid {
+                return Ok(());
+            }
+            let url = format!(
+                "{}/{name}",
+                path(*kind, namespaced(*kind).then_some(namespace.as_str()))
+            );
+            let Some(text) = read(client, &url, &format!("{kind} {name}")).await? else {
+                return Ok(());
+            };
+            let at = format_args!("{url}");
+            match kind {
+                ResourceKind::VolumeSnapshotClass => apply(&index.snapshot_classes, &text, at),
+                ResourceKind::VolumeSnapshot => apply(&index.snapshots, &text, at),
+                ResourceKind::VolumeSnapshotContent => apply(&index.snapshot_contents, &text, at),
+                ResourceKind::StorageClass => apply(&index.storage_classes, &text, at),
+                ResourceKind::PersistentVolumeClaim => apply(&index.pvcs, &text, at),
+                ResourceKind::PersistentVolume => apply(&index.pvs, &text, at),
+                ResourceKind::Node => apply(&index.nodes, &text, at),
+                ResourceKind::Pod => apply(&index.pods, &text, at),
+                ResourceKind::VolumeGroupSnapshotClass => {
+                    apply(&index.group_snapshot_classes, &text, at)
+                }
+                ResourceKind::VolumeGroupSnapshot => apply(&index.group_snapshots, &text, at),
+                ResourceKind::VolumeGroupSnapshotContent => {
+                    apply(&index.group_snapshot_contents, &text, at)
+                }
+            }
+        }
+        Wanted::List(kind) => {
+            let url = path(*kind, None);
+            // No snapshot CRDs: no objects of those kinds.
+            let text = read(client, &url, &format!("{} objects", kind))
+                .await?
+                .unwrap_or_else(|| "{}".to_owned());
+            let at = format_args!("{url}");
+            match kind {
+                ResourceKind::VolumeSnapshotClass => replace(&index.snapshot_classes, &text, at),
+                ResourceKind::VolumeSnapshot => replace(&index.snapshots, &text, at),
+                ResourceKind::VolumeSnapshotContent => replace(&index.snapshot_contents, &text, at),
+                ResourceKind::StorageClass => replace(&index.storage_classes, &text, at),
+                ResourceKind::PersistentVolumeClaim => replace(&index.pvcs, &text, at),
+                ResourceKind::PersistentVolume => replace(&index.pvs, &text, at),
+                ResourceKind::Node => replace(&index.nodes, &text, at),
+                ResourceKind::Pod => replace(&index.pods, &text, at),
+                ResourceKind::VolumeGroupSnapshotClass => {
+                    replace(&index.group_snapshot_classes, &text, at)
+                }
+                ResourceKind::VolumeGroupSnapshot => replace(&index.group_snapshots, &text, at),
+                ResourceKind::VolumeGroupSnapshotContent => {
+                    replace(&index.group_snapshot_contents, &text, at)
+                }
+            }
+        }
+    }
+}
+
+fn apply<T: crate::cluster::Cached + serde::de::DeserializeOwned>(
+    store: &Store<T>,
+    text: &str,
+    at: std::fmt::Arguments<'_>,
+) -> Result<(), Error> {
+    store.apply(crate::model::parse_at::<T>(text, at).map_err(Error::input)?);
+    Ok(())
+}
+
+fn replace<T: crate::cluster::Cached + serde::de::DeserializeOwned>(
+    store: &Store<T>,
+    text: &str,
+    at: std::fmt::Arguments<'_>,
+) -> Result<(), Error> {
+    let list = crate::model::parse_at::<List<T>>(text, at).map_err(Error::input)?;
+    store.replace(list.items);
+    Ok(())
+}
+
+/// GET `url`: the body, or `None` on 404 (the object, or the kind, does not exist).
+async fn read(client: &Client, url: &str, what: &str) -> Result<Option<String>, Error> {
+    let request = axum::http::Request::get(url)
+        .body(Vec::new())
+        .map_err(|e| Error::input(format!("{url}: {e}")))?;
+    match client.request_text(request).await {
+        Ok(text) => Ok(Some(text)),
+        Err(kube::Error::Api(status)) if status.code == 404 => Ok(None),
+        Err(source) => Err(Error::ClusterRead {
+            what: what.to_owned(),
+            source,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::{Method, StatusCode};
+    use serde_json::{Value, json};
+
+    use super::*;
+    use crate::testing::{ApiHandle, mock_client, policy, respond, status};
+
+    /// Answers the next call, which must be a GET of `path`, with `answer`.
+    async fn expect_get(handle: &mut ApiHandle, path: &str, answer: Option<Value>) {
+        let (request, send) = handle
+            .next_request()
+            .await
+            .unwrap_or_else(|| panic!("expected GET {path}, but explain is done"));
+        assert_eq!(request.method(), Method::GET, "{}", request.uri());
+        assert_eq!(request.uri().path(), path);
+        send.send_response(match answer {
+            Some(body) => respond(StatusCode::OK, &body),
+            None => status(404, "NotFound"),
+        });
+    }
+
+    #[tokio::test]
+    async fn reads_only_what_the_chain_needs_and_writes_nothing() {
+        let (client, mut handle) = mock_client();
+        let target = Target::parse("pvc", "data", "app").unwrap();
+        let run = tokio::spawn(async move {
+            gather(&client, &target, &policy::default())
+                .await
+                .map(|index| {
+                    let target = Target::parse("pvc", "data", "app").unwrap();
+                    explain::explain(&target, &index, &policy::default(), SystemTime::now())
+                        .unwrap()
+                })
+        });
+        // Round 1: the claim.
+        expect_get(
+            &mut handle,
+            "/api/v1/namespaces/app/persistentvolumeclaims/data",
+            Some(json!({"metadata": {"name": "data", "namespace": "app"},
+                        "spec": {"storageClassName": "disk-d", "volumeName": "pv-d"}})),
+        )
+        .await;
+        // Round 2: its class and its volume (in the order of the lookups' kinds).
+        expect_get(
+            &mut handle,
+            "/apis/storage.k8s.io/v1/storageclasses/disk-d",
+            Some(json!({"metadata": {"name": "disk-d"}, "provisioner": "d.csi",
+                        "allowedTopologies": [{"matchLabelExpressions": [
+                            {"key": "topology.kubernetes.io/zone", "values": ["cn-hangzhou-d"]}]}]})),
+        )
+        .await;
+        expect_get(&mut handle, "/api/v1/persistentvolumes/pv-d", Some(json!({
+            "metadata": {"name": "pv-d"},
+            "spec": {"csi": {"driver": "d.csi", "volumeHandle": "h"},
+                     "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                        {"key": "topology.kubernetes.io/zone", "operator": "In", "values": ["cn-hangzhou-d"]}]}]}}}
+        })))
+        .await;
+        // Round 3: the nodes, once, as a LIST.
+        expect_get(&mut handle, "/api/v1/nodes", Some(json!({"items": [
+            {"metadata": {"name": "n1", "labels": {"topology.kubernetes.io/zone": "cn-hangzhou-b"}}}
+        ]})))
+        .await;
+        let explanation = run.await.unwrap().unwrap();
+        let ids: Vec<_> = explanation.findings.iter().map(|f| f.id).collect();
+        assert_eq!(
+            ids,
+            [
+                "pvc.volume-affinity-no-node",
+                "pvc.allowed-topologies-no-node"
+            ]
+        );
+        // Every client is gone: nothing else was sent, so nothing was written.
+        assert!(handle.next_request().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_snapshot_follows_its_claim_and_volume_and_lists_only_the_classes() {
+        let (client, mut handle) = mock_client();
+        let target = Target::parse("vs", "nightly", "app").unwrap();
+        let run = tokio::spawn(async move {
+            let index = gather(&client, &target, &policy::default()).await?;
+            Ok::<_, Error>(
+                explain::explain(&target, &index, &policy::default(), SystemTime::now()).unwrap(),
+            )
+        });
+        expect_get(
+            &mut handle,
+            "/apis/snapshot.storage.k8s.io/v1/namespaces/app/volumesnapshots/nightly",
+            Some(json!({"metadata": {"name": "nightly", "namespace": "app"},
+                        "spec": {"source": {"persistentVolumeClaimName": "data"}}})),
+        )
+        .await;
+        expect_get(
+            &mut handle,
+            "/api/v1/namespaces/app/persistentvolumeclaims/data",
+            Some(json!({"metadata": {"name": "data", "namespace": "app"},
+                        "spec": {"volumeName": "pv-1"}})),
+        )
+        .await;
+        expect_get(
+            &mut handle,
+            "/api/v1/persistentvolumes/pv-1",
+            Some(json!({"metadata": {"name": "pv-1"},
+                        "spec": {"csi": {"driver": "d.csi", "volumeHandle": "h"}}})),
+        )
+        .await;
+        // Asked before the volume was known (the claim names no class): the default classes.
+        expect_get(
+            &mut handle,
+            "/apis/storage.k8s.io/v1/storageclasses",
+            Some(json!({"items": []})),
+        )
+        .await;
+        // No snapshot CRD served for classes (404): no classes, not an error.
+        expect_get(
+            &mut handle,
+            "/apis/snapshot.storage.k8s.io/v1/volumesnapshotclasses",
+            None,
+        )
+        .await;
+        let explanation = run.await.unwrap().unwrap();
+        let ids: Vec<_> = explanation.findings.iter().map(|f| f.id).collect();
+        assert_eq!(ids, ["snapshot.no-default-class"]);
+        assert!(
+            explanation.findings[0]
+                .message
+                .contains("it has no VolumeSnapshotClass at all"),
+            "{}",
+            explanation.findings[0].message
+        );
+        assert!(handle.next_request().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_missing_claim_is_one_get_and_a_forbidden_read_is_a_cluster_error() {
+        let (client, mut handle) = mock_client();
+        let target = Target::parse("vs", "nightly", "app").unwrap();
+        let run = tokio::spawn(async move { gather(&client, &target, &policy::default()).await });
+        expect_get(
+            &mut handle,
+            "/apis/snapshot.storage.k8s.io/v1/namespaces/app/volumesnapshots/nightly",
+            None,
+        )
+        .await;
+        let index = run.await.unwrap().unwrap();
+        assert!(handle.next_request().await.is_none());
+        assert_eq!(index.snapshots.len(), 0);
+
+        let (client, mut handle) = mock_client();
+        let target = Target::parse("pvc", "data", "app").unwrap();
+        let run = tokio::spawn(async move { gather(&client, &target, &policy::default()).await });
+        let (_, send) = handle.next_request().await.unwrap();
+        send.send_response(status(403, "Forbidden"));
+        let Err(err) = run.await.unwrap() else {
+            panic!("a refused read must fail explain");
+        };
+        assert_eq!(err.exit_code(), super::super::exit::CLUSTER, "{err}");
+        assert!(
+            err.to_string()
+                .contains("cannot read PersistentVolumeClaim data"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,457 @@
+//! Why a PersistentVolumeClaim is Pending, or bound to a volume no node can mount.
+//!
+//! Followed in the order the PV controller and the scheduler meet them: the claim's class (named
+//! or default), its data source (the restore-readiness rule, on the existing claim), the class's
+//! topologies (the allowed-topologies rule, on the existing class), then the binding: a claim
+//! waiting for its first consumer, or for a selected node that is gone. A bound claim is
+//! followed to its volume, whose node affinity must match a node.
+
+use super::{Diagnosis, ExplainError, ObjectRef, Target, Waiting, run_rule, said};
+use crate::cluster::{ClusterIndex, ClusterView, ResourceKind, StateUnavailable};
+use crate::model::{PersistentVolumeClaim, StorageClass, VolumeBindingMode, keys};
+use crate::policy::Policy;
+use crate::rules::default_snapshot_class::{ClaimClass, claim_class};
+use crate::rules::{allowed_topologies, local_volumes, restore_readiness};
+
+pub const NOT_FOUND: &str = "pvc.not-found";
+pub const NO_STORAGE_CLASS: &str = "pvc.no-storage-class";
+pub const NO_DEFAULT_CLASS: &str = "pvc.no-default-class";
+pub const SEVERAL_DEFAULT_CLASSES: &str = "pvc.several-default-classes";
+pub const STATIC_BINDING: &str = "pvc.static-binding";
+pub const RESTORE_SOURCE: &str = "pvc.restore-source";
+pub const CLONE_SOURCE_GONE: &str = "pvc.clone-source-gone";
+pub const CLONE_SOURCE: &str = "pvc.clone-source";
+pub const ALLOWED_TOPOLOGIES_NO_NODE: &str = "pvc.allowed-topologies-no-node";
+pub const WFFC_NO_CONSUMER: &str = "pvc.wffc-no-consumer";
+pub const SELECTED_NODE_GONE: &str = "pvc.selected-node-gone";
+pub const VOLUME_MISSING: &str = "pvc.volume-missing";
+pub const VOLUME_AFFINITY_NO_NODE: &str = "pvc.volume-affinity-no-node";
+
+/// Every id above, in the order `docs/explain.md` lists them.
+pub const FINDING_IDS: &[&str] = &[
+    NOT_FOUND,
+    NO_STORAGE_CLASS,
+    NO_DEFAULT_CLASS,
+    SEVERAL_DEFAULT_CLASSES,
+    STATIC_BINDING,
+    RESTORE_SOURCE,
+    CLONE_SOURCE_GONE,
+    CLONE_SOURCE,
+    ALLOWED_TOPOLOGIES_NO_NODE,
+    WFFC_NO_CONSUMER,
+    SELECTED_NODE_GONE,
+    VOLUME_MISSING,
+    VOLUME_AFFINITY_NO_NODE,
+];
+
+fn is_bound(pvc: &PersistentVolumeClaim) -> bool {
+    pvc.bound_volume().is_some()
+}
+
+pub(super) fn waiting(index: &ClusterIndex) -> Result<Vec<Waiting>, StateUnavailable> {
+    index.pvcs.scan(|it| {
+        it.filter(|p| !is_bound(p))
+            .map(|p| Waiting {
+                target: Target {
+                    kind: ResourceKind::PersistentVolumeClaim,
+                    namespace: p.metadata.namespace.clone().unwrap_or_default(),
+                    name: p.metadata.name.clone(),
+                },
+                metadata: p.metadata.clone(),
+            })
+            .collect()
+    })
+}
+
+pub(super) fn diagnose(
+    target: &Target,
+    view: &dyn ClusterView,
+    policy: &Policy,
+) -> Result<Diagnosis, ExplainError> {
+    let mut d = Diagnosis::default();
+    let (ns, name) = (target.namespace.as_str(), target.name.as_str());
+    let me = ObjectRef::new(ResourceKind::PersistentVolumeClaim, Some(ns), name);
+    let Some(pvc) = view.pvc(ns, name)? else {
+        d.step(me, "does not exist");
+        d.find(
+            NOT_FOUND,
+            format!("PersistentVolumeClaim {ns}/{name} does not exist."),
+            format!("Check the name and namespace: kubectl get pvc -n {ns}"),
+        );
+        return Ok(d);
+    };
+    d.created = pvc.metadata.created_at();
+    let class = claim_class(&pvc, view)?;
+
+    if let Some(volume) = pvc.bound_volume() {
+        d.step(me, format!("Bound to PersistentVolume {volume}"));
+        bound(&mut d, &pvc, volume, &class, view, policy)?;
+        return Ok(d);
+    }
+
+    let phase = pvc
+        .status
+        .as_ref()
+        .and_then(|s| s.phase.as_deref())
+        .unwrap_or("Pending");
+    let size = pvc
+        .requested_storage()
+        .map(|q| format!(", requests {q}"))
+        .unwrap_or_default();
+    d.step(me, format!("{phase}; asks for {}{size}", class.describe()));
+
+    claim_class_findings(&mut d, &pvc, &class);
+    data_source(&mut d, &pvc, view, policy)?;
+    if let Some(sc) = class.class() {
+        class_step(&mut d, sc);
+        topologies(&mut d, sc, view, policy)?;
+        if sc.binding_mode() == VolumeBindingMode::WaitForFirstConsumer && d.findings.is_empty() {
+            consumer(&mut d, &pvc, sc, view)?;
+        }
+    }
+    Ok(d)
+}
+
+fn claim_class_findings(d: &mut Diagnosis, pvc: &PersistentVolumeClaim, class: &ClaimClass) {
+    let claim = format!("PersistentVolumeClaim {}", pvc.metadata.qualified_name());
+    let (ns, name) = (
+        pvc.metadata.namespace.as_deref().unwrap_or_default(),
+        &pvc.metadata.name,
+    );
+    match class {
+        ClaimClass::Missing(class) => d.find(
+            NO_STORAGE_CLASS,
+            format!("{claim} asks for StorageClass {class}, which does not exist: nothing provisions it."),
+            format!(
+                "Create StorageClass {class}, or recreate the claim with an existing class (storageClassName cannot be changed): kubectl get storageclass"
+            ),
+        ),
+        ClaimClass::NoDefault => d.find(
+            NO_DEFAULT_CLASS,
+            format!("{claim} names no StorageClass and the cluster has no default one: nothing provisions it."),
+            format!(
+                "Mark a class default (kubectl annotate storageclass CLASS {}=true; the claim then gets it), or recreate the claim with storageClassName set.",
+                keys::DEFAULT_STORAGE_CLASS
+            ),
+        ),
+        ClaimClass::SeveralDefaults(names) => d.find(
+            SEVERAL_DEFAULT_CLASSES,
+            format!(
+                "{claim} names no StorageClass and several classes are marked default ({}).",
+                names.join(", ")
+            ),
+            format!(
+                "Remove the {} annotation from all but one class, or recreate the claim with storageClassName set.",
+                keys::DEFAULT_STORAGE_CLASS
+            ),
+        ),
+        ClaimClass::NoClass => d.find(
+            STATIC_BINDING,
+            format!(
+                "{claim} asks for no StorageClass (storageClassName: \"\"): it binds only to an existing PersistentVolume without a class that fits it, and none has bound it."
+            ),
+            format!(
+                "Create a PersistentVolume with claimRef {ns}/{name} (or one that fits), or recreate the claim with a StorageClass."
+            ),
+        ),
+        ClaimClass::Named(_) | ClaimClass::Default(_) => {}
+    }
+}
+
+/// The restore-readiness rule on the existing claim: its denials are why the provisioner
+/// cannot create the volume.
+fn data_source(
+    d: &mut Diagnosis,
+    pvc: &PersistentVolumeClaim,
+    view: &dyn ClusterView,
+    policy: &Policy,
+) -> Result<(), ExplainError> {
+    let Some(source) = pvc
+        .spec
+        .data_source_ref
+        .as_ref()
+        .map(|s| (s.kind.as_str(), s.name.as_str(), s.namespace.as_deref()))
+        .or_else(|| {
+            pvc.spec
+                .data_source
+                .as_ref()
+                .map(|s| (s.kind.as_str(), s.name.as_str(), None))
+        })
+    else {
+        return Ok(());
+    };
+    let ns = pvc.metadata.namespace.as_deref().unwrap_or_default();
+    let (kind, name, source_ns) = source;
+    let source_ns = source_ns.filter(|n| !n.is_empty()).unwrap_or(ns);
+    let outcome = run_rule(&restore_readiness::RULE, pvc, view, policy)
+        .transpose()?
+        .unwrap_or_default();
+    let claim = pvc.metadata.qualified_name();
+    match kind {
+        "VolumeSnapshot" => {
+            let snap = view.snapshot(source_ns, name)?;
+            let fact = match &snap {
+                None => "does not exist".to_owned(),
+                Some(s) if s.ready_to_use() => "ready to use".to_owned(),
+                Some(s) if s.error().is_some() => "failed".to_owned(),
+                Some(_) => "not ready to use".to_owned(),
+            };
+            d.step(
+                ObjectRef::new(ResourceKind::VolumeSnapshot, Some(source_ns), name),
+                format!("restore source: {fact}"),
+            );
+            for message in outcome.denials {
+                d.find(
+                    RESTORE_SOURCE,
+                    message,
+                    format!(
+                        "A claim's data source cannot be changed: once the snapshot is usable the provisioner retries by itself; otherwise delete the claim (kubectl delete pvc -n {ns} {}) and create it again from a usable snapshot.",
+                        pvc.metadata.name
+                    ),
+                );
+            }
+        }
+        "PersistentVolumeClaim" => {
+            let src = view.pvc(source_ns, name)?;
+            let gone = src.as_ref().is_none_or(|s| s.metadata.is_being_deleted());
+            d.step(
+                ObjectRef::new(ResourceKind::PersistentVolumeClaim, Some(source_ns), name),
+                format!(
+                    "clone source: {}",
+                    match &src {
+                        None => "does not exist",
+                        Some(s) if s.metadata.is_being_deleted() => "being deleted",
+                        Some(_) => "exists",
+                    }
+                ),
+            );
+            for message in outcome.denials {
+                let id = if gone {
+                    CLONE_SOURCE_GONE
+                } else {
+                    CLONE_SOURCE
+                };
+                d.find(
+                    id,
+                    message,
+                    format!(
+                        "A claim's data source cannot be changed: delete PersistentVolumeClaim {claim} and create it again from a source that exists, in its namespace and no larger than the clone."
+                    ),
+                );
+            }
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn class_step(d: &mut Diagnosis, sc: &StorageClass) {
+    let mode = match sc.binding_mode() {
+        VolumeBindingMode::Immediate => "Immediate",
+        VolumeBindingMode::WaitForFirstConsumer => "WaitForFirstConsumer",
+    };
+    let mut fact = format!("provisioner {}, binds {mode}", sc.provisioner);
+    let terms: Vec<String> = sc
+        .allowed_topologies
+        .iter()
+        .filter(|t| !t.match_label_expressions.is_empty())
+        .map(|t| allowed_topologies::describe_term(&t.match_label_expressions))
+        .collect();
+    if !terms.is_empty() {
+        fact.push_str(&format!(", allows {}", terms.join(" or ")));
+    }
+    d.step(
+        ObjectRef::new(ResourceKind::StorageClass, None, &sc.metadata.name),
+        fact,
+    );
+}
+
+/// The allowed-topologies rule on the existing class.
+fn topologies(
+    d: &mut Diagnosis,
+    sc: &StorageClass,
+    view: &dyn ClusterView,
+    policy: &Policy,
+) -> Result<(), ExplainError> {
+    let outcome = run_rule(&allowed_topologies::RULE, sc, view, policy)
+        .transpose()?
+        .unwrap_or_default();
+    let said = said(outcome);
+    if said.is_empty() {
+        return Ok(());
+    }
+    nodes_step(
+        d,
+        sc.allowed_topologies
+            .iter()
+            .flat_map(|t| t.match_label_expressions.iter().map(|r| r.key.as_str())),
+        view,
+    )?;
+    for message in said {
+        d.find(
+            ALLOWED_TOPOLOGIES_NO_NODE,
+            message,
+            format!(
+                "allowedTopologies cannot be changed: recreate StorageClass {} with topologies your nodes have (kubectl get nodes -L {}), or add nodes there.",
+                sc.metadata.name,
+                keys::ZONE
+            ),
+        );
+    }
+    Ok(())
+}
+
+/// One line about all nodes: how many, and the values of the label keys that matter here.
+fn nodes_step<'a>(
+    d: &mut Diagnosis,
+    keys: impl Iterator<Item = &'a str>,
+    view: &dyn ClusterView,
+) -> Result<(), ExplainError> {
+    let mut keys: Vec<&str> = keys.collect();
+    keys.sort_unstable();
+    keys.dedup();
+    let total = view.count_nodes_matching_topology(&[])?;
+    let mut fact = format!("{total} node{}", if total == 1 { "" } else { "s" });
+    for key in keys {
+        let values = view.node_label_values(key)?;
+        let values = if values.is_empty() {
+            "none".to_owned()
+        } else {
+            values
+                .iter()
+                .map(|(v, n)| format!("{v} ({n})"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        fact.push_str(&format!("; {key}: {values}"));
+    }
+    if d.chain.iter().all(|s| s.object.kind != "Node") {
+        d.step(ObjectRef::new(ResourceKind::Node, None, "(all)"), fact);
+    }
+    Ok(())
+}
+
+/// A WaitForFirstConsumer claim: provisioned once a pod using it is scheduled, on that node.
+fn consumer(
+    d: &mut Diagnosis,
+    pvc: &PersistentVolumeClaim,
+    sc: &StorageClass,
+    view: &dyn ClusterView,
+) -> Result<(), ExplainError> {
+    let claim = format!("PersistentVolumeClaim {}", pvc.metadata.qualified_name());
+    let ns = pvc.metadata.namespace.as_deref().unwrap_or_default();
+    match pvc.metadata.annotation(keys::SELECTED_NODE) {
+        Some(node) if view.node(node)?.is_none() => {
+            d.step(
+                ObjectRef::new(ResourceKind::Node, None, node),
+                format!("selected for the claim ({}); does not exist", keys::SELECTED_NODE),
+            );
+            d.find(
+                SELECTED_NODE_GONE,
+                format!(
+                    "{claim} was to be provisioned on Node {node}, which no longer exists; the provisioner keeps trying for that node."
+                ),
+                format!(
+                    "Remove the annotation so the scheduler picks another node: kubectl annotate pvc -n {ns} {} {}-",
+                    pvc.metadata.name,
+                    keys::SELECTED_NODE
+                ),
+            );
+        }
+        Some(node) => d.step(
+            ObjectRef::new(ResourceKind::Node, None, node),
+            format!("selected for the claim; provisioning there with {}", sc.provisioner),
+        ),
+        // Which pods could use it needs the Pod kind in the view; until then the message
+        // says what to look for.
+        None => d.find(
+            WFFC_NO_CONSUMER,
+            format!(
+                "{claim} uses StorageClass {}, which binds WaitForFirstConsumer: it is provisioned only once a pod that uses it is scheduled, and no pod has been.",
+                sc.metadata.name
+            ),
+            format!(
+                "Start a pod that mounts it (spec.volumes[].persistentVolumeClaim.claimName: {}), or, if one exists, see why it is not scheduled: kubectl get pods -n {ns} --field-selector=status.phase=Pending",
+                pvc.metadata.name
+            ),
+        ),
+    }
+    Ok(())
+}
+
+/// A bound claim: its volume must exist and some node must satisfy its node affinity.
+fn bound(
+    d: &mut Diagnosis,
+    pvc: &PersistentVolumeClaim,
+    volume: &str,
+    class: &ClaimClass,
+    view: &dyn ClusterView,
+    policy: &Policy,
+) -> Result<(), ExplainError> {
+    let claim = format!("PersistentVolumeClaim {}", pvc.metadata.qualified_name());
+    let Some(pv) = view.pv(volume)? else {
+        d.step(
+            ObjectRef::new(ResourceKind::PersistentVolume, None, volume),
+            "does not exist",
+        );
+        d.find(
+            VOLUME_MISSING,
+            format!("{claim} is bound to PersistentVolume {volume}, which does not exist (Lost): pods using it cannot start."),
+            "Restore the volume (from a backup or snapshot) into a new claim; a claim bound to a deleted volume does not recover by itself.",
+        );
+        return Ok(());
+    };
+    let terms = pv.node_selector_terms();
+    let affinity = if terms.is_empty() {
+        "no node affinity (any node)".to_owned()
+    } else {
+        format!(
+            "node affinity {}",
+            terms
+                .iter()
+                .map(local_volumes::describe_term)
+                .collect::<Vec<_>>()
+                .join(" or ")
+        )
+    };
+    let driver = pv
+        .csi_driver()
+        .map(|drv| format!("{drv}, "))
+        .unwrap_or_default();
+    d.step(
+        ObjectRef::new(ResourceKind::PersistentVolume, None, volume),
+        format!("{driver}{affinity}"),
+    );
+    if let Some(sc) = class.class() {
+        class_step(d, sc);
+    }
+    let mut reachable = terms.is_empty();
+    for term in terms {
+        if view.any_node_matches_selector(term)? {
+            reachable = true;
+            break;
+        }
+    }
+    if reachable {
+        d.settled = Some(format!("bound to PersistentVolume {volume}"));
+        return Ok(());
+    }
+    nodes_step(
+        d,
+        terms
+            .iter()
+            .flat_map(|t| t.match_expressions.iter().map(|r| r.key.as_str())),
+        view,
+    )?;
+    d.find(
+        VOLUME_AFFINITY_NO_NODE,
+        format!(
+            "{claim} is bound to PersistentVolume {volume}, whose {affinity} matches no current node: every pod using the claim stays Pending (\"volume node affinity conflict\")."
+        ),
+        "Add nodes that match the volume's node affinity (e.g. a node pool in that zone), or move the data: snapshot the volume and restore it with a class whose topology your nodes have.",
+    );
+    if let Some(sc) = class.class() {
+        topologies(d, sc, view, policy)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,471 @@
+//! Every diagnosis, on small state files (read as `serve --state` and `explain --state` read
+//! them), and the rule outputs they reuse.
+
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use super::*;
+use crate::cluster::state_file;
+use crate::testing::policy as policies;
+
+/// Nodes in zone b; the zone-d class of the seed's Pending example; a WFFC class; a default
+/// class; a snapshot class of the disk driver marked default.
+const BASE: &str = r#"
+- {apiVersion: v1, kind: Node, metadata: {name: n1, labels: {topology.kubernetes.io/zone: cn-hangzhou-b}}}
+- {apiVersion: v1, kind: Node, metadata: {name: n2, labels: {topology.kubernetes.io/zone: cn-hangzhou-b}}}
+- apiVersion: storage.k8s.io/v1
+  kind: StorageClass
+  metadata: {name: disk-d}
+  provisioner: disk.csi.example.com
+  volumeBindingMode: Immediate
+  allowedTopologies:
+  - matchLabelExpressions: [{key: topology.kubernetes.io/zone, values: [cn-hangzhou-d]}]
+- apiVersion: storage.k8s.io/v1
+  kind: StorageClass
+  metadata: {name: wffc}
+  provisioner: disk.csi.example.com
+  volumeBindingMode: WaitForFirstConsumer
+- apiVersion: storage.k8s.io/v1
+  kind: StorageClass
+  metadata: {name: plain}
+  provisioner: disk.csi.example.com
+- apiVersion: v1
+  kind: PersistentVolume
+  metadata: {name: pv-src}
+  spec: {csi: {driver: disk.csi.example.com, volumeHandle: h}}
+- apiVersion: v1
+  kind: PersistentVolumeClaim
+  metadata: {name: src, namespace: app}
+  spec: {storageClassName: plain, volumeName: pv-src, resources: {requests: {storage: 10Gi}}}
+  status: {phase: Bound, capacity: {storage: 10Gi}}
+"#;
+
+fn explain_in(extra: &str, kind: &str, name: &str) -> Explanation {
+    let text = format!("apiVersion: v1\nkind: List\nitems:{BASE}{extra}");
+    let index = state_file::parse(&text, Path::new("state.yaml"))
+        .unwrap()
+        .index;
+    let target = Target::parse(kind, name, "app").unwrap();
+    explain(&target, &index, &policies::default(), SystemTime::now()).unwrap()
+}
+
+fn ids(e: &Explanation) -> Vec<&'static str> {
+    e.findings.iter().map(|f| f.id).collect()
+}
+
+fn claim(spec: &str) -> String {
+    format!(
+        "\n- apiVersion: v1\n  kind: PersistentVolumeClaim\n  metadata: {{name: data, namespace: app}}\n  spec: {spec}\n"
+    )
+}
+
+#[test]
+fn a_missing_target_is_a_finding_not_an_error() {
+    let e = explain_in("", "pvc", "nope");
+    assert_eq!(ids(&e), ["pvc.not-found"]);
+    assert_eq!(e.verdict, Verdict::Blocked);
+    let e = explain_in("", "vs", "nope");
+    assert_eq!(ids(&e), ["snapshot.not-found"]);
+}
+
+#[test]
+fn pvc_class_that_does_not_exist() {
+    let e = explain_in(&claim("{storageClassName: fast}"), "pvc", "data");
+    assert_eq!(ids(&e), ["pvc.no-storage-class"]);
+    assert!(
+        e.findings[0]
+            .message
+            .contains("StorageClass fast, which does not exist")
+    );
+}
+
+#[test]
+fn pvc_with_no_class_and_no_default() {
+    let e = explain_in(&claim("{}"), "pvc", "data");
+    assert_eq!(ids(&e), ["pvc.no-default-class"]);
+    assert!(
+        e.findings[0]
+            .fix
+            .contains("storageclass.kubernetes.io/is-default-class")
+    );
+}
+
+#[test]
+fn pvc_with_several_defaults() {
+    let defaults = r#"
+- apiVersion: storage.k8s.io/v1
+  kind: StorageClass
+  metadata: {name: d1, annotations: {storageclass.kubernetes.io/is-default-class: "true"}}
+  provisioner: disk.csi.example.com
+- apiVersion: storage.k8s.io/v1
+  kind: StorageClass
+  metadata: {name: d2, annotations: {storageclass.kubernetes.io/is-default-class: "true"}}
+  provisioner: disk.csi.example.com
+"#;
+    let e = explain_in(&format!("{defaults}{}", claim("{}")), "pvc", "data");
+    assert_eq!(ids(&e), ["pvc.several-default-classes"]);
+    assert!(e.findings[0].message.contains("d1, d2"));
+}
+
+#[test]
+fn pvc_asking_for_no_class_waits_for_a_static_volume() {
+    let e = explain_in(&claim("{storageClassName: \"\"}"), "pvc", "data");
+    assert_eq!(ids(&e), ["pvc.static-binding"]);
+}
+
+#[test]
+fn pvc_restoring_from_a_missing_snapshot_says_what_the_rule_says() {
+    let e = explain_in(
+        &claim(
+            "{storageClassName: plain, dataSource: {apiGroup: snapshot.storage.k8s.io, kind: VolumeSnapshot, name: gone}}",
+        ),
+        "pvc",
+        "data",
+    );
+    assert_eq!(ids(&e), ["pvc.restore-source"]);
+    // The rule's own message, for the existing claim: one code path.
+    assert!(
+        e.findings[0]
+            .message
+            .starts_with("PersistentVolumeClaim app/data cannot be restored from VolumeSnapshot app/gone: it does not exist."),
+        "{}",
+        e.findings[0].message
+    );
+    assert!(e.findings[0].fix.contains("cannot be changed"));
+    assert_eq!(e.chain[1].fact, "restore source: does not exist");
+}
+
+#[test]
+fn pvc_restoring_from_a_failed_snapshot() {
+    let snap = r#"
+- apiVersion: snapshot.storage.k8s.io/v1
+  kind: VolumeSnapshot
+  metadata: {name: broken, namespace: app}
+  spec: {source: {persistentVolumeClaimName: src}}
+  status: {readyToUse: false, error: {message: "quota exceeded"}}
+"#;
+    let e = explain_in(
+        &format!(
+            "{snap}{}",
+            claim(
+                "{storageClassName: plain, dataSource: {apiGroup: snapshot.storage.k8s.io, kind: VolumeSnapshot, name: broken}}"
+            )
+        ),
+        "pvc",
+        "data",
+    );
+    assert_eq!(ids(&e), ["pvc.restore-source"]);
+    assert!(
+        e.findings[0]
+            .message
+            .contains("the snapshot failed: quota exceeded")
+    );
+}
+
+#[test]
+fn pvc_cloned_from_a_claim_that_is_gone_or_too_large() {
+    let e = explain_in(
+        &claim("{storageClassName: plain, dataSource: {kind: PersistentVolumeClaim, name: gone}}"),
+        "pvc",
+        "data",
+    );
+    assert_eq!(ids(&e), ["pvc.clone-source-gone"]);
+    let e = explain_in(
+        &claim(
+            "{storageClassName: plain, dataSource: {kind: PersistentVolumeClaim, name: src}, resources: {requests: {storage: 1Gi}}}",
+        ),
+        "pvc",
+        "data",
+    );
+    assert_eq!(ids(&e), ["pvc.clone-source"]);
+    assert!(
+        e.findings[0]
+            .message
+            .contains("a clone must be at least as large")
+    );
+}
+
+#[test]
+fn pvc_of_a_class_whose_topologies_match_no_node() {
+    let e = explain_in(&claim("{storageClassName: disk-d}"), "pvc", "data");
+    assert_eq!(ids(&e), ["pvc.allowed-topologies-no-node"]);
+    // The allowed-topologies rule's message, on the existing class.
+    assert!(
+        e.findings[0]
+            .message
+            .starts_with("StorageClass disk-d matches no current node"),
+        "{}",
+        e.findings[0].message
+    );
+    let nodes = e.chain.iter().find(|s| s.object.kind == "Node").unwrap();
+    assert_eq!(
+        nodes.fact,
+        "2 nodes; topology.kubernetes.io/zone: cn-hangzhou-b (2)"
+    );
+}
+
+#[test]
+fn wffc_pvc_without_a_consumer_and_with_a_selected_node_that_is_gone() {
+    let e = explain_in(&claim("{storageClassName: wffc}"), "pvc", "data");
+    assert_eq!(ids(&e), ["pvc.wffc-no-consumer"]);
+    assert!(e.findings[0].message.contains("no pod has been"));
+
+    let selected = |node: &str| {
+        format!(
+            "\n- apiVersion: v1\n  kind: PersistentVolumeClaim\n  metadata: {{name: data, namespace: app, annotations: {{volume.kubernetes.io/selected-node: {node}}}}}\n  spec: {{storageClassName: wffc}}\n"
+        )
+    };
+    let e = explain_in(&selected("n9"), "pvc", "data");
+    assert_eq!(ids(&e), ["pvc.selected-node-gone"]);
+    assert!(
+        e.findings[0]
+            .fix
+            .contains("kubectl annotate pvc -n app data volume.kubernetes.io/selected-node-")
+    );
+    // A selected node that exists: provisioning is under way, nothing blocks.
+    let e = explain_in(&selected("n1"), "pvc", "data");
+    assert_eq!(ids(&e), Vec::<&str>::new());
+    assert_eq!(e.verdict, Verdict::Clear);
+}
+
+#[test]
+fn bound_pvc_whose_volume_no_node_can_mount() {
+    let extra = r#"
+- apiVersion: v1
+  kind: PersistentVolume
+  metadata: {name: pv-d}
+  spec:
+    csi: {driver: disk.csi.example.com, volumeHandle: d-1}
+    nodeAffinity:
+      required:
+        nodeSelectorTerms:
+        - matchExpressions: [{key: topology.kubernetes.io/zone, operator: In, values: [cn-hangzhou-d]}]
+- apiVersion: v1
+  kind: PersistentVolumeClaim
+  metadata: {name: data, namespace: app}
+  spec: {storageClassName: disk-d, volumeName: pv-d}
+  status: {phase: Bound}
+"#;
+    let e = explain_in(extra, "pvc", "data");
+    assert_eq!(
+        ids(&e),
+        [
+            "pvc.volume-affinity-no-node",
+            "pvc.allowed-topologies-no-node"
+        ]
+    );
+    assert!(e.findings[0].message.contains(
+        "node affinity topology.kubernetes.io/zone In [cn-hangzhou-d] matches no current node"
+    ));
+    // The same claim in a cluster with a node in zone d is fine.
+    let node_d = "\n- {apiVersion: v1, kind: Node, metadata: {name: n3, labels: {topology.kubernetes.io/zone: cn-hangzhou-d}}}\n";
+    let e = explain_in(&format!("{extra}{node_d}"), "pvc", "data");
+    assert_eq!(e.verdict, Verdict::Clear);
+    assert!(
+        e.summary.contains("bound to PersistentVolume pv-d"),
+        "{}",
+        e.summary
+    );
+}
+
+#[test]
+fn bound_pvc_whose_volume_is_gone() {
+    let e = explain_in(
+        &claim("{storageClassName: plain, volumeName: pv-gone}"),
+        "pvc",
+        "data",
+    );
+    assert_eq!(ids(&e), ["pvc.volume-missing"]);
+}
+
+fn snapshot_of(claim: &str, class: Option<&str>, status: &str) -> String {
+    let class = class.map_or_else(String::new, |c| format!(", volumeSnapshotClassName: {c}"));
+    format!(
+        "\n- apiVersion: snapshot.storage.k8s.io/v1\n  kind: VolumeSnapshot\n  metadata: {{name: snap, namespace: app, uid: u-snap}}\n  spec: {{source: {{persistentVolumeClaimName: {claim}}}{class}}}\n  status: {status}\n"
+    )
+}
+
+const SNAP_CLASS: &str = r#"
+- apiVersion: snapshot.storage.k8s.io/v1
+  kind: VolumeSnapshotClass
+  metadata: {name: disk-snap, annotations: {snapshot.storage.kubernetes.io/is-default-class: "true"}}
+  driver: disk.csi.example.com
+- apiVersion: snapshot.storage.k8s.io/v1
+  kind: VolumeSnapshotClass
+  metadata: {name: nfs-snap}
+  driver: nfs.csi.example.com
+"#;
+
+#[test]
+fn snapshot_of_a_claim_that_is_missing_or_unbound() {
+    let e = explain_in(&snapshot_of("gone", Some("disk-snap"), "{}"), "vs", "snap");
+    assert_eq!(ids(&e), ["snapshot.source-missing"]);
+    let unbound = claim("{storageClassName: wffc}");
+    let e = explain_in(
+        &format!("{unbound}{}", snapshot_of("data", Some("disk-snap"), "{}")),
+        "volumesnapshot",
+        "snap",
+    );
+    assert_eq!(ids(&e), ["snapshot.source-unbound"]);
+    assert!(
+        e.findings[0]
+            .fix
+            .contains("storage-admission explain pvc -n app data")
+    );
+}
+
+#[test]
+fn snapshot_with_no_default_class_or_several() {
+    let e = explain_in(&snapshot_of("src", None, "{}"), "vs", "snap");
+    assert_eq!(ids(&e), ["snapshot.no-default-class"]);
+    // The default-snapshot-class rule's message, asked as the audit asks it.
+    assert!(
+        e.findings[0]
+            .message
+            .contains("CSI driver disk.csi.example.com has no default"),
+        "{}",
+        e.findings[0].message
+    );
+    let two = r#"
+- apiVersion: snapshot.storage.k8s.io/v1
+  kind: VolumeSnapshotClass
+  metadata: {name: a, annotations: {snapshot.storage.kubernetes.io/is-default-class: "true"}}
+  driver: disk.csi.example.com
+- apiVersion: snapshot.storage.k8s.io/v1
+  kind: VolumeSnapshotClass
+  metadata: {name: b, annotations: {snapshot.storage.kubernetes.io/is-default-class: "true"}}
+  driver: disk.csi.example.com
+"#;
+    let e = explain_in(
+        &format!("{two}{}", snapshot_of("src", None, "{}")),
+        "vs",
+        "snap",
+    );
+    assert_eq!(ids(&e), ["snapshot.several-default-classes"]);
+    // One default: the snapshot controller picks it; nothing blocks.
+    let e = explain_in(
+        &format!("{SNAP_CLASS}{}", snapshot_of("src", None, "{}")),
+        "vs",
+        "snap",
+    );
+    assert_eq!(e.verdict, Verdict::Clear, "{:?}", e.findings);
+}
+
+#[test]
+fn snapshot_class_of_another_driver_or_missing() {
+    let e = explain_in(
+        &format!("{SNAP_CLASS}{}", snapshot_of("src", Some("nfs-snap"), "{}")),
+        "vs",
+        "snap",
+    );
+    assert_eq!(ids(&e), ["snapshot.class-driver-mismatch"]);
+    assert!(
+        e.findings[0]
+            .message
+            .contains("of CSI driver nfs.csi.example.com")
+    );
+    let e = explain_in(&snapshot_of("src", Some("nope"), "{}"), "vs", "snap");
+    assert_eq!(ids(&e), ["snapshot.class-missing"]);
+}
+
+fn content(status: &str, bound_to: &str) -> String {
+    format!(
+        "\n- apiVersion: snapshot.storage.k8s.io/v1\n  kind: VolumeSnapshotContent\n  metadata: {{name: c-1}}\n  spec: {{driver: disk.csi.example.com, deletionPolicy: Delete, source: {{volumeHandle: h}}, volumeSnapshotRef: {{namespace: app, name: {bound_to}}}}}\n  status: {status}\n"
+    )
+}
+
+#[test]
+fn snapshot_whose_content_failed_quotes_the_error() {
+    let e = explain_in(
+        &format!(
+            "{SNAP_CLASS}{}{}",
+            snapshot_of(
+                "src",
+                Some("disk-snap"),
+                "{boundVolumeSnapshotContentName: c-1, readyToUse: false}"
+            ),
+            content(
+                "{readyToUse: false, error: {message: \"rpc error: snapshot quota exceeded\"}}",
+                "snap"
+            )
+        ),
+        "vs",
+        "snap",
+    );
+    assert_eq!(ids(&e), ["snapshot.content-error"]);
+    assert!(
+        e.findings[0].message.ends_with(
+            "failed (VolumeSnapshotContent c-1): \"rpc error: snapshot quota exceeded\""
+        ),
+        "{}",
+        e.findings[0].message
+    );
+}
+
+#[test]
+fn snapshot_whose_content_is_missing_or_bound_elsewhere() {
+    let bound = "{boundVolumeSnapshotContentName: c-1, readyToUse: false}";
+    let e = explain_in(&snapshot_of("src", Some("disk-snap"), bound), "vs", "snap");
+    assert_eq!(ids(&e), ["snapshot.content-missing"]);
+    let e = explain_in(
+        &format!(
+            "{}{}",
+            snapshot_of("src", Some("disk-snap"), bound),
+            content("{readyToUse: true}", "other")
+        ),
+        "vs",
+        "snap",
+    );
+    assert_eq!(ids(&e), ["snapshot.content-bound-elsewhere"]);
+}
+
+#[test]
+fn a_ready_snapshot_is_clear() {
+    let e = explain_in(
+        &format!(
+            "{SNAP_CLASS}{}{}",
+            snapshot_of(
+                "src",
+                Some("disk-snap"),
+                "{boundVolumeSnapshotContentName: c-1, readyToUse: true}"
+            ),
+            content("{readyToUse: true}", "snap")
+        ),
+        "vs",
+        "snap",
+    );
+    assert_eq!(e.verdict, Verdict::Clear, "{:?}", e.findings);
+    assert!(e.summary.contains("ready to use"), "{}", e.summary);
+}
+
+#[test]
+fn the_age_comes_from_the_creation_timestamp() {
+    let text = "apiVersion: v1\nkind: PersistentVolumeClaim\nmetadata: {name: data, namespace: app, creationTimestamp: \"1970-01-01T00:00:00Z\"}\nspec: {storageClassName: fast}\n";
+    let index = state_file::parse(text, Path::new("s")).unwrap().index;
+    let target = Target::parse("pvc", "data", "app").unwrap();
+    let now = UNIX_EPOCH + Duration::from_secs(7_980);
+    let e = explain(&target, &index, &policies::default(), now).unwrap();
+    assert_eq!(e.age_seconds, Some(7_980));
+    assert!(render_text(&e).contains("(created 2h13m ago)"));
+}
+
+#[test]
+fn an_unloaded_cache_is_an_error_not_a_verdict() {
+    let index = crate::cluster::ClusterIndex::unavailable("not synced");
+    let target = Target::parse("pvc", "data", "app").unwrap();
+    let err = explain(&target, &index, &policies::default(), SystemTime::now()).unwrap_err();
+    assert!(matches!(err, ExplainError::Unavailable(_)), "{err}");
+}
+
+#[test]
+fn every_finding_id_is_listed() {
+    // Each id the tests above produced is in the fixed set (the metric's label values).
+    for id in [
+        "pvc.wffc-no-consumer",
+        "pvc.selected-node-gone",
+        "snapshot.content-error",
+        "snapshot.content-bound-elsewhere",
+    ] {
+        assert!(finding_ids().any(|known| known == id), "{id}");
+    }
+}
