@@ -30,13 +30,11 @@ trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 # A port the kernel says is free now (another process could take it before the server binds;
 # the server then fails to start and says so).
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-PORT=${PORT:-$(free_port)}
-BASE_PORT=${BASE_PORT:-$(free_port)}
 
-start() { # name port policy-args...
-  local name=$1 port=$2 admin; shift 2
+start() { # name port state policy-args...
+  local name=$1 port=$2 state=$3 admin; shift 3
   admin=$(free_port)
-  "$BIN" --log-format json serve --dev --dev-dir "$WORK/$name-certs" --state src/dev/state.yaml \
+  "$BIN" --log-format json serve --dev --dev-dir "$WORK/$name-certs" --state "$state" \
     --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" "$@" \
     >"$WORK/$name.out" 2>"$WORK/$name.log" &
   echo $! >"$WORK/$name.pid"
@@ -55,9 +53,19 @@ pct() {
 rss() { awk '/^VmRSS/ {print $2/1024 " MB"}' "/proc/$(cat "$WORK/$1.pid")/status"; }
 hwm() { awk '/^VmHWM/ {print $2/1024 " MB"}' "/proc/$(cat "$WORK/$1.pid")/status"; }
 
-start rules "$PORT"
-start baseline "$BASE_PORT" --policy benches/baseline-policy.yaml
-echo "idle RSS: rules $(rss rules), baseline $(rss baseline)"
+# Two clusters: the demo cluster for the storage reviews, and the group-and-pods scenario
+# (tests/golden/pods/state.yaml: its nodes, classes and claims) for the Pod reviews. Each has
+# a server with the rules and a no-logic baseline.
+declare -A PORTS
+for state in dev pods; do
+  file=src/dev/state.yaml; [ $state = pods ] && file=tests/golden/pods/state.yaml
+  PORTS[rules-$state]=$(free_port); PORTS[baseline-$state]=$(free_port)
+  start "rules-$state" "${PORTS[rules-$state]}" "$file"
+  start "baseline-$state" "${PORTS[baseline-$state]}" "$file" --policy benches/baseline-policy.yaml
+done
+PORT=${PORTS[rules-dev]}
+BASE_PORT=${PORTS[baseline-dev]}
+echo "idle RSS: rules $(rss rules-dev), baseline $(rss baseline-dev)"
 
 cat >"$WORK/post.lua" <<'LUA'
 local f = io.open(os.getenv("REVIEW"), "rb")
@@ -73,21 +81,25 @@ done = function(summary, latency, requests)
 end
 LUA
 
+# webhook, state, review (a folder under tests/golden/, or a file).
 CASES=(
-  "mutate mutate-create-volumesnapshot-disk-snapshot"
-  "validate validate-create-persistentvolumeclaim-restore-pvc"
-  "validate mutate-create-volumesnapshotclass-default-snapclass"
-  "mutate mutate-create-storageclass-csi-disk-topology"
-  "validate mutate-create-storageclass-csi-disk-topology"
-  "mutate mutate-create-node-cn-hangzhou-b-node2"
+  "mutate dev src/dev/review.json"
+  "validate dev captured/validate-create-persistentvolumeclaim-restore-pvc"
+  "validate dev captured/mutate-create-volumesnapshotclass-default-snapclass"
+  "mutate dev captured/mutate-create-storageclass-csi-disk-topology"
+  "validate dev captured/mutate-create-storageclass-csi-disk-topology"
+  "mutate dev captured/mutate-create-node-cn-hangzhou-b-node2"
+  "mutate pods pods/captured/mutate-create-pod-mysql-pinned"
+  "validate pods pods/validated-after-mutation"
+  "validate pods pods/bound-pv-other-zone-unpinned"
 )
 
 printf '\n%-9s %-52s %-6s %-60s %s\n' webhook review proto "rules" "baseline / ratio"
 for entry in "${CASES[@]}"; do
-  read -r hook review <<<"$entry"
-  file="tests/golden/captured/$review/review.json"
+  read -r hook state review <<<"$entry"
+  file="tests/golden/$review/review.json"; [ -f "$review" ] && file=$review
   for target in rules baseline; do
-    port=$PORT; [ $target = baseline ] && port=$BASE_PORT
+    port=${PORTS[$target-$state]}
     REVIEW=$file wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -s "$WORK/post.lua" \
       "https://127.0.0.1:$port/$hook" | tail -1 >"$WORK/h1-$target"
     h2load -D "${DURATION%s}" -c "$CONNECTIONS" -m 10 -t "$THREADS" -d "$file" --log-file="$WORK/h2log-$target" \
@@ -111,4 +123,4 @@ for target in rules baseline; do
   echo "$target: $(grep -E '^requests:' "$WORK/open-$target" | cut -d, -f4-5) | $(pct "$WORK/openlog-$target")"
 done
 echo
-echo "peak RSS: rules $(hwm rules), baseline $(hwm baseline)"
+echo "peak RSS: rules $(hwm rules-dev), baseline $(hwm baseline-dev)"

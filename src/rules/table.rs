@@ -77,6 +77,21 @@ mod tests {
     }
 
     #[test]
+    fn the_benches_no_logic_baseline_turns_every_rule_off() {
+        // benches/load.sh and profile.sh compare against it: a rule left on would make the
+        // baseline do work and the ratios flatter.
+        let policy = crate::testing::policy::example("benches/baseline-policy.yaml");
+        for rule in RULES {
+            assert_eq!(
+                (rule.settings)(&policy).mode,
+                crate::policy::Mode::Off,
+                "{}",
+                rule.id
+            );
+        }
+    }
+
+    #[test]
     fn rules_sort_in_table_order() {
         let mut ids: Vec<_> = RULES.iter().rev().map(|r| r.id).collect();
         ids.sort();
