@@ -27,14 +27,13 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::ObjectReference;
 use kube::runtime::events::{Event, EventType};
 use tokio::time::Instant;
 
+pub use super::finding::{Finding, ObjectRef};
 use super::{Context, Error, Scope};
-use crate::cluster::{Cached, ClusterIndex, ClusterView, ResourceKind, Store, SyncState};
+use crate::cluster::{Cached, ClusterIndex, ClusterView, Store, SyncState};
 use crate::metrics::{AuditEventLabels, AuditLabels, StuckLabels};
-use crate::model::ObjectMeta;
 use crate::policy::{Mode, Policy, UserInfo};
 use crate::rules::kinds::StoreVisitor;
 use crate::rules::{Check, For, RULES, Rule, RuleId, gate};
@@ -49,75 +48,6 @@ pub fn audited_rules() -> impl Iterator<Item = &'static Rule> {
 
 /// events.k8s.io/v1 limits `note` to 1 kB.
 const MAX_NOTE_BYTES: usize = 1024;
-
-/// The object a finding is about.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ObjectRef {
-    pub kind: ResourceKind,
-    pub namespace: Option<String>,
-    pub name: String,
-    pub uid: Option<String>,
-}
-
-impl ObjectRef {
-    pub(crate) fn new(kind: ResourceKind, meta: &ObjectMeta) -> Self {
-        Self {
-            kind,
-            namespace: meta.namespace.clone().filter(|n| !n.is_empty()),
-            name: meta.name.clone(),
-            uid: meta.uid.clone().filter(|u| !u.is_empty()),
-        }
-    }
-
-    /// The identity deduplication uses: the uid (a recreated object is a new object), or the
-    /// kind and name when the cache has no uid (a state file).
-    pub fn key(&self) -> String {
-        match &self.uid {
-            Some(uid) => uid.clone(),
-            None => format!(
-                "{}/{}/{}",
-                self.kind,
-                self.namespace.as_deref().unwrap_or_default(),
-                self.name
-            ),
-        }
-    }
-
-    /// The reference an Event is attached to (`regarding`).
-    pub fn reference(&self) -> ObjectReference {
-        let group = self.kind.group();
-        ObjectReference {
-            api_version: Some(if group.is_empty() {
-                "v1".to_owned()
-            } else {
-                format!("{group}/v1")
-            }),
-            kind: Some(self.kind.as_str().to_owned()),
-            name: Some(self.name.clone()),
-            namespace: self.namespace.clone(),
-            uid: self.uid.clone(),
-            ..ObjectReference::default()
-        }
-    }
-}
-
-impl std::fmt::Display for ObjectRef {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match &self.namespace {
-            Some(ns) => write!(f, "{} {ns}/{}", self.kind, self.name),
-            None => write!(f, "{} {}", self.kind, self.name),
-        }
-    }
-}
-
-/// One object violating one rule, with everything the rule said about it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Finding {
-    pub rule: RuleId,
-    pub object: ObjectRef,
-    /// The rule's denials and warnings, one per line, as the webhook would say them.
-    pub message: String,
-}
 
 /// What one pass over the cache found.
 #[derive(Debug, Default)]
@@ -392,6 +322,7 @@ mod tests {
     use std::path::Path;
 
     use super::*;
+    use crate::cluster::ResourceKind;
     use crate::cluster::state_file;
 
     /// Nodes in zone b; a PVC restoring from a missing snapshot, a bound one doing the same, and

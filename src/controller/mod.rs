@@ -20,6 +20,7 @@
 
 pub mod audit;
 pub mod backfill;
+pub mod finding;
 pub mod stuck;
 
 use std::sync::Arc;

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use super::Scope;
-use super::audit::{Finding, ObjectRef};
+use super::finding::{Finding, ObjectRef};
 use crate::cluster::ClusterIndex;
 use crate::explain::{self, KINDS, Verdict};
 use crate::policy::Policy;
