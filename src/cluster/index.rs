@@ -20,6 +20,10 @@ const LABEL: &str = "label:";
 const NS_LABEL: &str = "nslabel:";
 /// A claim's label key in its namespace (for `Exists`): `labelkey:ns/key`.
 const NS_LABEL_KEY: &str = "labelkey:";
+/// A claim a pod uses: `claim=ns/name`.
+const CLAIM: &str = "claim=";
+/// The group snapshot a member snapshot belongs to: `group=ns/name`.
+const GROUP: &str = "group=";
 
 /// Every kind keeps its metadata in `metadata`.
 macro_rules! meta_access {
@@ -52,6 +56,13 @@ impl Cached for VolumeSnapshot {
             self.metadata.namespace.as_deref().unwrap_or_default(),
             &self.metadata.name,
         )
+    }
+    fn index_values(&self) -> Vec<String> {
+        let ns = self.metadata.namespace.as_deref().unwrap_or_default();
+        self.group_name()
+            .map(|group| format!("{GROUP}{ns}/{group}"))
+            .into_iter()
+            .collect()
     }
 }
 
@@ -134,6 +145,13 @@ impl Cached for Pod {
             self.metadata.namespace.as_deref().unwrap_or_default(),
             &self.metadata.name,
         )
+    }
+    /// The claims it uses, so a claim finds its pods without a scan.
+    fn index_values(&self) -> Vec<String> {
+        let ns = self.metadata.namespace.as_deref().unwrap_or_default();
+        self.claims()
+            .map(|(claim, _)| format!("{CLAIM}{ns}/{claim}"))
+            .collect()
     }
 }
 
@@ -432,6 +450,24 @@ impl ClusterView for ClusterIndex {
         name: &str,
     ) -> Lookup<Option<Arc<VolumeGroupSnapshotContent>>> {
         self.group_snapshot_contents.get("", name)
+    }
+
+    fn pod(&self, namespace: &str, name: &str) -> Lookup<Option<Arc<Pod>>> {
+        self.pods.get(namespace, name)
+    }
+
+    fn pods_using_claim(&self, namespace: &str, name: &str) -> Lookup<Vec<Arc<Pod>>> {
+        let mut pods = self.pods.by_index(&format!("{CLAIM}{namespace}/{name}"))?;
+        pods.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        Ok(pods)
+    }
+
+    fn group_members(&self, namespace: &str, group: &str) -> Lookup<Vec<Arc<VolumeSnapshot>>> {
+        let mut members = self
+            .snapshots
+            .by_index(&format!("{GROUP}{namespace}/{group}"))?;
+        members.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        Ok(members)
     }
 }
 

@@ -183,6 +183,19 @@ impl ClusterView for Recording<'_> {
         self.get(ResourceKind::VolumeGroupSnapshotContent, "", name);
         self.index.group_snapshot_content(name)
     }
+    fn pod(&self, namespace: &str, name: &str) -> Lookup<Option<Arc<crate::model::Pod>>> {
+        self.get(ResourceKind::Pod, namespace, name);
+        self.index.pod(namespace, name)
+    }
+    /// All pods are listed (not only Pending ones): a LIST of the kind, as for nodes.
+    fn pods_using_claim(&self, namespace: &str, name: &str) -> Lookup<Vec<Arc<crate::model::Pod>>> {
+        self.list(ResourceKind::Pod);
+        self.index.pods_using_claim(namespace, name)
+    }
+    fn group_members(&self, namespace: &str, group: &str) -> Lookup<Vec<Arc<VolumeSnapshot>>> {
+        self.list(ResourceKind::VolumeSnapshot);
+        self.index.group_members(namespace, group)
+    }
 }
 
 /// Reads from the API, with GET and LIST only, the objects explaining `target` needs.
