@@ -16,6 +16,7 @@ use kube::Client;
 use super::{Error, Outcome, load_policy, load_state, runtime};
 use crate::cli::{ExplainArgs, Output};
 use crate::cluster::fetch::{is_dns_label, is_dns_subdomain};
+use crate::cluster::watch::{Served, served_api};
 use crate::cluster::{ClusterIndex, ClusterView, Lookup, ResourceKind, Store, SyncState};
 use crate::explain::{self, Explanation, Target, Verdict};
 use crate::model::{
@@ -206,6 +207,7 @@ pub async fn gather(
 ) -> Result<ClusterIndex, Error> {
     let index = ClusterIndex::new(SyncState::Synced);
     let mut done: BTreeSet<Wanted> = BTreeSet::new();
+    let mut roots = BTreeMap::new();
     for _ in 0..MAX_ROUNDS {
         let recording = Recording {
             index: &index,
@@ -232,21 +234,43 @@ pub async fn gather(
             return Ok(index);
         }
         for wanted in new {
-            fetch(client, &index, &wanted).await?;
+            fetch(client, &index, &wanted, &mut roots).await?;
             done.insert(wanted);
         }
     }
     Ok(index)
 }
 
-/// `/api/v1` or `/apis/GROUP/v1`, with the namespace for namespaced kinds.
-fn path(kind: ResourceKind, namespace: Option<&str>) -> String {
-    let group = kind.group();
-    let root = if group.is_empty() {
-        "/api/v1".to_owned()
-    } else {
-        format!("/apis/{group}/v1")
+/// Where `kind` is served: `/api/v1`, `/apis/GROUP/v1`, or for the group snapshot kinds the
+/// version discovery recommends (`v1beta1`, `v1beta2` or `v1`), asked once per kind, as the
+/// watches ask it. `None`: not served, so no objects of the kind.
+async fn root(
+    client: &Client,
+    kind: ResourceKind,
+    roots: &mut BTreeMap<ResourceKind, Option<String>>,
+) -> Result<Option<String>, Error> {
+    if let Some(root) = roots.get(&kind) {
+        return Ok(root.clone());
+    }
+    let root = match served_api(client, kind).await {
+        Ok(Served::At(resource)) if resource.group.is_empty() => {
+            Some(format!("/api/{}", resource.version))
+        }
+        Ok(Served::At(resource)) => Some(format!("/apis/{}", resource.api_version)),
+        Ok(Served::Missing) => None,
+        Err(source) => {
+            return Err(Error::ClusterRead {
+                what: format!("the {} API (discovery)", kind.group()),
+                source,
+            });
+        }
     };
+    roots.insert(kind, root.clone());
+    Ok(root)
+}
+
+/// `ROOT/KIND` or `ROOT/namespaces/NS/KIND`.
+fn path(root: &str, kind: ResourceKind, namespace: Option<&str>) -> String {
     match namespace {
         Some(ns) => format!("{root}/namespaces/{ns}/{}", kind.plural()),
         None => format!("{root}/{}", kind.plural()),
@@ -269,7 +293,19 @@ struct List<T> {
     items: Vec<T>,
 }
 
-async fn fetch(client: &Client, index: &ClusterIndex, wanted: &Wanted) -> Result<(), Error> {
+async fn fetch(
+    client: &Client,
+    index: &ClusterIndex,
+    wanted: &Wanted,
+    roots: &mut BTreeMap<ResourceKind, Option<String>>,
+) -> Result<(), Error> {
+    let kind = match wanted {
+        Wanted::Get { kind, .. } | Wanted::List(kind) => *kind,
+    };
+    // A kind the cluster does not serve: no objects of it.
+    let Some(root) = root(client, kind, roots).await? else {
+        return Ok(());
+    };
     match wanted {
         Wanted::Get {
             kind,
@@ -283,7 +319,11 @@ async fn fetch(client: &Client, index: &ClusterIndex, wanted: &Wanted) -> Result
             }
             let url = format!(
                 "{}/{name}",
-                path(*kind, namespaced(*kind).then_some(namespace.as_str()))
+                path(
+                    &root,
+                    *kind,
+                    namespaced(*kind).then_some(namespace.as_str())
+                )
             );
             let Some(text) = read(client, &url, &format!("{kind} {name}")).await? else {
                 return Ok(());
@@ -308,7 +348,7 @@ async fn fetch(client: &Client, index: &ClusterIndex, wanted: &Wanted) -> Result
             }
         }
         Wanted::List(kind) => {
-            let url = path(*kind, None);
+            let url = path(&root, *kind, None);
             // No snapshot CRDs: no objects of those kinds.
             let text = read(client, &url, &format!("{} objects", kind))
                 .await?
@@ -533,5 +573,98 @@ mod tests {
                 .contains("cannot read PersistentVolumeClaim data"),
             "{err}"
         );
+    }
+
+    /// Discovery of a cluster serving the group snapshot API at `v1beta2` only.
+    async fn expect_discovery(handle: &mut ApiHandle) {
+        const GROUP: &str = "groupsnapshot.storage.k8s.io";
+        let version = json!({"groupVersion": format!("{GROUP}/v1beta2"), "version": "v1beta2"});
+        expect_get(
+            handle,
+            "/apis",
+            Some(json!({
+                "kind": "APIGroupList", "apiVersion": "v1",
+                "groups": [{"name": GROUP, "versions": [version], "preferredVersion": version}]
+            })),
+        )
+        .await;
+        let resource = |name: &str, kind: &str, namespaced: bool| {
+            json!({"name": name, "singularName": "", "namespaced": namespaced, "kind": kind,
+                   "verbs": ["get", "list", "watch"]})
+        };
+        expect_get(handle, &format!("/apis/{GROUP}/v1beta2"), Some(json!({
+            "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": format!("{GROUP}/v1beta2"),
+            "resources": [
+                resource("volumegroupsnapshots", "VolumeGroupSnapshot", true),
+                resource("volumegroupsnapshotcontents", "VolumeGroupSnapshotContent", false),
+                resource("volumegroupsnapshotclasses", "VolumeGroupSnapshotClass", false),
+            ]
+        })))
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_group_snapshot_is_read_at_the_version_the_cluster_serves() {
+        let (client, mut handle) = mock_client();
+        let target = Target::parse("vgs", "g", "app").unwrap();
+        let run = tokio::spawn(async move {
+            let index = gather(&client, &target, &policy::default()).await?;
+            Ok::<_, Error>(
+                explain::explain(&target, &index, &policy::default(), SystemTime::now()).unwrap(),
+            )
+        });
+        // Each group snapshot kind: discovered, then read at v1beta2 (not v1).
+        expect_discovery(&mut handle).await;
+        expect_get(
+            &mut handle,
+            "/apis/groupsnapshot.storage.k8s.io/v1beta2/namespaces/app/volumegroupsnapshots/g",
+            Some(json!({"metadata": {"name": "g", "namespace": "app"},
+                        "spec": {"source": {"selector": {"matchLabels": {"app": "db"}}},
+                                 "volumeGroupSnapshotClassName": "gc"},
+                        "status": {"boundVolumeGroupSnapshotContentName": "gsc"}})),
+        )
+        .await;
+        expect_discovery(&mut handle).await;
+        expect_get(
+            &mut handle,
+            "/apis/groupsnapshot.storage.k8s.io/v1beta2/volumegroupsnapshotcontents/gsc",
+            Some(json!({"metadata": {"name": "gsc"},
+                        "spec": {"driver": "d.csi", "source": {"volumeHandles": ["h"]},
+                                 "volumeGroupSnapshotRef": {"name": "g", "namespace": "app"}},
+                        "status": {"readyToUse": false, "error": {"message": "quota exceeded"}}})),
+        )
+        .await;
+        let explanation = run.await.unwrap().unwrap();
+        let ids: Vec<_> = explanation.findings.iter().map(|f| f.id).collect();
+        assert_eq!(ids, ["group.content-error"]);
+        assert!(
+            explanation.findings[0]
+                .message
+                .contains("\"quota exceeded\"")
+        );
+        // GETs only, and nothing after: nothing was written.
+        assert!(handle.next_request().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_cluster_without_the_group_snapshot_api_has_no_group_snapshots() {
+        let (client, mut handle) = mock_client();
+        let target = Target::parse("vgs", "g", "app").unwrap();
+        let run = tokio::spawn(async move {
+            let index = gather(&client, &target, &policy::default()).await?;
+            Ok::<_, Error>(
+                explain::explain(&target, &index, &policy::default(), SystemTime::now()).unwrap(),
+            )
+        });
+        expect_get(
+            &mut handle,
+            "/apis",
+            Some(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": []})),
+        )
+        .await;
+        let explanation = run.await.unwrap().unwrap();
+        let ids: Vec<_> = explanation.findings.iter().map(|f| f.id).collect();
+        assert_eq!(ids, ["group.not-found"]);
+        assert!(handle.next_request().await.is_none());
     }
 }
