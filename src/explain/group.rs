@@ -195,7 +195,8 @@ fn bound(
         d.find(
             MEMBERS_NOT_READY,
             format!(
-                "VolumeGroupSnapshot {name} waits for its member VolumeSnapshots {}, not ready to use yet.",
+                "VolumeGroupSnapshot {name} waits for its member VolumeSnapshot{} {}, not ready to use yet.",
+                if not_ready.len() == 1 { "" } else { "s" },
                 not_ready.join(", ")
             ),
             format!(

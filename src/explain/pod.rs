@@ -70,10 +70,10 @@ pub(super) fn diagnose(
         Some(node) => format!("pinned to node {node} (spec.nodeName)"),
         None => "placed by the scheduler".to_owned(),
     };
-    let uses = if claims.is_empty() {
-        "no claims".to_owned()
-    } else {
-        format!("claims {}", claims.join(", "))
+    let uses = match claims.len() {
+        0 => "no claims".to_owned(),
+        1 => format!("claim {}", claims[0]),
+        _ => format!("claims {}", claims.join(", ")),
     };
     d.step(me, format!("{phase}; {placed}; uses {uses}"));
     if !pod.is_pending() {

@@ -742,8 +742,9 @@ fn group_snapshot_content_error_missing_and_members() {
     );
     assert_eq!(ids(&e), ["group.members-not-ready"]);
     assert!(
-        e.findings[0].message.contains("VolumeSnapshots m2,")
-            || e.findings[0].message.contains("VolumeSnapshots m2 "),
+        e.findings[0]
+            .message
+            .contains("member VolumeSnapshot m2, not ready"),
         "{}",
         e.findings[0].message
     );
