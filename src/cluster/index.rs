@@ -693,4 +693,55 @@ mod tests {
         assert_eq!(names, ["a", "b"]);
         assert!(index.snapshot_classes_for_driver("d3").unwrap().is_empty());
     }
+
+    #[test]
+    fn a_claim_finds_its_pods_and_a_group_its_members_by_index() {
+        use crate::testing::{PodExt as _, SnapshotExt as _, pod, snapshot};
+        let index = ClusterIndex::new(SyncState::Synced);
+        index.pods.replace([
+            pod("app", "web-1").claim("d", "data"),
+            pod("app", "web-0")
+                .claim("d", "data")
+                .ephemeral("tmp", None),
+            pod("other", "web-0").claim("d", "data"),
+        ]);
+        let names = |pods: Vec<Arc<Pod>>| -> Vec<String> {
+            pods.iter().map(|p| p.metadata.name.clone()).collect()
+        };
+        assert_eq!(
+            names(index.pods_using_claim("app", "data").unwrap()),
+            ["web-0", "web-1"]
+        );
+        // A generic ephemeral volume's claim is `<pod>-<volume>`.
+        assert_eq!(
+            names(index.pods_using_claim("app", "web-0-tmp").unwrap()),
+            ["web-0"]
+        );
+        assert!(index.pods_using_claim("app", "nope").unwrap().is_empty());
+        // A pod that goes away is no longer found.
+        index.pods.delete("app", "web-1");
+        assert_eq!(
+            names(index.pods_using_claim("app", "data").unwrap()),
+            ["web-0"]
+        );
+
+        index.snapshots.replace([
+            snapshot("app", "b").group_member("g"),
+            snapshot("app", "a").group_status("g"),
+            snapshot("app", "c"),
+            snapshot("other", "d").group_member("g"),
+        ]);
+        let members: Vec<String> = index
+            .group_members("app", "g")
+            .unwrap()
+            .iter()
+            .map(|s| s.metadata.name.clone())
+            .collect();
+        assert_eq!(members, ["a", "b"]);
+        assert!(
+            ClusterIndex::unavailable("x")
+                .pods_using_claim("app", "data")
+                .is_err()
+        );
+    }
 }

@@ -77,6 +77,11 @@ enum Wanted {
         name: String,
     },
     List(ResourceKind),
+    /// The objects of a namespaced kind in one namespace (a claim's pods).
+    ListIn {
+        kind: ResourceKind,
+        namespace: String,
+    },
 }
 
 /// A view that answers from `index` and records every lookup.
@@ -188,9 +193,12 @@ impl ClusterView for Recording<'_> {
         self.get(ResourceKind::Pod, namespace, name);
         self.index.pod(namespace, name)
     }
-    /// All pods are listed (not only Pending ones): a LIST of the kind, as for nodes.
+    /// The pods of the claim's namespace are listed (all of them, not only Pending ones).
     fn pods_using_claim(&self, namespace: &str, name: &str) -> Lookup<Vec<Arc<crate::model::Pod>>> {
-        self.list(ResourceKind::Pod);
+        self.record(Wanted::ListIn {
+            kind: ResourceKind::Pod,
+            namespace: namespace.to_owned(),
+        });
         self.index.pods_using_claim(namespace, name)
     }
     fn group_members(&self, namespace: &str, group: &str) -> Lookup<Vec<Arc<VolumeSnapshot>>> {
@@ -221,7 +229,7 @@ pub async fn gather(
             .chain(&asked)
             .filter_map(|w| match w {
                 Wanted::List(kind) => Some(*kind),
-                Wanted::Get { .. } => None,
+                Wanted::Get { .. } | Wanted::ListIn { .. } => None,
             })
             .collect();
         let new: Vec<Wanted> = asked
@@ -300,7 +308,7 @@ async fn fetch(
     roots: &mut BTreeMap<ResourceKind, Option<String>>,
 ) -> Result<(), Error> {
     let kind = match wanted {
-        Wanted::Get { kind, .. } | Wanted::List(kind) => *kind,
+        Wanted::Get { kind, .. } | Wanted::List(kind) | Wanted::ListIn { kind, .. } => *kind,
     };
     // A kind the cluster does not serve: no objects of it.
     let Some(root) = root(client, kind, roots).await? else {
@@ -347,6 +355,21 @@ async fn fetch(
                 }
             }
         }
+        Wanted::ListIn { kind, namespace } => {
+            if !is_dns_label(namespace) {
+                return Ok(());
+            }
+            let url = path(&root, *kind, Some(namespace));
+            let text = read(client, &url, &format!("{kind} objects in {namespace}"))
+                .await?
+                .unwrap_or_else(|| "{}".to_owned());
+            let at = format_args!("{url}");
+            // Only pods are listed by namespace; other stores keep what other reads put there.
+            match kind {
+                ResourceKind::Pod => add(&index.pods, &text, at),
+                _ => Ok(()),
+            }
+        }
         Wanted::List(kind) => {
             let url = path(&root, *kind, None);
             // No snapshot CRDs: no objects of those kinds.
@@ -381,6 +404,19 @@ fn apply<T: crate::cluster::Cached + serde::de::DeserializeOwned>(
     at: std::fmt::Arguments<'_>,
 ) -> Result<(), Error> {
     store.apply(crate::model::parse_at::<T>(text, at).map_err(Error::input)?);
+    Ok(())
+}
+
+/// Each object of a LIST added to `store` (a namespace's objects, next to other namespaces').
+fn add<T: crate::cluster::Cached + serde::de::DeserializeOwned>(
+    store: &Store<T>,
+    text: &str,
+    at: std::fmt::Arguments<'_>,
+) -> Result<(), Error> {
+    let list = crate::model::parse_at::<List<T>>(text, at).map_err(Error::input)?;
+    for item in list.items {
+        store.apply(item);
+    }
     Ok(())
 }
 
@@ -666,5 +702,90 @@ mod tests {
         let ids: Vec<_> = explanation.findings.iter().map(|f| f.id).collect();
         assert_eq!(ids, ["group.not-found"]);
         assert!(handle.next_request().await.is_none());
+    }
+
+    /// Answers every request from `objects` by path (404 for others) until explain is done;
+    /// the requests, in order, as `METHOD path?query`.
+    async fn serve(mut handle: ApiHandle, objects: BTreeMap<&'static str, Value>) -> Vec<String> {
+        let mut seen = Vec::new();
+        while let Some((request, send)) = handle.next_request().await {
+            seen.push(format!("{} {}", request.method(), request.uri()));
+            send.send_response(match objects.get(request.uri().path()) {
+                Some(body) => respond(StatusCode::OK, body),
+                None => status(404, "NotFound"),
+            });
+        }
+        seen
+    }
+
+    #[tokio::test]
+    async fn a_pod_and_a_claim_waiting_for_it_read_the_namespace_pods_only() {
+        let objects = BTreeMap::from([
+            (
+                "/api/v1/namespaces/shop/pods/redis-0",
+                json!({
+                "metadata": {"name": "redis-0", "namespace": "shop"},
+                "spec": {"nodeName": "n1", "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "cache"}}]},
+                "status": {"phase": "Pending"}}),
+            ),
+            (
+                "/api/v1/namespaces/shop/persistentvolumeclaims/cache",
+                json!({
+                "metadata": {"name": "cache", "namespace": "shop"},
+                "spec": {"storageClassName": "wffc"}}),
+            ),
+            (
+                "/apis/storage.k8s.io/v1/storageclasses/wffc",
+                json!({
+                "metadata": {"name": "wffc"}, "provisioner": "d.csi",
+                "volumeBindingMode": "WaitForFirstConsumer"}),
+            ),
+            (
+                "/api/v1/namespaces/shop/pods",
+                json!({"items": [{
+                "metadata": {"name": "redis-0", "namespace": "shop"},
+                "spec": {"nodeName": "n1", "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "cache"}}]},
+                "status": {"phase": "Pending"}}]}),
+            ),
+        ]);
+        for (kind, name, id, reads) in [
+            (
+                "pod",
+                "redis-0",
+                "pod.pinned-wffc",
+                &[
+                    "GET /api/v1/namespaces/shop/pods/redis-0",
+                    "GET /api/v1/namespaces/shop/persistentvolumeclaims/cache",
+                    "GET /apis/storage.k8s.io/v1/storageclasses/wffc",
+                    "GET /api/v1/namespaces/shop/pods",
+                ][..],
+            ),
+            (
+                "pvc",
+                "cache",
+                "pvc.wffc-no-consumer",
+                &[
+                    "GET /api/v1/namespaces/shop/persistentvolumeclaims/cache",
+                    "GET /apis/storage.k8s.io/v1/storageclasses/wffc",
+                    "GET /api/v1/namespaces/shop/pods",
+                ][..],
+            ),
+        ] {
+            let (client, handle) = mock_client();
+            let target = Target::parse(kind, name, "shop").unwrap();
+            let run = tokio::spawn(async move {
+                let index = gather(&client, &target, &policy::default()).await?;
+                Ok::<_, Error>(
+                    explain::explain(&target, &index, &policy::default(), SystemTime::now())
+                        .unwrap(),
+                )
+            });
+            let seen = serve(handle, objects.clone()).await;
+            let explanation = run.await.unwrap().unwrap();
+            // GETs only (LISTs are GETs of a collection); the pods of the namespace, not all.
+            assert_eq!(seen, reads, "{kind}");
+            let ids: Vec<_> = explanation.findings.iter().map(|f| f.id).collect();
+            assert_eq!(ids, [id], "{kind}");
+        }
     }
 }

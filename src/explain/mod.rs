@@ -395,6 +395,14 @@ mod unit {
             Target::parse("vs", "s", "a").unwrap().kind,
             ResourceKind::VolumeSnapshot
         );
+        for (name, kind) in [
+            ("po", ResourceKind::Pod),
+            ("Pods", ResourceKind::Pod),
+            ("vgs", ResourceKind::VolumeGroupSnapshot),
+            ("volumegroupsnapshots", ResourceKind::VolumeGroupSnapshot),
+        ] {
+            assert_eq!(Target::parse(name, "x", "a").unwrap().kind, kind, "{name}");
+        }
         let err = Target::parse("deployment", "d", "a")
             .unwrap_err()
             .to_string();
