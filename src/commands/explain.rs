@@ -1,5 +1,6 @@
-//! `explain KIND NAME`: why a claim or snapshot is stuck, from a state file or, read-only,
-//! from the cluster of the current kubeconfig context.
+//! `explain KIND NAME`: why a claim, snapshot, group snapshot or pod is stuck, from a state
+//! file or, read-only, from the cluster of the current kubeconfig context (the group snapshot
+//! kinds at the version the cluster serves, discovered as the watches discover it).
 //!
 //! In a cluster, only what the chain needs is read, and only with GET and LIST: the
 //! explanation runs on an empty view that records each lookup (`Recording`); what it asked

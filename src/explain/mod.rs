@@ -1,5 +1,5 @@
-//! Why is it stuck? The chain of objects behind a Pending claim or an unready snapshot, the
-//! fact that matters at each, and what blocks it, with the fix.
+//! Why is it stuck? The chain of objects behind a Pending claim or pod, or an unready snapshot
+//! or group snapshot, the fact that matters at each, and what blocks it, with the fix.
 //!
 //! Pure, like the rules: a function of (target, cluster view, policy, now). Where a rule judges
 //! the question (a restore's snapshot, a class's topologies, a snapshot's default class), the

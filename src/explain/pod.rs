@@ -155,11 +155,15 @@ fn rule_findings(
         .transpose()?
         .unwrap_or_default();
     let name = pod.metadata.qualified_name();
+    let ns = pod.metadata.namespace.as_deref().unwrap_or_default();
     for message in pinned.denials {
         d.find(
             PINNED_WFFC,
             message,
-            format!("kubectl get pod -n {} {} -o yaml > pod.yaml; move spec.nodeName into the node affinity the message gives; kubectl replace --force -f pod.yaml", pod.metadata.namespace.as_deref().unwrap_or_default(), pod.metadata.name),
+            format!(
+                "kubectl get pod -n {ns} {} -o yaml > pod.yaml; move spec.nodeName into the node affinity the message gives; kubectl replace --force -f pod.yaml",
+                pod.metadata.name
+            ),
         );
     }
     let reach = run_rule_as(
