@@ -4,9 +4,10 @@
 //!
 //! In a cluster, only what the chain needs is read, and only with GET and LIST: the
 //! explanation runs on an empty view that records each lookup (`Recording`); what it asked
-//! for is fetched (a GET per object, a LIST where it asked about all objects of a kind: nodes,
-//! the default classes), and it runs again, until it asks for nothing new. The diagnosis
-//! itself never knows where its view came from.
+//! for is fetched (a GET per object, a LIST of one namespace for a claim's pods or a group's
+//! members, a LIST where it asked about all objects of a kind: nodes, the default classes),
+//! and it runs again, until it asks for nothing new. The diagnosis itself never knows where
+//! its view came from.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -78,7 +79,7 @@ enum Wanted {
         name: String,
     },
     List(ResourceKind),
-    /// The objects of a namespaced kind in one namespace (a claim's pods).
+    /// The objects of a namespaced kind in one namespace (a claim's pods, a group's members).
     ListIn {
         kind: ResourceKind,
         namespace: String,
@@ -202,8 +203,12 @@ impl ClusterView for Recording<'_> {
         });
         self.index.pods_using_claim(namespace, name)
     }
+    /// The snapshots of the group's namespace are listed.
     fn group_members(&self, namespace: &str, group: &str) -> Lookup<Vec<Arc<VolumeSnapshot>>> {
-        self.list(ResourceKind::VolumeSnapshot);
+        self.record(Wanted::ListIn {
+            kind: ResourceKind::VolumeSnapshot,
+            namespace: namespace.to_owned(),
+        });
         self.index.group_members(namespace, group)
     }
 }
@@ -365,9 +370,11 @@ async fn fetch(
                 .await?
                 .unwrap_or_else(|| "{}".to_owned());
             let at = format_args!("{url}");
-            // Only pods are listed by namespace; other stores keep what other reads put there.
+            // Only pods and snapshots are listed by namespace (a claim's pods, a group's
+            // members); each object is added to what other reads put in the store.
             match kind {
                 ResourceKind::Pod => add(&index.pods, &text, at),
+                ResourceKind::VolumeSnapshot => add(&index.snapshots, &text, at),
                 _ => Ok(()),
             }
         }
@@ -788,5 +795,85 @@ mod tests {
             let ids: Vec<_> = explanation.findings.iter().map(|f| f.id).collect();
             assert_eq!(ids, [id], "{kind}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_group_s_members_are_read_with_a_list_of_its_namespace() {
+        const GROUP: &str = "groupsnapshot.storage.k8s.io";
+        let version = json!({"groupVersion": format!("{GROUP}/v1"), "version": "v1"});
+        let resource = |name: &str, kind: &str, namespaced: bool| {
+            json!({"name": name, "singularName": "", "namespaced": namespaced, "kind": kind,
+                   "verbs": ["get", "list", "watch"]})
+        };
+        let member = |name: &str, ready: bool| {
+            json!({"metadata": {"name": name, "namespace": "app", "ownerReferences": [
+                      {"apiVersion": format!("{GROUP}/v1"), "kind": "VolumeGroupSnapshot", "name": "g", "uid": "u"}]},
+                   "spec": {"source": {"volumeSnapshotContentName": format!("c-{name}")}},
+                   "status": {"readyToUse": ready}})
+        };
+        let objects = BTreeMap::from([
+            (
+                "/apis",
+                json!({"kind": "APIGroupList", "apiVersion": "v1",
+                "groups": [{"name": GROUP, "versions": [version], "preferredVersion": version}]}),
+            ),
+            (
+                "/apis/groupsnapshot.storage.k8s.io/v1",
+                json!({
+                "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": format!("{GROUP}/v1"),
+                "resources": [
+                    resource("volumegroupsnapshots", "VolumeGroupSnapshot", true),
+                    resource("volumegroupsnapshotcontents", "VolumeGroupSnapshotContent", false),
+                ]}),
+            ),
+            (
+                "/apis/groupsnapshot.storage.k8s.io/v1/namespaces/app/volumegroupsnapshots/g",
+                json!({
+                "metadata": {"name": "g", "namespace": "app"},
+                "spec": {"source": {"selector": {"matchLabels": {"app": "db"}}}, "volumeGroupSnapshotClassName": "gc"},
+                "status": {"boundVolumeGroupSnapshotContentName": "gsc"}}),
+            ),
+            (
+                "/apis/groupsnapshot.storage.k8s.io/v1/volumegroupsnapshotcontents/gsc",
+                json!({
+                "metadata": {"name": "gsc"},
+                "spec": {"driver": "d.csi", "source": {"volumeHandles": ["h"]},
+                         "volumeGroupSnapshotRef": {"name": "g", "namespace": "app"}},
+                "status": {"readyToUse": false}}),
+            ),
+            (
+                "/apis/snapshot.storage.k8s.io/v1/namespaces/app/volumesnapshots",
+                json!({"items": [member("m1", true), member("m2", false)]}),
+            ),
+        ]);
+        let (client, handle) = mock_client();
+        let target = Target::parse("vgs", "g", "app").unwrap();
+        let run = tokio::spawn(async move {
+            let index = gather(&client, &target, &policy::default()).await?;
+            Ok::<_, Error>(
+                explain::explain(&target, &index, &policy::default(), SystemTime::now()).unwrap(),
+            )
+        });
+        let seen = serve(handle, objects).await;
+        let explanation = run.await.unwrap().unwrap();
+        assert_eq!(
+            seen,
+            [
+                "GET /apis",
+                "GET /apis/groupsnapshot.storage.k8s.io/v1",
+                "GET /apis/groupsnapshot.storage.k8s.io/v1/namespaces/app/volumegroupsnapshots/g",
+                "GET /apis",
+                "GET /apis/groupsnapshot.storage.k8s.io/v1",
+                "GET /apis/groupsnapshot.storage.k8s.io/v1/volumegroupsnapshotcontents/gsc",
+                "GET /apis/snapshot.storage.k8s.io/v1/namespaces/app/volumesnapshots",
+            ]
+        );
+        let ids: Vec<_> = explanation.findings.iter().map(|f| f.id).collect();
+        assert_eq!(ids, ["group.members-not-ready"]);
+        assert!(
+            explanation.findings[0]
+                .message
+                .contains("VolumeSnapshot m2,")
+        );
     }
 }
