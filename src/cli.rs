@@ -230,7 +230,8 @@ pub struct ReviewArgs {
 
 #[derive(Args)]
 pub struct ExplainArgs {
-    /// The kind, as kubectl names it: pvc (persistentvolumeclaim), vs (volumesnapshot).
+    /// The kind, as kubectl names it: pvc (persistentvolumeclaim), vs (volumesnapshot), po
+    /// (pod), vgs (volumegroupsnapshot).
     pub kind: String,
     pub name: String,
     /// The object's namespace (default: the kubeconfig context's; `default` with --state).

@@ -158,18 +158,27 @@ fn an_unreadable_state_file_is_bad_input() {
 }
 
 #[test]
-fn the_readme_transcript_is_the_real_output() {
+fn the_readme_transcripts_are_the_real_output() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let readme = std::fs::read_to_string(root.join("README.md")).unwrap();
-    let command = "$ storage-admission explain pvc mysql-data -n shop --state tests/explain/pv-zone-no-node/state.yaml\n";
-    let start = readme
-        .find(command)
-        .expect("README shows the explain transcript")
-        + command.len();
-    let end = start + readme[start..].find("$ echo $?").unwrap();
-    let expected =
-        std::fs::read_to_string(root.join("tests/explain/pv-zone-no-node/expected.txt")).unwrap();
-    assert_eq!(&readme[start..end], expected);
+    // The claim's side of the seed's example, then the pod's.
+    for (args, shape) in [
+        ("pvc mysql-data -n shop", "pv-zone-no-node"),
+        ("pod mysql-0 -n shop", "pod-pv-zone-no-node"),
+    ] {
+        let command = format!(
+            "$ storage-admission explain {args} --state tests/explain/{shape}/state.yaml\n"
+        );
+        let start = readme
+            .find(&command)
+            .unwrap_or_else(|| panic!("README shows the transcript of {args}"))
+            + command.len();
+        let end = start + readme[start..].find("$ echo $?").unwrap();
+        let expected =
+            std::fs::read_to_string(root.join(format!("tests/explain/{shape}/expected.txt")))
+                .unwrap();
+        assert_eq!(&readme[start..end], expected, "{shape}");
+    }
 }
 
 #[test]

@@ -162,6 +162,15 @@ impl ClusterView for Lookaside<'_> {
     ) -> Lookup<Option<Arc<crate::model::VolumeGroupSnapshotContent>>> {
         self.base.group_snapshot_content(name)
     }
+    fn pod(&self, namespace: &str, name: &str) -> Lookup<Option<Arc<crate::model::Pod>>> {
+        self.base.pod(namespace, name)
+    }
+    fn pods_using_claim(&self, namespace: &str, name: &str) -> Lookup<Vec<Arc<crate::model::Pod>>> {
+        self.base.pods_using_claim(namespace, name)
+    }
+    fn group_members(&self, namespace: &str, group: &str) -> Lookup<Vec<Arc<VolumeSnapshot>>> {
+        self.base.group_members(namespace, group)
+    }
 }
 
 #[cfg(test)]

@@ -20,6 +20,10 @@ const LABEL: &str = "label:";
 const NS_LABEL: &str = "nslabel:";
 /// A claim's label key in its namespace (for `Exists`): `labelkey:ns/key`.
 const NS_LABEL_KEY: &str = "labelkey:";
+/// A claim a pod uses: `claim=ns/name`.
+const CLAIM: &str = "claim=";
+/// The group snapshot a member snapshot belongs to: `group=ns/name`.
+const GROUP: &str = "group=";
 
 /// Every kind keeps its metadata in `metadata`.
 macro_rules! meta_access {
@@ -52,6 +56,13 @@ impl Cached for VolumeSnapshot {
             self.metadata.namespace.as_deref().unwrap_or_default(),
             &self.metadata.name,
         )
+    }
+    fn index_values(&self) -> Vec<String> {
+        let ns = self.metadata.namespace.as_deref().unwrap_or_default();
+        self.group_name()
+            .map(|group| format!("{GROUP}{ns}/{group}"))
+            .into_iter()
+            .collect()
     }
 }
 
@@ -134,6 +145,13 @@ impl Cached for Pod {
             self.metadata.namespace.as_deref().unwrap_or_default(),
             &self.metadata.name,
         )
+    }
+    /// The claims it uses, so a claim finds its pods without a scan.
+    fn index_values(&self) -> Vec<String> {
+        let ns = self.metadata.namespace.as_deref().unwrap_or_default();
+        self.claims()
+            .map(|(claim, _)| format!("{CLAIM}{ns}/{claim}"))
+            .collect()
     }
 }
 
@@ -433,6 +451,24 @@ impl ClusterView for ClusterIndex {
     ) -> Lookup<Option<Arc<VolumeGroupSnapshotContent>>> {
         self.group_snapshot_contents.get("", name)
     }
+
+    fn pod(&self, namespace: &str, name: &str) -> Lookup<Option<Arc<Pod>>> {
+        self.pods.get(namespace, name)
+    }
+
+    fn pods_using_claim(&self, namespace: &str, name: &str) -> Lookup<Vec<Arc<Pod>>> {
+        let mut pods = self.pods.by_index(&format!("{CLAIM}{namespace}/{name}"))?;
+        pods.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        Ok(pods)
+    }
+
+    fn group_members(&self, namespace: &str, group: &str) -> Lookup<Vec<Arc<VolumeSnapshot>>> {
+        let mut members = self
+            .snapshots
+            .by_index(&format!("{GROUP}{namespace}/{group}"))?;
+        members.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
+        Ok(members)
+    }
 }
 
 #[cfg(test)]
@@ -656,5 +692,56 @@ mod tests {
             .collect();
         assert_eq!(names, ["a", "b"]);
         assert!(index.snapshot_classes_for_driver("d3").unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_claim_finds_its_pods_and_a_group_its_members_by_index() {
+        use crate::testing::{PodExt as _, SnapshotExt as _, pod, snapshot};
+        let index = ClusterIndex::new(SyncState::Synced);
+        index.pods.replace([
+            pod("app", "web-1").claim("d", "data"),
+            pod("app", "web-0")
+                .claim("d", "data")
+                .ephemeral("tmp", None),
+            pod("other", "web-0").claim("d", "data"),
+        ]);
+        let names = |pods: Vec<Arc<Pod>>| -> Vec<String> {
+            pods.iter().map(|p| p.metadata.name.clone()).collect()
+        };
+        assert_eq!(
+            names(index.pods_using_claim("app", "data").unwrap()),
+            ["web-0", "web-1"]
+        );
+        // A generic ephemeral volume's claim is `<pod>-<volume>`.
+        assert_eq!(
+            names(index.pods_using_claim("app", "web-0-tmp").unwrap()),
+            ["web-0"]
+        );
+        assert!(index.pods_using_claim("app", "nope").unwrap().is_empty());
+        // A pod that goes away is no longer found.
+        index.pods.delete("app", "web-1");
+        assert_eq!(
+            names(index.pods_using_claim("app", "data").unwrap()),
+            ["web-0"]
+        );
+
+        index.snapshots.replace([
+            snapshot("app", "b").group_member("g"),
+            snapshot("app", "a").group_status("g"),
+            snapshot("app", "c"),
+            snapshot("other", "d").group_member("g"),
+        ]);
+        let members: Vec<String> = index
+            .group_members("app", "g")
+            .unwrap()
+            .iter()
+            .map(|s| s.metadata.name.clone())
+            .collect();
+        assert_eq!(members, ["a", "b"]);
+        assert!(
+            ClusterIndex::unavailable("x")
+                .pods_using_claim("app", "data")
+                .is_err()
+        );
     }
 }

@@ -24,7 +24,7 @@ use crate::model::{
     LabelSelector, VolumeGroupSnapshot, VolumeGroupSnapshotClass, VolumeGroupSnapshotContent,
 };
 use crate::model::{
-    Node, NodeSelectorTerm, PersistentVolume, PersistentVolumeClaim, StorageClass,
+    Node, NodeSelectorTerm, PersistentVolume, PersistentVolumeClaim, Pod, StorageClass,
     TopologyRequirement, VolumeSnapshot, VolumeSnapshotClass, VolumeSnapshotContent,
 };
 
@@ -189,4 +189,12 @@ pub trait ClusterView: Send + Sync {
     ) -> Lookup<Option<Arc<VolumeGroupSnapshot>>>;
     fn group_snapshot_content(&self, name: &str)
     -> Lookup<Option<Arc<VolumeGroupSnapshotContent>>>;
+    /// A pod. The controller's cache holds Pending pods only (and pods only when it runs).
+    fn pod(&self, namespace: &str, name: &str) -> Lookup<Option<Arc<Pod>>>;
+    /// The pods using claim `namespace/name` (by name, or as a generic ephemeral volume's
+    /// claim), sorted by name. Indexed by claim: never a scan.
+    fn pods_using_claim(&self, namespace: &str, name: &str) -> Lookup<Vec<Arc<Pod>>>;
+    /// The member VolumeSnapshots of group snapshot `namespace/group` (owned by it, or whose
+    /// status names it), sorted by name. Indexed by group: never a scan.
+    fn group_members(&self, namespace: &str, group: &str) -> Lookup<Vec<Arc<VolumeSnapshot>>>;
 }

@@ -125,14 +125,14 @@ fn missing_reason(kind: ResourceKind) -> String {
 }
 
 /// Where a kind is served, as far as discovery tells.
-enum Served {
+pub(crate) enum Served {
     At(ApiResource),
     Missing,
 }
 
 /// The API to watch a kind through: `v1` for every kind but the group snapshot kinds, whose
 /// served version (the group's preferred one) is discovered.
-async fn served_api(client: &Client, kind: ResourceKind) -> Result<Served, kube::Error> {
+pub(crate) async fn served_api(client: &Client, kind: ResourceKind) -> Result<Served, kube::Error> {
     if !kind.is_group_snapshot_crd() {
         return Ok(Served::At(api_resource(kind)));
     }

@@ -1,11 +1,13 @@
-//! `explain KIND NAME`: why a claim or snapshot is stuck, from a state file or, read-only,
-//! from the cluster of the current kubeconfig context.
+//! `explain KIND NAME`: why a claim, snapshot, group snapshot or pod is stuck, from a state
+//! file or, read-only, from the cluster of the current kubeconfig context (the group snapshot
+//! kinds at the version the cluster serves, discovered as the watches discover it).
 //!
 //! In a cluster, only what the chain needs is read, and only with GET and LIST: the
 //! explanation runs on an empty view that records each lookup (`Recording`); what it asked
-//! for is fetched (a GET per object, a LIST where it asked about all objects of a kind: nodes,
-//! the default classes), and it runs again, until it asks for nothing new. The diagnosis
-//! itself never knows where its view came from.
+//! for is fetched (a GET per object, a LIST of one namespace for a claim's pods or a group's
+//! members, a LIST where it asked about all objects of a kind: nodes, the default classes),
+//! and it runs again, until it asks for nothing new. The diagnosis itself never knows where
+//! its view came from.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex};
@@ -16,6 +18,7 @@ use kube::Client;
 use super::{Error, Outcome, load_policy, load_state, runtime};
 use crate::cli::{ExplainArgs, Output};
 use crate::cluster::fetch::{is_dns_label, is_dns_subdomain};
+use crate::cluster::watch::{Served, served_api};
 use crate::cluster::{ClusterIndex, ClusterView, Lookup, ResourceKind, Store, SyncState};
 use crate::explain::{self, Explanation, Target, Verdict};
 use crate::model::{
@@ -76,6 +79,11 @@ enum Wanted {
         name: String,
     },
     List(ResourceKind),
+    /// The objects of a namespaced kind in one namespace (a claim's pods, a group's members).
+    ListIn {
+        kind: ResourceKind,
+        namespace: String,
+    },
 }
 
 /// A view that answers from `index` and records every lookup.
@@ -183,6 +191,26 @@ impl ClusterView for Recording<'_> {
         self.get(ResourceKind::VolumeGroupSnapshotContent, "", name);
         self.index.group_snapshot_content(name)
     }
+    fn pod(&self, namespace: &str, name: &str) -> Lookup<Option<Arc<crate::model::Pod>>> {
+        self.get(ResourceKind::Pod, namespace, name);
+        self.index.pod(namespace, name)
+    }
+    /// The pods of the claim's namespace are listed (all of them, not only Pending ones).
+    fn pods_using_claim(&self, namespace: &str, name: &str) -> Lookup<Vec<Arc<crate::model::Pod>>> {
+        self.record(Wanted::ListIn {
+            kind: ResourceKind::Pod,
+            namespace: namespace.to_owned(),
+        });
+        self.index.pods_using_claim(namespace, name)
+    }
+    /// The snapshots of the group's namespace are listed.
+    fn group_members(&self, namespace: &str, group: &str) -> Lookup<Vec<Arc<VolumeSnapshot>>> {
+        self.record(Wanted::ListIn {
+            kind: ResourceKind::VolumeSnapshot,
+            namespace: namespace.to_owned(),
+        });
+        self.index.group_members(namespace, group)
+    }
 }
 
 /// Reads from the API, with GET and LIST only, the objects explaining `target` needs.
@@ -193,6 +221,7 @@ pub async fn gather(
 ) -> Result<ClusterIndex, Error> {
     let index = ClusterIndex::new(SyncState::Synced);
     let mut done: BTreeSet<Wanted> = BTreeSet::new();
+    let mut roots = BTreeMap::new();
     for _ in 0..MAX_ROUNDS {
         let recording = Recording {
             index: &index,
@@ -206,7 +235,7 @@ pub async fn gather(
             .chain(&asked)
             .filter_map(|w| match w {
                 Wanted::List(kind) => Some(*kind),
-                Wanted::Get { .. } => None,
+                Wanted::Get { .. } | Wanted::ListIn { .. } => None,
             })
             .collect();
         let new: Vec<Wanted> = asked
@@ -219,21 +248,43 @@ pub async fn gather(
             return Ok(index);
         }
         for wanted in new {
-            fetch(client, &index, &wanted).await?;
+            fetch(client, &index, &wanted, &mut roots).await?;
             done.insert(wanted);
         }
     }
     Ok(index)
 }
 
-/// `/api/v1` or `/apis/GROUP/v1`, with the namespace for namespaced kinds.
-fn path(kind: ResourceKind, namespace: Option<&str>) -> String {
-    let group = kind.group();
-    let root = if group.is_empty() {
-        "/api/v1".to_owned()
-    } else {
-        format!("/apis/{group}/v1")
+/// Where `kind` is served: `/api/v1`, `/apis/GROUP/v1`, or for the group snapshot kinds the
+/// version discovery recommends (`v1beta1`, `v1beta2` or `v1`), asked once per kind, as the
+/// watches ask it. `None`: not served, so no objects of the kind.
+async fn root(
+    client: &Client,
+    kind: ResourceKind,
+    roots: &mut BTreeMap<ResourceKind, Option<String>>,
+) -> Result<Option<String>, Error> {
+    if let Some(root) = roots.get(&kind) {
+        return Ok(root.clone());
+    }
+    let root = match served_api(client, kind).await {
+        Ok(Served::At(resource)) if resource.group.is_empty() => {
+            Some(format!("/api/{}", resource.version))
+        }
+        Ok(Served::At(resource)) => Some(format!("/apis/{}", resource.api_version)),
+        Ok(Served::Missing) => None,
+        Err(source) => {
+            return Err(Error::ClusterRead {
+                what: format!("the {} API (discovery)", kind.group()),
+                source,
+            });
+        }
     };
+    roots.insert(kind, root.clone());
+    Ok(root)
+}
+
+/// `ROOT/KIND` or `ROOT/namespaces/NS/KIND`.
+fn path(root: &str, kind: ResourceKind, namespace: Option<&str>) -> String {
     match namespace {
         Some(ns) => format!("{root}/namespaces/{ns}/{}", kind.plural()),
         None => format!("{root}/{}", kind.plural()),
@@ -256,7 +307,19 @@ struct List<T> {
     items: Vec<T>,
 }
 
-async fn fetch(client: &Client, index: &ClusterIndex, wanted: &Wanted) -> Result<(), Error> {
+async fn fetch(
+    client: &Client,
+    index: &ClusterIndex,
+    wanted: &Wanted,
+    roots: &mut BTreeMap<ResourceKind, Option<String>>,
+) -> Result<(), Error> {
+    let kind = match wanted {
+        Wanted::Get { kind, .. } | Wanted::List(kind) | Wanted::ListIn { kind, .. } => *kind,
+    };
+    // A kind the cluster does not serve: no objects of it.
+    let Some(root) = root(client, kind, roots).await? else {
+        return Ok(());
+    };
     match wanted {
         Wanted::Get {
             kind,
@@ -270,7 +333,11 @@ async fn fetch(client: &Client, index: &ClusterIndex, wanted: &Wanted) -> Result
             }
             let url = format!(
                 "{}/{name}",
-                path(*kind, namespaced(*kind).then_some(namespace.as_str()))
+                path(
+                    &root,
+                    *kind,
+                    namespaced(*kind).then_some(namespace.as_str())
+                )
             );
             let Some(text) = read(client, &url, &format!("{kind} {name}")).await? else {
                 return Ok(());
@@ -294,8 +361,25 @@ async fn fetch(client: &Client, index: &ClusterIndex, wanted: &Wanted) -> Result
                 }
             }
         }
+        Wanted::ListIn { kind, namespace } => {
+            if !is_dns_label(namespace) {
+                return Ok(());
+            }
+            let url = path(&root, *kind, Some(namespace));
+            let text = read(client, &url, &format!("{kind} objects in {namespace}"))
+                .await?
+                .unwrap_or_else(|| "{}".to_owned());
+            let at = format_args!("{url}");
+            // Only pods and snapshots are listed by namespace (a claim's pods, a group's
+            // members); each object is added to what other reads put in the store.
+            match kind {
+                ResourceKind::Pod => add(&index.pods, &text, at),
+                ResourceKind::VolumeSnapshot => add(&index.snapshots, &text, at),
+                _ => Ok(()),
+            }
+        }
         Wanted::List(kind) => {
-            let url = path(*kind, None);
+            let url = path(&root, *kind, None);
             // No snapshot CRDs: no objects of those kinds.
             let text = read(client, &url, &format!("{} objects", kind))
                 .await?
@@ -328,6 +412,19 @@ fn apply<T: crate::cluster::Cached + serde::de::DeserializeOwned>(
     at: std::fmt::Arguments<'_>,
 ) -> Result<(), Error> {
     store.apply(crate::model::parse_at::<T>(text, at).map_err(Error::input)?);
+    Ok(())
+}
+
+/// Each object of a LIST added to `store` (a namespace's objects, next to other namespaces').
+fn add<T: crate::cluster::Cached + serde::de::DeserializeOwned>(
+    store: &Store<T>,
+    text: &str,
+    at: std::fmt::Arguments<'_>,
+) -> Result<(), Error> {
+    let list = crate::model::parse_at::<List<T>>(text, at).map_err(Error::input)?;
+    for item in list.items {
+        store.apply(item);
+    }
     Ok(())
 }
 
@@ -519,6 +616,264 @@ mod tests {
             err.to_string()
                 .contains("cannot read PersistentVolumeClaim data"),
             "{err}"
+        );
+    }
+
+    /// Discovery of a cluster serving the group snapshot API at `v1beta2` only.
+    async fn expect_discovery(handle: &mut ApiHandle) {
+        const GROUP: &str = "groupsnapshot.storage.k8s.io";
+        let version = json!({"groupVersion": format!("{GROUP}/v1beta2"), "version": "v1beta2"});
+        expect_get(
+            handle,
+            "/apis",
+            Some(json!({
+                "kind": "APIGroupList", "apiVersion": "v1",
+                "groups": [{"name": GROUP, "versions": [version], "preferredVersion": version}]
+            })),
+        )
+        .await;
+        let resource = |name: &str, kind: &str, namespaced: bool| {
+            json!({"name": name, "singularName": "", "namespaced": namespaced, "kind": kind,
+                   "verbs": ["get", "list", "watch"]})
+        };
+        expect_get(handle, &format!("/apis/{GROUP}/v1beta2"), Some(json!({
+            "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": format!("{GROUP}/v1beta2"),
+            "resources": [
+                resource("volumegroupsnapshots", "VolumeGroupSnapshot", true),
+                resource("volumegroupsnapshotcontents", "VolumeGroupSnapshotContent", false),
+                resource("volumegroupsnapshotclasses", "VolumeGroupSnapshotClass", false),
+            ]
+        })))
+        .await;
+    }
+
+    #[tokio::test]
+    async fn a_group_snapshot_is_read_at_the_version_the_cluster_serves() {
+        let (client, mut handle) = mock_client();
+        let target = Target::parse("vgs", "g", "app").unwrap();
+        let run = tokio::spawn(async move {
+            let index = gather(&client, &target, &policy::default()).await?;
+            Ok::<_, Error>(
+                explain::explain(&target, &index, &policy::default(), SystemTime::now()).unwrap(),
+            )
+        });
+        // Each group snapshot kind: discovered, then read at v1beta2 (not v1).
+        expect_discovery(&mut handle).await;
+        expect_get(
+            &mut handle,
+            "/apis/groupsnapshot.storage.k8s.io/v1beta2/namespaces/app/volumegroupsnapshots/g",
+            Some(json!({"metadata": {"name": "g", "namespace": "app"},
+                        "spec": {"source": {"selector": {"matchLabels": {"app": "db"}}},
+                                 "volumeGroupSnapshotClassName": "gc"},
+                        "status": {"boundVolumeGroupSnapshotContentName": "gsc"}})),
+        )
+        .await;
+        expect_discovery(&mut handle).await;
+        expect_get(
+            &mut handle,
+            "/apis/groupsnapshot.storage.k8s.io/v1beta2/volumegroupsnapshotcontents/gsc",
+            Some(json!({"metadata": {"name": "gsc"},
+                        "spec": {"driver": "d.csi", "source": {"volumeHandles": ["h"]},
+                                 "volumeGroupSnapshotRef": {"name": "g", "namespace": "app"}},
+                        "status": {"readyToUse": false, "error": {"message": "quota exceeded"}}})),
+        )
+        .await;
+        let explanation = run.await.unwrap().unwrap();
+        let ids: Vec<_> = explanation.findings.iter().map(|f| f.id).collect();
+        assert_eq!(ids, ["group.content-error"]);
+        assert!(
+            explanation.findings[0]
+                .message
+                .contains("\"quota exceeded\"")
+        );
+        // GETs only, and nothing after: nothing was written.
+        assert!(handle.next_request().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_cluster_without_the_group_snapshot_api_has_no_group_snapshots() {
+        let (client, mut handle) = mock_client();
+        let target = Target::parse("vgs", "g", "app").unwrap();
+        let run = tokio::spawn(async move {
+            let index = gather(&client, &target, &policy::default()).await?;
+            Ok::<_, Error>(
+                explain::explain(&target, &index, &policy::default(), SystemTime::now()).unwrap(),
+            )
+        });
+        expect_get(
+            &mut handle,
+            "/apis",
+            Some(json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": []})),
+        )
+        .await;
+        let explanation = run.await.unwrap().unwrap();
+        let ids: Vec<_> = explanation.findings.iter().map(|f| f.id).collect();
+        assert_eq!(ids, ["group.not-found"]);
+        assert!(handle.next_request().await.is_none());
+    }
+
+    /// Answers every request from `objects` by path (404 for others) until explain is done;
+    /// the requests, in order, as `METHOD path?query`.
+    async fn serve(mut handle: ApiHandle, objects: BTreeMap<&'static str, Value>) -> Vec<String> {
+        let mut seen = Vec::new();
+        while let Some((request, send)) = handle.next_request().await {
+            seen.push(format!("{} {}", request.method(), request.uri()));
+            send.send_response(match objects.get(request.uri().path()) {
+                Some(body) => respond(StatusCode::OK, body),
+                None => status(404, "NotFound"),
+            });
+        }
+        seen
+    }
+
+    #[tokio::test]
+    async fn a_pod_and_a_claim_waiting_for_it_read_the_namespace_pods_only() {
+        let objects = BTreeMap::from([
+            (
+                "/api/v1/namespaces/shop/pods/redis-0",
+                json!({
+                "metadata": {"name": "redis-0", "namespace": "shop"},
+                "spec": {"nodeName": "n1", "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "cache"}}]},
+                "status": {"phase": "Pending"}}),
+            ),
+            (
+                "/api/v1/namespaces/shop/persistentvolumeclaims/cache",
+                json!({
+                "metadata": {"name": "cache", "namespace": "shop"},
+                "spec": {"storageClassName": "wffc"}}),
+            ),
+            (
+                "/apis/storage.k8s.io/v1/storageclasses/wffc",
+                json!({
+                "metadata": {"name": "wffc"}, "provisioner": "d.csi",
+                "volumeBindingMode": "WaitForFirstConsumer"}),
+            ),
+            (
+                "/api/v1/namespaces/shop/pods",
+                json!({"items": [{
+                "metadata": {"name": "redis-0", "namespace": "shop"},
+                "spec": {"nodeName": "n1", "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "cache"}}]},
+                "status": {"phase": "Pending"}}]}),
+            ),
+        ]);
+        for (kind, name, id, reads) in [
+            (
+                "pod",
+                "redis-0",
+                "pod.pinned-wffc",
+                &[
+                    "GET /api/v1/namespaces/shop/pods/redis-0",
+                    "GET /api/v1/namespaces/shop/persistentvolumeclaims/cache",
+                    "GET /apis/storage.k8s.io/v1/storageclasses/wffc",
+                    "GET /api/v1/namespaces/shop/pods",
+                ][..],
+            ),
+            (
+                "pvc",
+                "cache",
+                "pvc.wffc-no-consumer",
+                &[
+                    "GET /api/v1/namespaces/shop/persistentvolumeclaims/cache",
+                    "GET /apis/storage.k8s.io/v1/storageclasses/wffc",
+                    "GET /api/v1/namespaces/shop/pods",
+                ][..],
+            ),
+        ] {
+            let (client, handle) = mock_client();
+            let target = Target::parse(kind, name, "shop").unwrap();
+            let run = tokio::spawn(async move {
+                let index = gather(&client, &target, &policy::default()).await?;
+                Ok::<_, Error>(
+                    explain::explain(&target, &index, &policy::default(), SystemTime::now())
+                        .unwrap(),
+                )
+            });
+            let seen = serve(handle, objects.clone()).await;
+            let explanation = run.await.unwrap().unwrap();
+            // GETs only (LISTs are GETs of a collection); the pods of the namespace, not all.
+            assert_eq!(seen, reads, "{kind}");
+            let ids: Vec<_> = explanation.findings.iter().map(|f| f.id).collect();
+            assert_eq!(ids, [id], "{kind}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_group_s_members_are_read_with_a_list_of_its_namespace() {
+        const GROUP: &str = "groupsnapshot.storage.k8s.io";
+        let version = json!({"groupVersion": format!("{GROUP}/v1"), "version": "v1"});
+        let resource = |name: &str, kind: &str, namespaced: bool| {
+            json!({"name": name, "singularName": "", "namespaced": namespaced, "kind": kind,
+                   "verbs": ["get", "list", "watch"]})
+        };
+        let member = |name: &str, ready: bool| {
+            json!({"metadata": {"name": name, "namespace": "app", "ownerReferences": [
+                      {"apiVersion": format!("{GROUP}/v1"), "kind": "VolumeGroupSnapshot", "name": "g", "uid": "u"}]},
+                   "spec": {"source": {"volumeSnapshotContentName": format!("c-{name}")}},
+                   "status": {"readyToUse": ready}})
+        };
+        let objects = BTreeMap::from([
+            (
+                "/apis",
+                json!({"kind": "APIGroupList", "apiVersion": "v1",
+                "groups": [{"name": GROUP, "versions": [version], "preferredVersion": version}]}),
+            ),
+            (
+                "/apis/groupsnapshot.storage.k8s.io/v1",
+                json!({
+                "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": format!("{GROUP}/v1"),
+                "resources": [
+                    resource("volumegroupsnapshots", "VolumeGroupSnapshot", true),
+                    resource("volumegroupsnapshotcontents", "VolumeGroupSnapshotContent", false),
+                ]}),
+            ),
+            (
+                "/apis/groupsnapshot.storage.k8s.io/v1/namespaces/app/volumegroupsnapshots/g",
+                json!({
+                "metadata": {"name": "g", "namespace": "app"},
+                "spec": {"source": {"selector": {"matchLabels": {"app": "db"}}}, "volumeGroupSnapshotClassName": "gc"},
+                "status": {"boundVolumeGroupSnapshotContentName": "gsc"}}),
+            ),
+            (
+                "/apis/groupsnapshot.storage.k8s.io/v1/volumegroupsnapshotcontents/gsc",
+                json!({
+                "metadata": {"name": "gsc"},
+                "spec": {"driver": "d.csi", "source": {"volumeHandles": ["h"]},
+                         "volumeGroupSnapshotRef": {"name": "g", "namespace": "app"}},
+                "status": {"readyToUse": false}}),
+            ),
+            (
+                "/apis/snapshot.storage.k8s.io/v1/namespaces/app/volumesnapshots",
+                json!({"items": [member("m1", true), member("m2", false)]}),
+            ),
+        ]);
+        let (client, handle) = mock_client();
+        let target = Target::parse("vgs", "g", "app").unwrap();
+        let run = tokio::spawn(async move {
+            let index = gather(&client, &target, &policy::default()).await?;
+            Ok::<_, Error>(
+                explain::explain(&target, &index, &policy::default(), SystemTime::now()).unwrap(),
+            )
+        });
+        let seen = serve(handle, objects).await;
+        let explanation = run.await.unwrap().unwrap();
+        assert_eq!(
+            seen,
+            [
+                "GET /apis",
+                "GET /apis/groupsnapshot.storage.k8s.io/v1",
+                "GET /apis/groupsnapshot.storage.k8s.io/v1/namespaces/app/volumegroupsnapshots/g",
+                "GET /apis",
+                "GET /apis/groupsnapshot.storage.k8s.io/v1",
+                "GET /apis/groupsnapshot.storage.k8s.io/v1/volumegroupsnapshotcontents/gsc",
+                "GET /apis/snapshot.storage.k8s.io/v1/namespaces/app/volumesnapshots",
+            ]
+        );
+        let ids: Vec<_> = explanation.findings.iter().map(|f| f.id).collect();
+        assert_eq!(ids, ["group.members-not-ready"]);
+        assert!(
+            explanation.findings[0]
+                .message
+                .contains("VolumeSnapshot m2,")
         );
     }
 }

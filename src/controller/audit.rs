@@ -14,7 +14,7 @@
 //! | binding-mode | StorageClasses (topology-restricted, binding Immediate, not opted out) |
 //! | snapshot-class-defaults | VolumeSnapshotClasses (several defaults for one driver) |
 //! | default-snapshot-class | VolumeSnapshots with no class that are not bound yet |
-//! | stuck-persistent-volume-claim, stuck-volume-snapshot | claims not bound, snapshots not ready, for longer than `--stuck-after` ([`super::stuck`], `explain`'s diagnoses) |
+//! | stuck-persistent-volume-claim, stuck-volume-snapshot, stuck-pod, stuck-volume-group-snapshot | claims not bound, snapshots and group snapshots not ready, pods Pending, for longer than `--stuck-after` ([`super::stuck`], `explain`'s diagnoses) |
 //!
 //! Bound PVCs and snapshots are skipped: they got their volume or content, so their source or
 //! class no longer matters (a restored PVC whose snapshot was deleted since is fine).

@@ -1,7 +1,7 @@
-//! Stuck objects: claims not bound and snapshots not ready for longer than `--stuck-after`,
-//! explained with `explain`'s own diagnoses and reported by the audit as Warning Events
-//! (reason `Stuck<Kind>`, the verdict and each fix as the note), deduplicated with the audit's
-//! other findings.
+//! Stuck objects: claims not bound, snapshots and group snapshots not ready, pods Pending, for
+//! longer than `--stuck-after`, explained with `explain`'s own diagnoses and reported by the
+//! audit as Warning Events (reason `Stuck<Kind>`, the verdict and each fix as the note),
+//! deduplicated with the audit's other findings.
 //!
 //! An object only counts once it is older than `stuck_after`: a claim waiting a minute for its
 //! provisioner is normal, one waiting an hour is not. Objects without a `creationTimestamp`
@@ -241,5 +241,73 @@ items:
         );
         assert!(stuck.findings.is_empty() && stuck.counts.is_empty());
         assert_eq!(stuck.undecided.len(), KINDS.len());
+    }
+
+    #[test]
+    fn pending_pods_with_a_finding_and_unready_group_snapshots_are_stuck_too() {
+        let state = r#"
+apiVersion: v1
+kind: List
+items:
+- {apiVersion: v1, kind: Node, metadata: {name: n1}}
+- apiVersion: storage.k8s.io/v1
+  kind: StorageClass
+  metadata: {name: wffc}
+  provisioner: disk.csi.example.com
+  volumeBindingMode: WaitForFirstConsumer
+- apiVersion: v1
+  kind: PersistentVolumeClaim
+  metadata: {name: data, namespace: app, creationTimestamp: "2026-01-01T00:00:00Z"}
+  spec: {storageClassName: wffc}
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: pinned, namespace: app, uid: u-pod, creationTimestamp: "2026-01-01T00:00:00Z"}
+  spec: {nodeName: n1, volumes: [{name: d, persistentVolumeClaim: {claimName: data}}]}
+  status: {phase: Pending}
+- apiVersion: v1
+  kind: Pod
+  metadata: {name: fine, namespace: app, creationTimestamp: "2026-01-01T00:00:00Z"}
+  spec: {volumes: [{name: d, persistentVolumeClaim: {claimName: data}}]}
+  status: {phase: Pending}
+- apiVersion: groupsnapshot.storage.k8s.io/v1beta2
+  kind: VolumeGroupSnapshot
+  metadata: {name: g, namespace: app, uid: u-g, creationTimestamp: "2026-01-01T00:00:00Z"}
+  spec: {source: {selector: {matchLabels: {app: none}}}}
+"#;
+        let index = state_file::parse(state, Path::new("s")).unwrap().index;
+        let stuck = findings(
+            &index,
+            &policy::default(),
+            &Scope::default(),
+            Duration::from_secs(600),
+            now(),
+        );
+        let reported: Vec<(String, String)> = stuck
+            .findings
+            .iter()
+            .map(|f| (f.object.to_string(), audit::reason(f.rule)))
+            .collect();
+        // The claim waits for its pods; the unpinned pod has no finding of its own.
+        assert_eq!(
+            reported,
+            [
+                (
+                    "PersistentVolumeClaim app/data".to_owned(),
+                    "StuckPersistentVolumeClaim".to_owned()
+                ),
+                ("Pod app/pinned".to_owned(), "StuckPod".to_owned()),
+                (
+                    "VolumeGroupSnapshot app/g".to_owned(),
+                    "StuckVolumeGroupSnapshot".to_owned()
+                ),
+            ]
+        );
+        assert!(stuck.findings[1].message.contains("[pod.pinned-wffc]"));
+        assert_eq!(stuck.counts[&("Pod", "pod.pinned-wffc")], 1);
+        assert_eq!(
+            stuck.counts[&("VolumeGroupSnapshot", "group.nothing-selected")],
+            1
+        );
+        assert!(stuck.undecided.is_empty());
     }
 }

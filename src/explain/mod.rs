@@ -1,5 +1,5 @@
-//! Why is it stuck? The chain of objects behind a Pending claim or an unready snapshot, the
-//! fact that matters at each, and what blocks it, with the fix.
+//! Why is it stuck? The chain of objects behind a Pending claim or pod, or an unready snapshot
+//! or group snapshot, the fact that matters at each, and what blocks it, with the fix.
 //!
 //! Pure, like the rules: a function of (target, cluster view, policy, now). Where a rule judges
 //! the question (a restore's snapshot, a class's topologies, a snapshot's default class), the
@@ -11,6 +11,8 @@
 //! Each kind is one module with a `diagnose` function and one line in [`KINDS`]: `explain`
 //! (`src/commands/explain.rs`) and the controller's stuck Events read that table.
 
+mod group;
+mod pod;
 mod pvc;
 mod snapshot;
 
@@ -74,6 +76,27 @@ pub const KINDS: &[Kind] = &[
         waiting: snapshot::waiting,
         finding_ids: snapshot::FINDING_IDS,
         stuck_rule: "stuck-volume-snapshot",
+    },
+    Kind {
+        kind: ResourceKind::Pod,
+        names: &["po", "pod", "pods"],
+        diagnose: pod::diagnose,
+        waiting: pod::waiting,
+        finding_ids: pod::FINDING_IDS,
+        stuck_rule: "stuck-pod",
+    },
+    Kind {
+        kind: ResourceKind::VolumeGroupSnapshot,
+        names: &[
+            "vgs",
+            "volumegroupsnapshot",
+            "volumegroupsnapshots",
+            "volumegroupsnapshot.groupsnapshot.storage.k8s.io",
+        ],
+        diagnose: group::diagnose,
+        waiting: group::waiting,
+        finding_ids: group::FINDING_IDS,
+        stuck_rule: "stuck-volume-group-snapshot",
     },
 ];
 
@@ -290,6 +313,21 @@ pub(crate) fn run_rule<T: Judged>(
     Some((check.check)(&input, view, policy))
 }
 
+/// Runs `rule`'s check of kind `T` on an existing object as `phase` judges `operation` (a
+/// question the audit does not ask, such as a validating phase's view of a new object).
+pub(crate) fn run_rule_as<T: Judged>(
+    rule: &Rule,
+    object: &T,
+    view: &dyn ClusterView,
+    policy: &Policy,
+    phase: Phase,
+    operation: Operation,
+) -> Option<Result<Outcome, StateUnavailable>> {
+    let check = T::check(rule.check_for(T::KIND)?)?;
+    let input = crate::rules::For::existing(object, phase, operation);
+    Some((check.check)(&input, view, policy))
+}
+
 /// What the rule said (denials, then warnings), each a sentence for a person.
 pub(crate) fn said(outcome: Outcome) -> Vec<String> {
     outcome
@@ -357,6 +395,14 @@ mod unit {
             Target::parse("vs", "s", "a").unwrap().kind,
             ResourceKind::VolumeSnapshot
         );
+        for (name, kind) in [
+            ("po", ResourceKind::Pod),
+            ("Pods", ResourceKind::Pod),
+            ("vgs", ResourceKind::VolumeGroupSnapshot),
+            ("volumegroupsnapshots", ResourceKind::VolumeGroupSnapshot),
+        ] {
+            assert_eq!(Target::parse(name, "x", "a").unwrap().kind, kind, "{name}");
+        }
         let err = Target::parse("deployment", "d", "a")
             .unwrap_err()
             .to_string();

@@ -344,7 +344,10 @@ fn consumer(
         Some(node) if view.node(node)?.is_none() => {
             d.step(
                 ObjectRef::new(ResourceKind::Node, None, node),
-                format!("selected for the claim ({}); does not exist", keys::SELECTED_NODE),
+                format!(
+                    "selected for the claim ({}); does not exist",
+                    keys::SELECTED_NODE
+                ),
             );
             d.find(
                 SELECTED_NODE_GONE,
@@ -360,21 +363,48 @@ fn consumer(
         }
         Some(node) => d.step(
             ObjectRef::new(ResourceKind::Node, None, node),
-            format!("selected for the claim; provisioning there with {}", sc.provisioner),
-        ),
-        // Which pods could use it needs the Pod kind in the view; until then the message
-        // says what to look for.
-        None => d.find(
-            WFFC_NO_CONSUMER,
             format!(
-                "{claim} uses StorageClass {}, which binds WaitForFirstConsumer: it is provisioned only once a pod that uses it is scheduled, and no pod has been.",
-                sc.metadata.name
-            ),
-            format!(
-                "Start a pod that mounts it (spec.volumes[].persistentVolumeClaim.claimName: {}), or, if one exists, see why it is not scheduled: kubectl get pods -n {ns} --field-selector=status.phase=Pending",
-                pvc.metadata.name
+                "selected for the claim; provisioning there with {}",
+                sc.provisioner
             ),
         ),
+        None => {
+            // Pods are cached only when the controller runs: unknown is said, not guessed.
+            let pods = view.pods_using_claim(ns, &pvc.metadata.name).ok();
+            let names: Vec<&str> = pods
+                .iter()
+                .flatten()
+                .map(|p| p.metadata.name.as_str())
+                .collect();
+            let (users, fix) = match (&pods, names.first()) {
+                (Some(_), Some(first)) => (
+                    format!("Pod {} uses it and is not scheduled yet", names.join(", ")),
+                    format!(
+                        "See why the pod is not scheduled: storage-admission explain pod -n {ns} {first}"
+                    ),
+                ),
+                (found, _) => (
+                    if found.is_some() {
+                        "no pod uses it"
+                    } else {
+                        "no pod has been"
+                    }
+                    .to_owned(),
+                    format!(
+                        "Start a pod that mounts it (spec.volumes[].persistentVolumeClaim.claimName: {}), or, if one exists, see why it is not scheduled: kubectl get pods -n {ns} --field-selector=status.phase=Pending",
+                        pvc.metadata.name
+                    ),
+                ),
+            };
+            d.find(
+                WFFC_NO_CONSUMER,
+                format!(
+                    "{claim} uses StorageClass {}, which binds WaitForFirstConsumer: it is provisioned only once a pod that uses it is scheduled, and {users}.",
+                    sc.metadata.name
+                ),
+                fix,
+            )
+        }
     }
     Ok(())
 }

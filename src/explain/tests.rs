@@ -208,7 +208,7 @@ fn pvc_of_a_class_whose_topologies_match_no_node() {
 fn wffc_pvc_without_a_consumer_and_with_a_selected_node_that_is_gone() {
     let e = explain_in(&claim("{storageClassName: wffc}"), "pvc", "data");
     assert_eq!(ids(&e), ["pvc.wffc-no-consumer"]);
-    assert!(e.findings[0].message.contains("no pod has been"));
+    assert!(e.findings[0].message.contains("and no pod uses it"));
 
     let selected = |node: &str| {
         format!(
@@ -468,4 +468,296 @@ fn every_finding_id_is_listed() {
     ] {
         assert!(finding_ids().any(|known| known == id), "{id}");
     }
+}
+
+/// A Pending pod in `app` with `spec` (YAML flow mapping).
+fn pod(name: &str, spec: &str) -> String {
+    format!(
+        "\n- apiVersion: v1\n  kind: Pod\n  metadata: {{name: {name}, namespace: app}}\n  spec: {spec}\n  status: {{phase: Pending}}\n"
+    )
+}
+
+const PV_IN_D: &str = r#"
+- apiVersion: v1
+  kind: PersistentVolume
+  metadata: {name: pv-d}
+  spec:
+    csi: {driver: disk.csi.example.com, volumeHandle: d-1}
+    nodeAffinity:
+      required:
+        nodeSelectorTerms:
+        - matchExpressions: [{key: topology.kubernetes.io/zone, operator: In, values: [cn-hangzhou-d]}]
+- apiVersion: v1
+  kind: PersistentVolumeClaim
+  metadata: {name: data, namespace: app}
+  spec: {storageClassName: disk-d, volumeName: pv-d}
+  status: {phase: Bound}
+"#;
+
+#[test]
+fn pinned_pod_with_a_wffc_claim_is_the_pinned_pods_rules_finding() {
+    let state = format!(
+        "{}{}",
+        claim("{storageClassName: wffc}"),
+        pod(
+            "web",
+            "{nodeName: n1, volumes: [{name: d, persistentVolumeClaim: {claimName: data}}]}"
+        )
+    );
+    let e = explain_in(&state, "po", "web");
+    // The claim waits for this very pod: its wffc finding is not repeated under it.
+    assert_eq!(ids(&e), ["pod.pinned-wffc"]);
+    assert!(
+        e.findings[0]
+            .message
+            .contains("Pod app/web is Pending on node n1 (spec.nodeName)"),
+        "{}",
+        e.findings[0].message
+    );
+    assert!(e.chain.iter().any(|s| s.object.kind == "StorageClass"));
+    // The claim now names the pod that uses it.
+    let e = explain_in(&state, "pvc", "data");
+    assert_eq!(ids(&e), ["pvc.wffc-no-consumer"]);
+    assert!(
+        e.findings[0].message.contains("Pod web uses it")
+            && e.findings[0]
+                .fix
+                .contains("storage-admission explain pod -n app web"),
+        "{:?}",
+        e.findings[0]
+    );
+}
+
+#[test]
+fn pod_whose_bound_volume_no_node_it_may_run_on_reaches() {
+    // Scheduled by the scheduler: the rule's validating warning, with the claim's cause.
+    let state = format!(
+        "{PV_IN_D}{}",
+        pod(
+            "db",
+            "{volumes: [{name: d, persistentVolumeClaim: {claimName: data}}]}"
+        )
+    );
+    let e = explain_in(&state, "pod", "db");
+    assert_eq!(
+        ids(&e),
+        [
+            "pod.volume-affinity-conflict",
+            "pvc.allowed-topologies-no-node"
+        ]
+    );
+    assert!(
+        e.findings[0]
+            .message
+            .contains("node affinity of PersistentVolume pv-d"),
+        "{}",
+        e.findings[0].message
+    );
+    // Pinned to a node in zone b: the rule's denial and its own fix.
+    let state = format!(
+        "{PV_IN_D}{}",
+        pod(
+            "db",
+            "{nodeName: n1, volumes: [{name: d, persistentVolumeClaim: {claimName: data}}]}"
+        )
+    );
+    let e = explain_in(&state, "pod", "db");
+    assert_eq!(
+        ids(&e),
+        [
+            "pod.volume-affinity-conflict",
+            "pvc.allowed-topologies-no-node"
+        ]
+    );
+    assert!(
+        e.findings[0]
+            .fix
+            .starts_with("Remove spec.nodeName from Pod app/db")
+    );
+    // A node in zone d, and a pod free to go there: nothing blocks.
+    let node_d = "\n- {apiVersion: v1, kind: Node, metadata: {name: n3, labels: {topology.kubernetes.io/zone: cn-hangzhou-d}}}\n";
+    let state = format!(
+        "{PV_IN_D}{node_d}{}",
+        pod(
+            "db",
+            "{volumes: [{name: d, persistentVolumeClaim: {claimName: data}}]}"
+        )
+    );
+    assert_eq!(explain_in(&state, "pod", "db").verdict, Verdict::Clear);
+    // ... but not one whose nodeSelector keeps it in zone b.
+    let state = format!(
+        "{PV_IN_D}{node_d}{}",
+        pod(
+            "db",
+            "{nodeSelector: {topology.kubernetes.io/zone: cn-hangzhou-b}, volumes: [{name: d, persistentVolumeClaim: {claimName: data}}]}"
+        )
+    );
+    assert_eq!(
+        ids(&explain_in(&state, "pod", "db")),
+        ["pod.volume-affinity-conflict"]
+    );
+}
+
+#[test]
+fn pod_with_a_missing_or_pending_claim() {
+    let e = explain_in(
+        &pod(
+            "web",
+            "{volumes: [{name: d, persistentVolumeClaim: {claimName: nope}}]}",
+        ),
+        "pod",
+        "web",
+    );
+    assert_eq!(ids(&e), ["pod.claim-missing"]);
+    // The claim's own diagnosis shows under the pod.
+    let state = format!(
+        "{}{}",
+        claim("{storageClassName: fast}"),
+        pod(
+            "web",
+            "{volumes: [{name: d, persistentVolumeClaim: {claimName: data}}]}"
+        )
+    );
+    assert_eq!(
+        ids(&explain_in(&state, "pod", "web")),
+        ["pvc.no-storage-class"]
+    );
+    let e = explain_in("", "pods", "nope");
+    assert_eq!(ids(&e), ["pod.not-found"]);
+}
+
+#[test]
+fn a_running_pod_is_settled() {
+    let state = "\n- {apiVersion: v1, kind: Pod, metadata: {name: web, namespace: app}, spec: {}, status: {phase: Running}}\n";
+    let e = explain_in(state, "pod", "web");
+    assert_eq!(e.verdict, Verdict::Clear);
+    assert!(e.summary.contains("is Running"), "{}", e.summary);
+}
+
+/// A group snapshot in `app` with `spec` and `status`.
+fn vgs(spec: &str, status: &str) -> String {
+    format!(
+        "\n- apiVersion: groupsnapshot.storage.k8s.io/v1beta2\n  kind: VolumeGroupSnapshot\n  metadata: {{name: g, namespace: app}}\n  spec: {spec}\n  status: {status}\n"
+    )
+}
+
+const GROUP_CLASS: &str = r#"
+- apiVersion: groupsnapshot.storage.k8s.io/v1beta2
+  kind: VolumeGroupSnapshotClass
+  metadata: {name: gc, annotations: {groupsnapshot.storage.kubernetes.io/is-default-class: "true"}}
+  driver: disk.csi.example.com
+  deletionPolicy: Delete
+"#;
+
+fn labelled_claim(name: &str, spec: &str) -> String {
+    format!(
+        "\n- apiVersion: v1\n  kind: PersistentVolumeClaim\n  metadata: {{name: {name}, namespace: app, labels: {{app: db}}}}\n  spec: {spec}\n"
+    )
+}
+
+#[test]
+fn group_snapshot_checks_of_the_default_class_rule() {
+    let selecting = vgs("{source: {selector: {matchLabels: {app: db}}}}", "{}");
+    let e = explain_in(&selecting, "vgs", "g");
+    assert_eq!(ids(&e), ["group.nothing-selected"]);
+    assert!(
+        e.findings[0]
+            .message
+            .contains("selects no PersistentVolumeClaim")
+    );
+
+    let bound = labelled_claim("a", "{storageClassName: plain, volumeName: pv-src}");
+    let e = explain_in(&format!("{selecting}{bound}"), "volumegroupsnapshot", "g");
+    assert_eq!(ids(&e), ["group.no-default-class"]);
+    // A usable default: nothing blocks (the controller takes it from here).
+    let e = explain_in(&format!("{selecting}{bound}{GROUP_CLASS}"), "vgs", "g");
+    assert_eq!(ids(&e), Vec::<&str>::new());
+
+    let unbound = labelled_claim("b", "{storageClassName: wffc}");
+    let e = explain_in(
+        &format!("{selecting}{bound}{unbound}{GROUP_CLASS}"),
+        "vgs",
+        "g",
+    );
+    assert_eq!(ids(&e), ["group.claims-unbound"]);
+    assert!(e.findings[0].message.contains("not bound yet"));
+
+    let other = "\n- {apiVersion: storage.k8s.io/v1, kind: StorageClass, metadata: {name: nas}, provisioner: nas.example.com}\n";
+    let nas = labelled_claim("c", "{storageClassName: nas}");
+    let e = explain_in(
+        &format!("{selecting}{bound}{other}{nas}{GROUP_CLASS}"),
+        "vgs",
+        "g",
+    );
+    assert_eq!(ids(&e), ["group.claims-unbound", "group.several-drivers"]);
+}
+
+#[test]
+fn group_snapshot_content_error_missing_and_members() {
+    let bound_to = |status: &str| {
+        vgs(
+            "{source: {selector: {matchLabels: {app: db}}}, volumeGroupSnapshotClassName: gc}",
+            status,
+        )
+    };
+    let e = explain_in(
+        &bound_to("{boundVolumeGroupSnapshotContentName: gsc}"),
+        "vgs",
+        "g",
+    );
+    assert_eq!(ids(&e), ["group.content-missing"]);
+
+    let content = |status: &str| {
+        format!(
+            "\n- apiVersion: groupsnapshot.storage.k8s.io/v1beta2\n  kind: VolumeGroupSnapshotContent\n  metadata: {{name: gsc}}\n  spec: {{driver: disk.csi.example.com, deletionPolicy: Delete, source: {{volumeHandles: [h]}}, volumeGroupSnapshotRef: {{name: g, namespace: app}}}}\n  status: {status}\n"
+        )
+    };
+    let e = explain_in(
+        &format!(
+            "{}{}",
+            bound_to("{boundVolumeGroupSnapshotContentName: gsc}"),
+            content("{readyToUse: false, error: {message: 'quota exceeded'}}")
+        ),
+        "vgs",
+        "g",
+    );
+    assert_eq!(ids(&e), ["group.content-error"]);
+    assert!(e.findings[0].message.contains("\"quota exceeded\""));
+
+    let member = |name: &str, ready: bool| {
+        format!(
+            "\n- apiVersion: snapshot.storage.k8s.io/v1\n  kind: VolumeSnapshot\n  metadata: {{name: {name}, namespace: app, ownerReferences: [{{apiVersion: groupsnapshot.storage.k8s.io/v1beta2, kind: VolumeGroupSnapshot, name: g, uid: u}}]}}\n  spec: {{source: {{volumeSnapshotContentName: c-{name}}}}}\n  status: {{readyToUse: {ready}}}\n"
+        )
+    };
+    let e = explain_in(
+        &format!(
+            "{}{}{}{}",
+            bound_to("{boundVolumeGroupSnapshotContentName: gsc}"),
+            content("{readyToUse: false}"),
+            member("m1", true),
+            member("m2", false)
+        ),
+        "vgs",
+        "g",
+    );
+    assert_eq!(ids(&e), ["group.members-not-ready"]);
+    assert!(
+        e.findings[0]
+            .message
+            .contains("member VolumeSnapshot m2, not ready"),
+        "{}",
+        e.findings[0].message
+    );
+
+    let e = explain_in(
+        &format!(
+            "{}{}",
+            bound_to("{boundVolumeGroupSnapshotContentName: gsc, readyToUse: true}"),
+            content("{readyToUse: true}")
+        ),
+        "vgs",
+        "g",
+    );
+    assert_eq!(e.verdict, Verdict::Clear);
+    assert!(e.summary.contains("is ready to use"), "{}", e.summary);
 }

@@ -178,6 +178,9 @@ pub struct VolumeGroupSnapshotContent {
     pub metadata: ObjectMeta,
     #[serde(default, deserialize_with = "null_as_default")]
     pub spec: VolumeGroupSnapshotContentSpec,
+    /// Only the fields every version has (`explain` quotes the error).
+    #[serde(default)]
+    pub status: Option<VolumeGroupSnapshotStatus>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]
