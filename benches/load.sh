@@ -7,6 +7,7 @@
 # writes one line).
 #
 #   benches/load.sh                 # DURATION=10s CONNECTIONS=32 THREADS=2 RATE=2000 by default
+#   BIN=path/to/storage-admission benches/load.sh   # a binary already built
 #
 # Prints requests/s and p50/p99/p99.9 latency per review and protocol, the open-loop p99 at
 # RATE reviews/s (h2load --rps), and each server's idle and peak RSS.
@@ -22,8 +23,10 @@ need() { command -v "$1" >/dev/null 2>&1 || { apt-get update -qq && apt-get inst
 need wrk wrk
 need h2load nghttp2-client
 
-cargo build --release --quiet
-BIN=target/release/storage-admission
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --quiet
+  BIN=target/release/storage-admission
+fi
 WORK=$(mktemp -d)
 trap 'kill $(jobs -p) 2>/dev/null || true; rm -rf "$WORK"' EXIT
 
