@@ -97,6 +97,18 @@ struct Envelope {
     request: Option<Box<RawValue>>,
 }
 
+/// A review read in one pass (see [`decode`]).
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Whole {
+    #[serde(default)]
+    api_version: Option<String>,
+    #[serde(default)]
+    kind: Option<String>,
+    #[serde(default)]
+    request: Option<AdmissionRequest>,
+}
+
 /// Decodes a review; returns the apiVersion to echo and the request.
 pub fn decode(body: &[u8]) -> Result<(String, AdmissionRequest), ReviewError> {
     // serde would accept a JSON array as a struct; a review is always an object.
@@ -112,6 +124,14 @@ pub fn decode(body: &[u8]) -> Result<(String, AdmissionRequest), ReviewError> {
             );
         }
     }
+    // The common case in one pass: a well-formed review is read whole, so the object's bytes
+    // are scanned once here and once into the rule's model, not once more as a raw request.
+    // Whatever fails is read again below in two steps, which name what is wrong precisely.
+    if let Ok(whole) = serde_json::from_slice::<Whole>(body) {
+        let api_version = envelope_checks(whole.api_version, whole.kind.as_deref())?;
+        let request = whole.request.ok_or(ReviewError::MissingRequest)?;
+        return with_uid(api_version, request);
+    }
     // Parse the envelope first, so "wrong version" is reported as such and not as whatever
     // field of a v1beta1 request happens not to match v1.
     let envelope: Envelope = serde_json::from_slice(body).map_err(|e| {
@@ -121,20 +141,32 @@ pub fn decode(body: &[u8]) -> Result<(String, AdmissionRequest), ReviewError> {
             ReviewError::Shape(e.to_string())
         }
     })?;
-    let api_version = envelope.api_version.ok_or(ReviewError::MissingApiVersion)?;
-    if api_version != API_VERSION {
-        return Err(ReviewError::ApiVersion(api_version));
-    }
-    match envelope.kind.as_deref() {
-        Some(KIND) => {}
-        other => return Err(ReviewError::Kind(other.unwrap_or_default().to_owned())),
-    }
+    let api_version = envelope_checks(envelope.api_version, envelope.kind.as_deref())?;
     let raw = envelope.request.ok_or(ReviewError::MissingRequest)?;
     if raw.get() == "null" {
         return Err(ReviewError::MissingRequest);
     }
     let request: AdmissionRequest =
         parse_at(raw.get(), format_args!("request")).map_err(ReviewError::Shape)?;
+    with_uid(api_version, request)
+}
+
+/// The envelope's apiVersion (returned, to echo) and kind must be the ones served.
+fn envelope_checks(api_version: Option<String>, kind: Option<&str>) -> Result<String, ReviewError> {
+    let api_version = api_version.ok_or(ReviewError::MissingApiVersion)?;
+    if api_version != API_VERSION {
+        return Err(ReviewError::ApiVersion(api_version));
+    }
+    match kind {
+        Some(KIND) => Ok(api_version),
+        other => Err(ReviewError::Kind(other.unwrap_or_default().to_owned())),
+    }
+}
+
+fn with_uid(
+    api_version: String,
+    request: AdmissionRequest,
+) -> Result<(String, AdmissionRequest), ReviewError> {
     if request.uid.is_empty() {
         return Err(ReviewError::MissingUid);
     }
