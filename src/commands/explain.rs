@@ -342,24 +342,7 @@ async fn fetch(
             let Some(text) = read(client, &url, &format!("{kind} {name}")).await? else {
                 return Ok(());
             };
-            let at = format_args!("{url}");
-            match kind {
-                ResourceKind::VolumeSnapshotClass => apply(&index.snapshot_classes, &text, at),
-                ResourceKind::VolumeSnapshot => apply(&index.snapshots, &text, at),
-                ResourceKind::VolumeSnapshotContent => apply(&index.snapshot_contents, &text, at),
-                ResourceKind::StorageClass => apply(&index.storage_classes, &text, at),
-                ResourceKind::PersistentVolumeClaim => apply(&index.pvcs, &text, at),
-                ResourceKind::PersistentVolume => apply(&index.pvs, &text, at),
-                ResourceKind::Node => apply(&index.nodes, &text, at),
-                ResourceKind::Pod => apply(&index.pods, &text, at),
-                ResourceKind::VolumeGroupSnapshotClass => {
-                    apply(&index.group_snapshot_classes, &text, at)
-                }
-                ResourceKind::VolumeGroupSnapshot => apply(&index.group_snapshots, &text, at),
-                ResourceKind::VolumeGroupSnapshotContent => {
-                    apply(&index.group_snapshot_contents, &text, at)
-                }
-            }
+            load(index, *kind, Load::One, &text, format_args!("{url}"))
         }
         Wanted::ListIn { kind, namespace } => {
             if !is_dns_label(namespace) {
@@ -369,14 +352,8 @@ async fn fetch(
             let text = read(client, &url, &format!("{kind} objects in {namespace}"))
                 .await?
                 .unwrap_or_else(|| "{}".to_owned());
-            let at = format_args!("{url}");
-            // Only pods and snapshots are listed by namespace (a claim's pods, a group's
-            // members); each object is added to what other reads put in the store.
-            match kind {
-                ResourceKind::Pod => add(&index.pods, &text, at),
-                ResourceKind::VolumeSnapshot => add(&index.snapshots, &text, at),
-                _ => Ok(()),
-            }
+            // A claim's pods, a group's members: added to what other reads put in the store.
+            load(index, *kind, Load::Add, &text, format_args!("{url}"))
         }
         Wanted::List(kind) => {
             let url = path(&root, *kind, None);
@@ -384,25 +361,55 @@ async fn fetch(
             let text = read(client, &url, &format!("{} objects", kind))
                 .await?
                 .unwrap_or_else(|| "{}".to_owned());
-            let at = format_args!("{url}");
-            match kind {
-                ResourceKind::VolumeSnapshotClass => replace(&index.snapshot_classes, &text, at),
-                ResourceKind::VolumeSnapshot => replace(&index.snapshots, &text, at),
-                ResourceKind::VolumeSnapshotContent => replace(&index.snapshot_contents, &text, at),
-                ResourceKind::StorageClass => replace(&index.storage_classes, &text, at),
-                ResourceKind::PersistentVolumeClaim => replace(&index.pvcs, &text, at),
-                ResourceKind::PersistentVolume => replace(&index.pvs, &text, at),
-                ResourceKind::Node => replace(&index.nodes, &text, at),
-                ResourceKind::Pod => replace(&index.pods, &text, at),
-                ResourceKind::VolumeGroupSnapshotClass => {
-                    replace(&index.group_snapshot_classes, &text, at)
-                }
-                ResourceKind::VolumeGroupSnapshot => replace(&index.group_snapshots, &text, at),
-                ResourceKind::VolumeGroupSnapshotContent => {
-                    replace(&index.group_snapshot_contents, &text, at)
-                }
-            }
+            load(index, *kind, Load::Replace, &text, format_args!("{url}"))
         }
+    }
+}
+
+/// How a read's body goes into the store of its kind.
+#[derive(Clone, Copy)]
+enum Load {
+    /// One object (a GET).
+    One,
+    /// A LIST's objects, next to what the store holds (a namespace's objects).
+    Add,
+    /// A LIST's objects, instead of what the store holds (every object of the kind).
+    Replace,
+}
+
+/// Puts what a read returned into `kind`'s store: the one place that maps kinds to stores.
+fn load(
+    index: &ClusterIndex,
+    kind: ResourceKind,
+    how: Load,
+    text: &str,
+    at: std::fmt::Arguments<'_>,
+) -> Result<(), Error> {
+    fn into<T: crate::cluster::Cached + serde::de::DeserializeOwned>(
+        store: &Store<T>,
+        how: Load,
+        text: &str,
+        at: std::fmt::Arguments<'_>,
+    ) -> Result<(), Error> {
+        match how {
+            Load::One => apply(store, text, at),
+            Load::Add => add(store, text, at),
+            Load::Replace => replace(store, text, at),
+        }
+    }
+    use ResourceKind as K;
+    match kind {
+        K::VolumeSnapshotClass => into(&index.snapshot_classes, how, text, at),
+        K::VolumeSnapshot => into(&index.snapshots, how, text, at),
+        K::VolumeSnapshotContent => into(&index.snapshot_contents, how, text, at),
+        K::StorageClass => into(&index.storage_classes, how, text, at),
+        K::PersistentVolumeClaim => into(&index.pvcs, how, text, at),
+        K::PersistentVolume => into(&index.pvs, how, text, at),
+        K::Node => into(&index.nodes, how, text, at),
+        K::Pod => into(&index.pods, how, text, at),
+        K::VolumeGroupSnapshotClass => into(&index.group_snapshot_classes, how, text, at),
+        K::VolumeGroupSnapshot => into(&index.group_snapshots, how, text, at),
+        K::VolumeGroupSnapshotContent => into(&index.group_snapshot_contents, how, text, at),
     }
 }
 
