@@ -26,31 +26,28 @@ use storage_admission::server::{AppState, Limits, ServeConfig, Server, TlsSource
 
 pub const ROOT: &str = env!("CARGO_MANIFEST_DIR");
 
-/// The review of a captured golden case (the sample `serve --dev` embeds for its case).
-pub fn golden_review(name: &str) -> Vec<u8> {
-    if name == storage_admission::dev::SAMPLE_REVIEW_CASE {
-        return storage_admission::dev::SAMPLE_REVIEW.as_bytes().to_vec();
-    }
-    std::fs::read(
-        Path::new(ROOT)
-            .join("tests/golden/captured")
-            .join(name)
-            .join("review.json"),
-    )
-    .unwrap()
-}
-
-/// The review of a golden case, `folder` under `tests/golden/` (e.g. `captured/<name>`).
-pub fn golden_json(folder: &str) -> serde_json::Value {
+/// The review bytes of a golden case, `folder` under `tests/golden/` (e.g. `captured/<name>`).
+/// The sample `serve --dev` embeds is the review of its captured case: that case has no
+/// `review.json` of its own, so this is the one place that knows where it lives.
+pub fn golden_bytes(folder: &str) -> Vec<u8> {
     if folder == format!("captured/{}", storage_admission::dev::SAMPLE_REVIEW_CASE) {
-        return serde_json::from_str(storage_admission::dev::SAMPLE_REVIEW).unwrap();
+        return storage_admission::dev::SAMPLE_REVIEW.as_bytes().to_vec();
     }
     let path = Path::new(ROOT)
         .join("tests/golden")
         .join(folder)
         .join("review.json");
-    serde_json::from_slice(&std::fs::read(&path).unwrap())
-        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
+/// The review of a captured golden case.
+pub fn golden_review(name: &str) -> Vec<u8> {
+    golden_bytes(&format!("captured/{name}"))
+}
+
+/// The review of a golden case, parsed.
+pub fn golden_json(folder: &str) -> serde_json::Value {
+    serde_json::from_slice(&golden_bytes(folder)).unwrap_or_else(|e| panic!("{folder}: {e}"))
 }
 
 /// `review` with its own uid, so a response can be matched to its request.
