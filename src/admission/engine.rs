@@ -3,23 +3,11 @@
 //! exemptions, "cannot decide" — is applied by [`crate::rules::gate`], the same function the
 //! audit and the backfill use.
 
-use serde_json::value::RawValue;
-
-use super::review::AdmissionRequest;
+use super::review::{AdmissionRequest, Body};
 use super::verdict::{Denial, RuleReport, RuleStatus, Verdict};
 use crate::cluster::{ClusterView, ResourceKind};
 use crate::policy::Policy;
 use crate::rules::{Check, Object, Operation, Phase, RULES, Rule, gate};
-
-/// The kind a request is about, when it is one this service handles (group must match too:
-/// a CRD of another group named `VolumeSnapshot` is not ours).
-pub(super) fn handled_kind(req: &AdmissionRequest) -> Option<ResourceKind> {
-    let kind = ResourceKind::from_kind(&req.kind.kind)?;
-    if kind.as_str() != req.kind.kind {
-        return None; // `...List` is not an admission kind
-    }
-    (req.kind.group == kind.group()).then_some(kind)
-}
 
 /// Decides one review.
 pub fn decide(
@@ -35,7 +23,7 @@ pub fn decide(
     {
         return verdict;
     }
-    let Some(kind) = handled_kind(req) else {
+    let Some(kind) = req.kind.judged_kind() else {
         return verdict;
     };
     let namespace = req.namespace.as_deref();
@@ -52,7 +40,8 @@ pub fn decide(
     }
     let never_denies = active.iter().all(|(rule, _)| rule.never_denies);
 
-    let object = match decode_object(kind, req.object.as_deref(), "object", req) {
+    let (mut read, mut old_read) = (None, None);
+    let object = match body(kind, req.object.as_ref(), &mut read, "object", req) {
         Ok(Some(o)) => o,
         Ok(None) => {
             return invalid(
@@ -69,7 +58,13 @@ pub fn decide(
         Err(message) => return invalid(verdict, &active, never_denies, message),
     };
     let old_object = if req.operation == Operation::Update {
-        match decode_object(kind, req.old_object.as_deref(), "oldObject", req) {
+        match body(
+            kind,
+            req.old_object.as_ref(),
+            &mut old_read,
+            "oldObject",
+            req,
+        ) {
             Ok(old) => old,
             Err(message) => return invalid(verdict, &active, never_denies, message),
         }
@@ -82,14 +77,7 @@ pub fn decide(
         if !rule.answers(phase, req.operation) {
             continue;
         }
-        let Some(result) = check.run(
-            req.operation,
-            phase,
-            &object,
-            old_object.as_ref(),
-            view,
-            policy,
-        ) else {
+        let Some(result) = check.run(req.operation, phase, object, old_object, view, policy) else {
             continue; // unreachable: `object` was decoded as the check's kind
         };
         let gated = gate::gate(rule, policy, result);
@@ -141,28 +129,23 @@ fn invalid(
     verdict
 }
 
-fn decode_object(
+/// The object a body holds: read in the review's one pass, or read now (into `slot`).
+fn body<'a>(
     kind: ResourceKind,
-    raw: Option<&RawValue>,
+    body: Option<&'a Body>,
+    slot: &'a mut Option<Object>,
     field: &str,
     req: &AdmissionRequest,
-) -> Result<Option<Object>, String> {
-    let Some(raw) = raw else { return Ok(None) };
-    let mut object = Object::decode(kind, raw.get(), format_args!("request.{field}"))?;
-    // The API server fills these in, but a review built by hand may not: take them from the
-    // request so every message can name the object.
-    let meta = object.meta_mut();
-    if meta.namespace.as_deref().unwrap_or_default().is_empty()
-        && let Some(ns) = req.namespace.as_deref().filter(|n| !n.is_empty())
-    {
-        meta.namespace = Some(ns.to_owned());
+) -> Result<Option<&'a Object>, String> {
+    match body {
+        None => Ok(None),
+        Some(Body::Read(object)) => Ok(Some(object)),
+        Some(Body::Raw(raw)) => {
+            let mut object = Object::decode(kind, raw.get(), format_args!("request.{field}"))?;
+            req.name_object(&mut object);
+            Ok(Some(slot.insert(object)))
+        }
     }
-    if meta.name.is_empty()
-        && let Some(name) = req.name.as_deref().filter(|n| !n.is_empty())
-    {
-        meta.name = name.to_owned();
-    }
-    Ok(Some(object))
 }
 
 #[cfg(test)]

@@ -1,14 +1,18 @@
 //! The AdmissionReview envelope (`admission.k8s.io/v1`): decoding with clear errors, and
 //! encoding responses (patches as base64 strings, as the API server requires).
 
+use std::fmt;
+
 use base64::Engine as _;
-use serde::{Deserialize, Serialize};
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::value::RawValue;
 
 use super::verdict::{Denial, Verdict};
+use crate::cluster::ResourceKind;
 use crate::model::parse_at;
 use crate::policy::UserInfo;
-use crate::rules::Operation;
+use crate::rules::{Object, Operation};
 
 pub const API_VERSION: &str = "admission.k8s.io/v1";
 pub const KIND: &str = "AdmissionReview";
@@ -50,6 +54,18 @@ pub struct GroupVersionKind {
     pub kind: String,
 }
 
+impl GroupVersionKind {
+    /// The kind the rules judge that this names, if any (the group must match too: a CRD of
+    /// another group named `VolumeSnapshot` is not ours).
+    pub fn judged_kind(&self) -> Option<ResourceKind> {
+        let kind = ResourceKind::from_kind(&self.kind)?;
+        if kind.as_str() != self.kind {
+            return None; // `...List` is not an admission kind
+        }
+        (self.group == kind.group()).then_some(kind)
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 pub struct GroupVersionResource {
     #[serde(default)]
@@ -60,8 +76,19 @@ pub struct GroupVersionResource {
     pub resource: String,
 }
 
-/// `request` of an AdmissionReview. The objects stay raw JSON until a rule needs them, and
-/// are then parsed once, straight into the rule's typed model.
+/// `request.object` or `request.oldObject`.
+#[derive(Debug)]
+pub enum Body {
+    /// Read straight into the slim model of the kind the rules judge, in the review's one
+    /// pass: the object's bytes are scanned once, by the edge, whatever the rules do.
+    Read(Box<Object>),
+    /// As it came: a kind no rule judges, an object written before the request's `kind`, or a
+    /// review read in two steps (see [`decode`]). The engine reads it if a rule needs it, and
+    /// then names the field that does not fit.
+    Raw(Box<RawValue>),
+}
+
+/// `request` of an AdmissionReview.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct AdmissionRequest {
@@ -78,12 +105,47 @@ pub struct AdmissionRequest {
     pub operation: Operation,
     #[serde(default)]
     pub user_info: UserInfo,
-    #[serde(default)]
-    pub object: Option<Box<RawValue>>,
-    #[serde(default)]
-    pub old_object: Option<Box<RawValue>>,
+    #[serde(default, deserialize_with = "raw_body")]
+    pub object: Option<Body>,
+    #[serde(default, deserialize_with = "raw_body")]
+    pub old_object: Option<Body>,
     #[serde(default)]
     pub dry_run: Option<bool>,
+}
+
+fn raw_body<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Body>, D::Error> {
+    Ok(Option::<Box<RawValue>>::deserialize(deserializer)?.map(Body::Raw))
+}
+
+impl AdmissionRequest {
+    /// Names `object` after the request where it does not name itself: the API server fills
+    /// these in, but a review built by hand may not, and every message names the object.
+    pub fn name_object(&self, object: &mut Object) {
+        let meta = object.meta_mut();
+        if meta.namespace.as_deref().unwrap_or_default().is_empty()
+            && let Some(ns) = self.namespace.as_deref().filter(|n| !n.is_empty())
+        {
+            meta.namespace = Some(ns.to_owned());
+        }
+        if meta.name.is_empty()
+            && let Some(name) = self.name.as_deref().filter(|n| !n.is_empty())
+        {
+            meta.name = name.to_owned();
+        }
+    }
+
+    /// Names the objects read in the one pass (the request's name and namespace may come
+    /// after them).
+    fn name_read_objects(mut self) -> Self {
+        let (mut object, mut old_object) = (self.object.take(), self.old_object.take());
+        for body in [&mut object, &mut old_object] {
+            if let Some(Body::Read(o)) = body {
+                self.name_object(o);
+            }
+        }
+        (self.object, self.old_object) = (object, old_object);
+        self
+    }
 }
 
 #[derive(Deserialize)]
@@ -97,16 +159,206 @@ struct Envelope {
     request: Option<Box<RawValue>>,
 }
 
-/// A review read in one pass (see [`decode`]).
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// A review read in one pass (see [`decode`]), with `request.object` and `oldObject` read
+/// straight into the slim model of the request's kind. Written by hand because the model to
+/// read depends on a field read before it (`request.kind`, which the API server writes first).
+/// Anything this rejects is read again in two steps by the derived readers, so error messages
+/// do not depend on it: it only has to reject whatever they reject (duplicate and missing
+/// fields included).
 struct Whole {
-    #[serde(default)]
     api_version: Option<String>,
-    #[serde(default)]
     kind: Option<String>,
-    #[serde(default)]
     request: Option<AdmissionRequest>,
+}
+
+#[derive(Deserialize)]
+#[serde(field_identifier, rename_all = "camelCase")]
+enum WholeField {
+    ApiVersion,
+    Kind,
+    Request,
+    #[serde(other)]
+    Other,
+}
+
+#[derive(Clone, Copy, Deserialize)]
+#[serde(field_identifier, rename_all = "camelCase")]
+enum Field {
+    Uid,
+    Kind,
+    Resource,
+    SubResource,
+    Name,
+    Namespace,
+    Operation,
+    UserInfo,
+    Object,
+    OldObject,
+    DryRun,
+    #[serde(other)]
+    Other,
+}
+
+/// Sets a field read once; a second occurrence is an error, as with the derived readers.
+fn once<T, E: de::Error>(slot: &mut Option<T>, name: &'static str, value: T) -> Result<(), E> {
+    if slot.is_some() {
+        return Err(E::duplicate_field(name));
+    }
+    *slot = Some(value);
+    Ok(())
+}
+
+impl<'de> Deserialize<'de> for Whole {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct WholeVisitor;
+        impl<'de> Visitor<'de> for WholeVisitor {
+            type Value = Whole;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an AdmissionReview")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Whole, A::Error> {
+                let (mut api_version, mut kind, mut request) = (None, None, None);
+                while let Some(field) = map.next_key()? {
+                    match field {
+                        WholeField::ApiVersion => {
+                            once(&mut api_version, "apiVersion", map.next_value()?)?
+                        }
+                        WholeField::Kind => once(&mut kind, "kind", map.next_value()?)?,
+                        WholeField::Request => {
+                            once(&mut request, "request", map.next_value_seed(RequestSeed)?)?
+                        }
+                        WholeField::Other => {
+                            map.next_value::<IgnoredAny>()?;
+                        }
+                    }
+                }
+                Ok(Whole {
+                    api_version: api_version.flatten(),
+                    kind: kind.flatten(),
+                    request: request.flatten(),
+                })
+            }
+        }
+        deserializer.deserialize_map(WholeVisitor)
+    }
+}
+
+/// `request`, or null.
+struct RequestSeed;
+
+impl<'de> DeserializeSeed<'de> for RequestSeed {
+    type Value = Option<AdmissionRequest>;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_option(self)
+    }
+}
+
+impl<'de> Visitor<'de> for RequestSeed {
+    type Value = Option<AdmissionRequest>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an admission request")
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_map(RequestVisitor).map(Some)
+    }
+}
+
+struct RequestVisitor;
+
+impl<'de> Visitor<'de> for RequestVisitor {
+    type Value = AdmissionRequest;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an admission request")
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<AdmissionRequest, A::Error> {
+        let mut uid = None;
+        let mut kind: Option<GroupVersionKind> = None;
+        let mut resource = None;
+        let mut sub_resource = None;
+        let mut name = None;
+        let mut namespace = None;
+        let mut operation = None;
+        let mut user_info = None;
+        let mut object = None;
+        let mut old_object = None;
+        let mut dry_run = None;
+        while let Some(field) = map.next_key()? {
+            match field {
+                Field::Uid => once(&mut uid, "uid", map.next_value()?)?,
+                Field::Kind => once(&mut kind, "kind", map.next_value()?)?,
+                Field::Resource => once(&mut resource, "resource", map.next_value()?)?,
+                Field::SubResource => once(&mut sub_resource, "subResource", map.next_value()?)?,
+                Field::Name => once(&mut name, "name", map.next_value()?)?,
+                Field::Namespace => once(&mut namespace, "namespace", map.next_value()?)?,
+                Field::Operation => once(&mut operation, "operation", map.next_value()?)?,
+                Field::UserInfo => once(&mut user_info, "userInfo", map.next_value()?)?,
+                Field::Object | Field::OldObject => {
+                    let seed = BodySeed(kind.as_ref().and_then(GroupVersionKind::judged_kind));
+                    let body = map.next_value_seed(seed)?;
+                    match field {
+                        Field::Object => once(&mut object, "object", body)?,
+                        _ => once(&mut old_object, "oldObject", body)?,
+                    }
+                }
+                Field::DryRun => once(&mut dry_run, "dryRun", map.next_value()?)?,
+                Field::Other => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(AdmissionRequest {
+            uid: uid.unwrap_or_default(),
+            kind: kind.ok_or_else(|| de::Error::missing_field("kind"))?,
+            resource: resource.ok_or_else(|| de::Error::missing_field("resource"))?,
+            sub_resource: sub_resource.flatten(),
+            name: name.flatten(),
+            namespace: namespace.flatten(),
+            operation: operation.ok_or_else(|| de::Error::missing_field("operation"))?,
+            user_info: user_info.unwrap_or_default(),
+            object: object.flatten(),
+            old_object: old_object.flatten(),
+            dry_run: dry_run.flatten(),
+        })
+    }
+}
+
+/// `object` or `oldObject`, or null: read as the kind's slim model when the request's kind
+/// (read before it) is one the rules judge, raw otherwise.
+struct BodySeed(Option<ResourceKind>);
+
+impl<'de> DeserializeSeed<'de> for BodySeed {
+    type Value = Option<Body>;
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        match self.0 {
+            Some(kind) => deserializer.deserialize_option(ReadBody(kind)),
+            None => raw_body(deserializer),
+        }
+    }
+}
+
+struct ReadBody(ResourceKind);
+
+impl<'de> Visitor<'de> for ReadBody {
+    type Value = Option<Body>;
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "a {} object", self.0)
+    }
+    fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(None)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        let object = Object::deserialize_as(self.0, deserializer)?;
+        Ok(Some(Body::Read(Box::new(object))))
+    }
 }
 
 /// Decodes a review; returns the apiVersion to echo and the request.
@@ -124,13 +376,14 @@ pub fn decode(body: &[u8]) -> Result<(String, AdmissionRequest), ReviewError> {
             );
         }
     }
-    // The common case in one pass: a well-formed review is read whole, so the object's bytes
-    // are scanned once here and once into the rule's model, not once more as a raw request.
-    // Whatever fails is read again below in two steps, which name what is wrong precisely.
+    // The common case in one pass: a well-formed review is read whole, its object straight
+    // into the rules' model, so the object's bytes are scanned once. Whatever fails is read
+    // again below in two steps, which name what is wrong precisely (the object stays raw
+    // there, for the engine to read and name the field that does not fit).
     if let Ok(whole) = serde_json::from_slice::<Whole>(body) {
         let api_version = envelope_checks(whole.api_version, whole.kind.as_deref())?;
         let request = whole.request.ok_or(ReviewError::MissingRequest)?;
-        return with_uid(api_version, request);
+        return with_uid(api_version, request.name_read_objects());
     }
     // Parse the envelope first, so "wrong version" is reported as such and not as whatever
     // field of a v1beta1 request happens not to match v1.
@@ -283,6 +536,70 @@ mod tests {
                 .unwrap_or_else(|| panic!("accepted {body}"));
             assert!(check(&err), "{body} gave {err}");
         }
+    }
+
+    fn review(request: &str) -> String {
+        format!(
+            r#"{{"apiVersion":"admission.k8s.io/v1","kind":"AdmissionReview","request":{request}}}"#
+        )
+    }
+
+    const POD: &str = r#"{"metadata":{},"spec":{"nodeName":"node-a","volumes":[{"name":"data","persistentVolumeClaim":{"claimName":"data"}}],"containers":[{"name":"app","image":"app:1"}]}}"#;
+
+    #[test]
+    fn the_object_of_a_judged_kind_is_read_into_its_model_in_the_one_pass_and_named_after_the_request()
+     {
+        let body = review(&format!(
+            r#"{{"uid":"u","kind":{{"group":"","version":"v1","kind":"Pod"}},"resource":{{"group":"","version":"v1","resource":"pods"}},"operation":"CREATE","object":{POD},"oldObject":null,"name":"web-0","namespace":"shop"}}"#
+        ));
+        let (_, req) = decode(body.as_bytes()).unwrap();
+        let Some(Body::Read(object)) = &req.object else {
+            panic!("object not read in the one pass: {:?}", req.object)
+        };
+        let Object::Pod(pod) = &**object else {
+            panic!("read as another kind: {object:?}")
+        };
+        // name and namespace came after the object; it is named after them all the same
+        assert_eq!(pod.metadata.name, "web-0");
+        assert_eq!(pod.metadata.namespace.as_deref(), Some("shop"));
+        assert_eq!(pod.spec.node_name.as_deref(), Some("node-a"));
+        assert!(req.old_object.is_none());
+    }
+
+    #[test]
+    fn an_object_is_kept_raw_when_its_kind_is_not_judged_or_not_known_yet_or_does_not_fit() {
+        let cases = [
+            // a kind no rule judges
+            format!(
+                r#"{{"uid":"u","kind":{{"group":"apps","version":"v1","kind":"Deployment"}},"resource":{{"group":"apps","version":"v1","resource":"deployments"}},"operation":"CREATE","object":{POD}}}"#
+            ),
+            // the object before the request's kind
+            format!(
+                r#"{{"uid":"u","object":{POD},"kind":{{"group":"","version":"v1","kind":"Pod"}},"resource":{{"group":"","version":"v1","resource":"pods"}},"operation":"CREATE"}}"#
+            ),
+            // a Pod whose nodeName is a number: read in two steps, the engine names the field
+            r#"{"uid":"u","kind":{"group":"","version":"v1","kind":"Pod"},"resource":{"group":"","version":"v1","resource":"pods"},"operation":"CREATE","object":{"spec":{"nodeName":7}}}"#.to_owned(),
+        ];
+        for request in cases {
+            let (_, req) = decode(review(&request).as_bytes()).unwrap();
+            assert!(
+                matches!(req.object, Some(Body::Raw(_))),
+                "{request}: {:?}",
+                req.object
+            );
+        }
+    }
+
+    #[test]
+    fn a_field_given_twice_is_refused_as_the_two_step_reader_refuses_it() {
+        let request = format!(
+            r#"{{"uid":"u","kind":{{"group":"","version":"v1","kind":"Pod"}},"resource":{{"group":"","version":"v1","resource":"pods"}},"operation":"CREATE","object":{POD},"object":{POD}}}"#
+        );
+        let err = decode(review(&request).as_bytes()).unwrap_err();
+        assert!(
+            matches!(&err, ReviewError::Shape(m) if m.contains("duplicate field `object`")),
+            "{err}"
+        );
     }
 
     #[test]

@@ -145,6 +145,19 @@ macro_rules! kinds {
                 }
             }
 
+            /// Reads a `kind` from any serde deserializer: the review's one pass reads
+            /// `request.object` straight into the slim model with it.
+            pub fn deserialize_as<'de, D: serde::Deserializer<'de>>(
+                kind: ResourceKind,
+                deserializer: D,
+            ) -> Result<Self, D::Error> {
+                match kind {
+                    $(ResourceKind::$kind => {
+                        <$ty as serde::Deserialize>::deserialize(deserializer).map(Self::$kind)
+                    })*
+                }
+            }
+
             pub fn meta_mut(&mut self) -> &mut ObjectMeta {
                 match self {
                     $(Self::$kind(o) => &mut o.metadata,)*
