@@ -169,6 +169,13 @@ impl ClusterView for Recording<'_> {
         self.list(ResourceKind::PersistentVolumeClaim);
         self.index.pvcs_matching(namespace, selector)
     }
+    fn group_snapshot_class(
+        &self,
+        name: &str,
+    ) -> Lookup<Option<Arc<crate::model::VolumeGroupSnapshotClass>>> {
+        self.get(ResourceKind::VolumeGroupSnapshotClass, "", name);
+        self.index.group_snapshot_class(name)
+    }
     fn group_snapshot_classes_for_driver(
         &self,
         driver: &str,
