@@ -368,6 +368,59 @@ fn snapshot_class_of_another_driver_or_missing() {
     assert_eq!(ids(&e), ["snapshot.class-missing"]);
 }
 
+#[test]
+fn an_invalid_snapshot_is_the_validation_rules_finding_and_nothing_else() {
+    let spec = |spec: &str| {
+        format!(
+            "\n- apiVersion: snapshot.storage.k8s.io/v1\n  kind: VolumeSnapshot\n  metadata: {{name: snap, namespace: app}}\n  spec: {spec}\n  status: {{}}\n"
+        )
+    };
+    // Both sources (older CRDs let it in): the rule's message, not the missing content.
+    let e = explain_in(
+        &spec("{source: {persistentVolumeClaimName: src, volumeSnapshotContentName: c-1}}"),
+        "vs",
+        "snap",
+    );
+    assert_eq!(ids(&e), ["snapshot.invalid"]);
+    assert!(
+        e.findings[0].message.contains("sets both"),
+        "{}",
+        e.findings[0].message
+    );
+    assert!(
+        e.findings[0]
+            .fix
+            .contains("delete it (kubectl delete volumesnapshot -n app snap)"),
+        "{}",
+        e.findings[0].fix
+    );
+    // An empty class name: not taken for "no class named" (no default-class finding).
+    let e = explain_in(
+        &format!(
+            "{SNAP_CLASS}{}",
+            spec("{source: {persistentVolumeClaimName: src}, volumeSnapshotClassName: ''}")
+        ),
+        "vs",
+        "snap",
+    );
+    assert_eq!(ids(&e), ["snapshot.invalid"]);
+    assert!(
+        e.findings[0]
+            .message
+            .contains("must not be the empty string")
+    );
+    // A valid snapshot is judged as before (its class is checked, and fine).
+    let e = explain_in(
+        &format!(
+            "{SNAP_CLASS}{}",
+            snapshot_of("src", Some("disk-snap"), "{}")
+        ),
+        "vs",
+        "snap",
+    );
+    assert_eq!(e.verdict, Verdict::Clear, "{:?}", e.findings);
+}
+
 fn content(status: &str, bound_to: &str) -> String {
     format!(
         "\n- apiVersion: snapshot.storage.k8s.io/v1\n  kind: VolumeSnapshotContent\n  metadata: {{name: c-1}}\n  spec: {{driver: disk.csi.example.com, deletionPolicy: Delete, source: {{volumeHandle: h}}, volumeSnapshotRef: {{namespace: app, name: {bound_to}}}}}\n  status: {status}\n"
