@@ -143,6 +143,12 @@ impl ClusterView for Lookaside<'_> {
     ) -> Lookup<Vec<Arc<PersistentVolumeClaim>>> {
         self.base.pvcs_matching(namespace, selector)
     }
+    fn group_snapshot_class(
+        &self,
+        name: &str,
+    ) -> Lookup<Option<Arc<crate::model::VolumeGroupSnapshotClass>>> {
+        self.base.group_snapshot_class(name)
+    }
     fn group_snapshot_classes_for_driver(
         &self,
         driver: &str,

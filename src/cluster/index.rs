@@ -426,6 +426,10 @@ impl ClusterView for ClusterIndex {
         })
     }
 
+    fn group_snapshot_class(&self, name: &str) -> Lookup<Option<Arc<VolumeGroupSnapshotClass>>> {
+        self.group_snapshot_classes.get("", name)
+    }
+
     fn group_snapshot_classes_for_driver(
         &self,
         driver: &str,
@@ -692,6 +696,32 @@ mod tests {
             .collect();
         assert_eq!(names, ["a", "b"]);
         assert!(index.snapshot_classes_for_driver("d3").unwrap().is_empty());
+    }
+
+    #[test]
+    fn group_snapshot_classes_are_found_by_name_and_by_driver() {
+        use crate::testing::group_snapshot_class;
+        let index = ClusterIndex::new(SyncState::Synced);
+        let class = |name: &str, driver: &str| group_snapshot_class(name).driver(driver);
+        index.group_snapshot_classes.replace([
+            class("b", "d1"),
+            class("a", "d1"),
+            class("c", "d2"),
+        ]);
+        assert_eq!(
+            index.group_snapshot_class("c").unwrap().unwrap().driver,
+            "d2"
+        );
+        assert!(index.group_snapshot_class("nope").unwrap().is_none());
+        let names: Vec<_> = index
+            .group_snapshot_classes_for_driver("d1")
+            .unwrap()
+            .iter()
+            .map(|c| c.metadata.name.clone())
+            .collect();
+        assert_eq!(names, ["a", "b"]);
+        let pending = ClusterIndex::unavailable("not listed yet");
+        assert!(pending.group_snapshot_class("c").is_err());
     }
 
     #[test]

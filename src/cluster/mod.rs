@@ -177,6 +177,7 @@ pub trait ClusterView: Send + Sync {
         namespace: &str,
         selector: &LabelSelector,
     ) -> Lookup<Vec<Arc<PersistentVolumeClaim>>>;
+    fn group_snapshot_class(&self, name: &str) -> Lookup<Option<Arc<VolumeGroupSnapshotClass>>>;
     /// Every VolumeGroupSnapshotClass of a CSI driver (indexed by driver), sorted by name.
     fn group_snapshot_classes_for_driver(
         &self,

@@ -169,6 +169,13 @@ impl ClusterView for Recording<'_> {
         self.list(ResourceKind::PersistentVolumeClaim);
         self.index.pvcs_matching(namespace, selector)
     }
+    fn group_snapshot_class(
+        &self,
+        name: &str,
+    ) -> Lookup<Option<Arc<crate::model::VolumeGroupSnapshotClass>>> {
+        self.get(ResourceKind::VolumeGroupSnapshotClass, "", name);
+        self.index.group_snapshot_class(name)
+    }
     fn group_snapshot_classes_for_driver(
         &self,
         driver: &str,
@@ -693,6 +700,40 @@ mod tests {
                 .message
                 .contains("\"quota exceeded\"")
         );
+        // GETs only, and nothing after: nothing was written.
+        assert!(handle.next_request().await.is_none());
+    }
+
+    #[tokio::test]
+    async fn a_group_naming_a_missing_class_gets_that_class_at_the_served_version() {
+        let (client, mut handle) = mock_client();
+        let target = Target::parse("vgs", "g", "app").unwrap();
+        let run = tokio::spawn(async move {
+            let index = gather(&client, &target, &policy::default()).await?;
+            Ok::<_, Error>(
+                explain::explain(&target, &index, &policy::default(), SystemTime::now()).unwrap(),
+            )
+        });
+        expect_discovery(&mut handle).await;
+        expect_get(
+            &mut handle,
+            "/apis/groupsnapshot.storage.k8s.io/v1beta2/namespaces/app/volumegroupsnapshots/g",
+            Some(json!({"metadata": {"name": "g", "namespace": "app"},
+                        "spec": {"source": {"selector": {"matchLabels": {"app": "db"}}},
+                                 "volumeGroupSnapshotClassName": "gc"}})),
+        )
+        .await;
+        // Not bound: its class, one GET at v1beta2 (not a LIST of every class).
+        expect_discovery(&mut handle).await;
+        expect_get(
+            &mut handle,
+            "/apis/groupsnapshot.storage.k8s.io/v1beta2/volumegroupsnapshotclasses/gc",
+            None,
+        )
+        .await;
+        let explanation = run.await.unwrap().unwrap();
+        let ids: Vec<_> = explanation.findings.iter().map(|f| f.id).collect();
+        assert_eq!(ids, ["group.class-missing"]);
         // GETs only, and nothing after: nothing was written.
         assert!(handle.next_request().await.is_none());
     }

@@ -1,27 +1,33 @@
 //! Why a VolumeGroupSnapshot is not ready to use.
 //!
-//! A group bound to its content: the error the content (or the group) reports, quoted, or a
-//! content that is gone, then its member snapshots not ready. A dynamic group not bound yet:
-//! the default-group-snapshot-class rule on the existing group (nothing selected, claims not
-//! bound, claims of several drivers, no default class or several), exactly as the audit asks
-//! it; each of its messages becomes a finding.
+//! First the group-snapshot-validation rule on the existing group (the CRDs' CEL checks, as
+//! for a CREATE): a group that fails them is reported as such and nothing further, since the
+//! snapshot controller stops there too. A group bound to its content: the error the content
+//! (or the group) reports, quoted, or a content that is gone, then its member snapshots not
+//! ready. A dynamic group not bound yet: with a class named, the class (missing, or of another
+//! driver than the selected claims'); with none, the default-group-snapshot-class rule on the
+//! existing group (nothing selected, claims not bound, claims of several drivers, no default
+//! class or several), exactly as the audit asks it; each of its messages becomes a finding.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 
 use super::{Diagnosis, ExplainError, ObjectRef, Target, Waiting, run_rule};
 use crate::cluster::{ClusterIndex, ClusterView, ResourceKind, StateUnavailable};
-use crate::model::VolumeGroupSnapshot;
+use crate::model::{LabelSelector, VolumeGroupSnapshot};
 use crate::policy::Policy;
-use crate::rules::default_group_snapshot_class;
 use crate::rules::default_snapshot_class::{ClaimDriver, claim_driver};
+use crate::rules::{default_group_snapshot_class, group_snapshot_validation};
 
 pub const NOT_FOUND: &str = "group.not-found";
+pub const INVALID: &str = "group.invalid";
 pub const NOTHING_SELECTED: &str = "group.nothing-selected";
 pub const CLAIMS_UNBOUND: &str = "group.claims-unbound";
 pub const SEVERAL_DRIVERS: &str = "group.several-drivers";
 pub const DRIVER_UNKNOWN: &str = "group.driver-unknown";
+pub const CLASS_MISSING: &str = "group.class-missing";
 pub const NO_DEFAULT_CLASS: &str = "group.no-default-class";
 pub const SEVERAL_DEFAULT_CLASSES: &str = "group.several-default-classes";
+pub const CLASS_DRIVER_MISMATCH: &str = "group.class-driver-mismatch";
 pub const CONTENT_ERROR: &str = "group.content-error";
 pub const CONTENT_MISSING: &str = "group.content-missing";
 pub const MEMBERS_NOT_READY: &str = "group.members-not-ready";
@@ -29,12 +35,15 @@ pub const MEMBERS_NOT_READY: &str = "group.members-not-ready";
 /// Every id above, in the order `docs/explain.md` lists them.
 pub const FINDING_IDS: &[&str] = &[
     NOT_FOUND,
+    INVALID,
     NOTHING_SELECTED,
     CLAIMS_UNBOUND,
     SEVERAL_DRIVERS,
     DRIVER_UNKNOWN,
+    CLASS_MISSING,
     NO_DEFAULT_CLASS,
     SEVERAL_DEFAULT_CLASSES,
+    CLASS_DRIVER_MISMATCH,
     CONTENT_ERROR,
     CONTENT_MISSING,
     MEMBERS_NOT_READY,
@@ -96,6 +105,9 @@ pub(super) fn diagnose(
         "not ready to use"
     };
     d.step(me, format!("{state}; {from}, {class}"));
+    if !group.ready_to_use() && invalid(&mut d, &group, view, policy)? {
+        return Ok(d);
+    }
 
     let content_name = group
         .bound_content_name()
@@ -107,8 +119,11 @@ pub(super) fn diagnose(
             if let Some(error) = group.error_message() {
                 quote_error(&mut d, &group, None, error);
             }
-            if group.spec.volume_group_snapshot_class_name.is_none() {
-                default_class(&mut d, &group, view, policy)?;
+            match group.spec.volume_group_snapshot_class_name.as_deref() {
+                None => default_class(&mut d, &group, view, policy)?,
+                Some(class) if !class.is_empty() => named_class(&mut d, &group, class, view)?,
+                // An empty name is the validation rule's (above) to report.
+                Some(_) => {}
             }
         }
     }
@@ -116,6 +131,34 @@ pub(super) fn diagnose(
         d.settled = Some("ready to use".to_owned());
     }
     Ok(d)
+}
+
+/// The group-snapshot-validation rule on the existing group, as a CREATE: whether it found the
+/// spec invalid (each problem a finding). The snapshot controller checks the source first and
+/// goes no further with a group that fails; every other problem the rule finds (an empty
+/// content or class name) leaves it stuck as well, and the rest of the chain would only follow
+/// from the wrong spec: the findings stop here.
+fn invalid(
+    d: &mut Diagnosis,
+    group: &VolumeGroupSnapshot,
+    view: &dyn ClusterView,
+    policy: &Policy,
+) -> Result<bool, ExplainError> {
+    let outcome = run_rule(&group_snapshot_validation::RULE, group, view, policy)
+        .transpose()?
+        .unwrap_or_default();
+    if outcome.denials.is_empty() {
+        return Ok(false);
+    }
+    let ns = group.metadata.namespace.as_deref().unwrap_or_default();
+    let fix = format!(
+        "A group snapshot's source cannot be changed: delete it (kubectl delete volumegroupsnapshot -n {ns} {}) and create it again with the spec corrected as the message says.",
+        group.metadata.name
+    );
+    for message in outcome.denials {
+        d.find(INVALID, message, fix.clone());
+    }
+    Ok(true)
 }
 
 fn quote_error(d: &mut Diagnosis, group: &VolumeGroupSnapshot, content: Option<&str>, error: &str) {
@@ -224,39 +267,19 @@ fn default_class(
     let outcome = run_rule(&default_group_snapshot_class::RULE, group, view, policy)
         .transpose()?
         .unwrap_or_default();
-    let claims = view.pvcs_matching(ns, selector)?;
-    let mut drivers = BTreeSet::new();
-    let mut unknown = false;
-    let mut unbound = false;
-    for pvc in &claims {
-        unbound |= pvc.bound_volume().is_none();
-        match claim_driver(pvc, view)? {
-            ClaimDriver::BoundVolume { driver, .. } | ClaimDriver::Provisioner { driver, .. } => {
-                drivers.insert(driver);
-            }
-            ClaimDriver::Unknown(_) => unknown = true,
-        }
-    }
-    let names: Vec<&str> = claims.iter().map(|c| c.metadata.name.as_str()).collect();
-    d.step(
-        ObjectRef::new(ResourceKind::PersistentVolumeClaim, Some(ns), "(selected)"),
-        if names.is_empty() {
-            "none".to_owned()
-        } else {
-            format!(
-                "{}; CSI driver {}",
-                names.join(", "),
-                drivers.iter().cloned().collect::<Vec<_>>().join(", ")
-            )
-        },
-    );
-    let primary = if claims.is_empty() {
+    let Selected {
+        empty,
+        drivers,
+        unknown,
+        unbound,
+    } = selected(d, ns, selector, view)?;
+    let primary = if empty {
         NOTHING_SELECTED
     } else if drivers.len() > 1 {
         SEVERAL_DRIVERS
     } else if unknown {
         DRIVER_UNKNOWN
-    } else if let Some(driver) = drivers.first() {
+    } else if let Some(driver) = drivers.keys().next() {
         let defaults = view
             .group_snapshot_classes_for_driver(driver)?
             .iter()
@@ -282,7 +305,7 @@ fn default_class(
     };
     let mut warnings = outcome.warnings.into_iter();
     if unbound
-        && !claims.is_empty()
+        && !empty
         && let Some(message) = warnings.next()
     {
         d.find(
@@ -294,5 +317,122 @@ fn default_class(
     for message in outcome.denials.into_iter().chain(warnings) {
         d.find(primary, message, fix.clone());
     }
+    Ok(())
+}
+
+/// The claims a group's selector selects, as the rules resolve their drivers.
+struct Selected {
+    empty: bool,
+    /// The claims of each CSI driver that could be told.
+    drivers: BTreeMap<String, Vec<String>>,
+    /// Whether the driver of some claim cannot be told.
+    unknown: bool,
+    /// Whether some claim is not bound yet.
+    unbound: bool,
+}
+
+/// The claims `selector` selects in `ns` and their drivers, and a step saying so.
+fn selected(
+    d: &mut Diagnosis,
+    ns: &str,
+    selector: &LabelSelector,
+    view: &dyn ClusterView,
+) -> Result<Selected, ExplainError> {
+    let claims = view.pvcs_matching(ns, selector)?;
+    let mut drivers: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut unknown = false;
+    let mut unbound = false;
+    for pvc in &claims {
+        unbound |= pvc.bound_volume().is_none();
+        match claim_driver(pvc, view)? {
+            ClaimDriver::BoundVolume { driver, .. } | ClaimDriver::Provisioner { driver, .. } => {
+                drivers
+                    .entry(driver)
+                    .or_default()
+                    .push(pvc.metadata.name.clone());
+            }
+            ClaimDriver::Unknown(_) => unknown = true,
+        }
+    }
+    let names: Vec<&str> = claims.iter().map(|c| c.metadata.name.as_str()).collect();
+    d.step(
+        ObjectRef::new(ResourceKind::PersistentVolumeClaim, Some(ns), "(selected)"),
+        if names.is_empty() {
+            "none".to_owned()
+        } else {
+            format!(
+                "{}; CSI driver {}",
+                names.join(", "),
+                drivers.keys().cloned().collect::<Vec<_>>().join(", ")
+            )
+        },
+    );
+    Ok(Selected {
+        empty: claims.is_empty(),
+        drivers,
+        unknown,
+        unbound,
+    })
+}
+
+/// A dynamic group naming its class: the class must exist, and be of the driver of the claims
+/// the selector selects (the class's driver takes the group snapshot, and cannot snapshot
+/// volumes it does not own).
+fn named_class(
+    d: &mut Diagnosis,
+    group: &VolumeGroupSnapshot,
+    class_name: &str,
+    view: &dyn ClusterView,
+) -> Result<(), ExplainError> {
+    let ns = group.metadata.namespace.as_deref().unwrap_or_default();
+    let name = group.metadata.qualified_name();
+    let class_ref = ObjectRef::new(ResourceKind::VolumeGroupSnapshotClass, None, class_name);
+    let Some(class) = view.group_snapshot_class(class_name)? else {
+        d.step(class_ref, "does not exist");
+        d.find(
+            CLASS_MISSING,
+            format!("VolumeGroupSnapshot {name} names VolumeGroupSnapshotClass {class_name}, which does not exist: the group snapshot cannot be taken."),
+            format!(
+                "Create the class, or delete the group snapshot (kubectl delete volumegroupsnapshot -n {ns} {}) and take it again with an existing class: kubectl get volumegroupsnapshotclass",
+                group.metadata.name
+            ),
+        );
+        return Ok(());
+    };
+    d.step(class_ref, format!("driver {}", class.driver));
+    let Some(selector) = &group.spec.source.selector else {
+        return Ok(());
+    };
+    let Selected { drivers, .. } = selected(d, ns, selector, view)?;
+    if class.driver.is_empty() {
+        return Ok(());
+    }
+    let others: Vec<(&String, &Vec<String>)> = drivers
+        .iter()
+        .filter(|(driver, _)| **driver != class.driver)
+        .collect();
+    if others.is_empty() {
+        return Ok(());
+    }
+    let shown: Vec<String> = others
+        .iter()
+        .map(|(driver, claims)| format!("{driver} ({})", claims.join(", ")))
+        .collect();
+    let again = match others.as_slice() {
+        [(driver, _)] if drivers.len() == 1 => format!("with a class of {driver}"),
+        _ => "once per CSI driver, each with a selector that selects only that driver's claims and a class of that driver".to_owned(),
+    };
+    d.find(
+        CLASS_DRIVER_MISMATCH,
+        format!(
+            "VolumeGroupSnapshot {name} uses VolumeGroupSnapshotClass {class_name} of CSI driver {}, but selects PersistentVolumeClaims of {}: that driver's snapshotter cannot snapshot volumes it does not own.",
+            class.driver,
+            shown.join("; ")
+        ),
+        format!(
+            "Delete the group snapshot (kubectl delete volumegroupsnapshot -n {ns} {}) and take it again {again}: kubectl get volumegroupsnapshotclass (DRIVER column).",
+            group.metadata.name
+        ),
+    );
     Ok(())
 }

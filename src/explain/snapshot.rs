@@ -1,6 +1,7 @@
 //! Why a VolumeSnapshot is not ready to use.
 //!
-//! Followed as the snapshot controller meets them: the content it is bound to (an error it
+//! Followed as the snapshot controller meets them: a spec the snapshot-validation rule refuses
+//! (the CRDs' CEL checks, as for a CREATE), and nothing further; the content it is bound to (an error it
 //! reports, or a content that is gone or bound to another snapshot); else its source claim
 //! (missing, not bound) and its class (missing, of another driver than the claim's, or no
 //! usable default: the default-snapshot-class rule, on the existing snapshot).
@@ -10,8 +11,10 @@ use crate::cluster::{ClusterIndex, ClusterView, ResourceKind, StateUnavailable};
 use crate::model::{VolumeSnapshot, VolumeSnapshotContent, keys};
 use crate::policy::Policy;
 use crate::rules::default_snapshot_class::{self, ClaimDriver, claim_driver};
+use crate::rules::snapshot_validation;
 
 pub const NOT_FOUND: &str = "snapshot.not-found";
+pub const INVALID: &str = "snapshot.invalid";
 pub const SOURCE_MISSING: &str = "snapshot.source-missing";
 pub const SOURCE_UNBOUND: &str = "snapshot.source-unbound";
 pub const CLASS_MISSING: &str = "snapshot.class-missing";
@@ -25,6 +28,7 @@ pub const CONTENT_BOUND_ELSEWHERE: &str = "snapshot.content-bound-elsewhere";
 /// Every id above, in the order `docs/explain.md` lists them.
 pub const FINDING_IDS: &[&str] = &[
     NOT_FOUND,
+    INVALID,
     SOURCE_MISSING,
     SOURCE_UNBOUND,
     CLASS_MISSING,
@@ -93,6 +97,9 @@ pub(super) fn diagnose(
         |c| format!("class {c}"),
     );
     d.step(me, format!("{state}; {from}, {class_text}"));
+    if !snap.ready_to_use() && invalid(&mut d, &snap, policy)? {
+        return Ok(d);
+    }
 
     // The content, once one is bound (or named, pre-provisioned): it has the last word.
     let content_name = snap
@@ -168,6 +175,35 @@ pub(super) fn diagnose(
         None => {}
     }
     Ok(d)
+}
+
+/// The snapshot-validation rule on the existing snapshot, as a CREATE: whether it found the
+/// spec invalid (each problem a finding). The snapshot controller checks the source first and
+/// goes no further with a snapshot that fails; neither do the findings. The rule reads an empty
+/// view: its checks of the spec need none, and its one warning (no snapshot class for the
+/// source's provisioner) is the class findings' question, which would otherwise read the
+/// claim's class and its driver's classes even for a snapshot bound long ago.
+fn invalid(
+    d: &mut Diagnosis,
+    snap: &VolumeSnapshot,
+    policy: &Policy,
+) -> Result<bool, ExplainError> {
+    let spec_only = ClusterIndex::unavailable("explain checks the snapshot's spec only");
+    let outcome = run_rule(&snapshot_validation::RULE, snap, &spec_only, policy)
+        .transpose()?
+        .unwrap_or_default();
+    if outcome.denials.is_empty() {
+        return Ok(false);
+    }
+    let ns = snap.metadata.namespace.as_deref().unwrap_or_default();
+    let fix = format!(
+        "A snapshot's source cannot be changed: delete it (kubectl delete volumesnapshot -n {ns} {}) and create it again with the spec corrected as the message says.",
+        snap.metadata.name
+    );
+    for message in outcome.denials {
+        d.find(INVALID, message, fix.clone());
+    }
+    Ok(true)
 }
 
 fn content_findings(

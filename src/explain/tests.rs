@@ -368,6 +368,59 @@ fn snapshot_class_of_another_driver_or_missing() {
     assert_eq!(ids(&e), ["snapshot.class-missing"]);
 }
 
+#[test]
+fn an_invalid_snapshot_is_the_validation_rules_finding_and_nothing_else() {
+    let spec = |spec: &str| {
+        format!(
+            "\n- apiVersion: snapshot.storage.k8s.io/v1\n  kind: VolumeSnapshot\n  metadata: {{name: snap, namespace: app}}\n  spec: {spec}\n  status: {{}}\n"
+        )
+    };
+    // Both sources (older CRDs let it in): the rule's message, not the missing content.
+    let e = explain_in(
+        &spec("{source: {persistentVolumeClaimName: src, volumeSnapshotContentName: c-1}}"),
+        "vs",
+        "snap",
+    );
+    assert_eq!(ids(&e), ["snapshot.invalid"]);
+    assert!(
+        e.findings[0].message.contains("sets both"),
+        "{}",
+        e.findings[0].message
+    );
+    assert!(
+        e.findings[0]
+            .fix
+            .contains("delete it (kubectl delete volumesnapshot -n app snap)"),
+        "{}",
+        e.findings[0].fix
+    );
+    // An empty class name: not taken for "no class named" (no default-class finding).
+    let e = explain_in(
+        &format!(
+            "{SNAP_CLASS}{}",
+            spec("{source: {persistentVolumeClaimName: src}, volumeSnapshotClassName: ''}")
+        ),
+        "vs",
+        "snap",
+    );
+    assert_eq!(ids(&e), ["snapshot.invalid"]);
+    assert!(
+        e.findings[0]
+            .message
+            .contains("must not be the empty string")
+    );
+    // A valid snapshot is judged as before (its class is checked, and fine).
+    let e = explain_in(
+        &format!(
+            "{SNAP_CLASS}{}",
+            snapshot_of("src", Some("disk-snap"), "{}")
+        ),
+        "vs",
+        "snap",
+    );
+    assert_eq!(e.verdict, Verdict::Clear, "{:?}", e.findings);
+}
+
 fn content(status: &str, bound_to: &str) -> String {
     format!(
         "\n- apiVersion: snapshot.storage.k8s.io/v1\n  kind: VolumeSnapshotContent\n  metadata: {{name: c-1}}\n  spec: {{driver: disk.csi.example.com, deletionPolicy: Delete, source: {{volumeHandle: h}}, volumeSnapshotRef: {{namespace: app, name: {bound_to}}}}}\n  status: {status}\n"
@@ -760,4 +813,134 @@ fn group_snapshot_content_error_missing_and_members() {
     );
     assert_eq!(e.verdict, Verdict::Clear);
     assert!(e.summary.contains("is ready to use"), "{}", e.summary);
+}
+
+#[test]
+fn group_snapshot_naming_a_class_that_is_missing_or_of_another_driver() {
+    let bound = labelled_claim("a", "{storageClassName: plain, volumeName: pv-src}");
+    let naming = |class: &str| {
+        vgs(
+            &format!(
+                "{{source: {{selector: {{matchLabels: {{app: db}}}}}}, volumeGroupSnapshotClassName: {class}}}"
+            ),
+            "{}",
+        )
+    };
+    let e = explain_in(
+        &format!("{}{bound}{GROUP_CLASS}", naming("nope")),
+        "vgs",
+        "g",
+    );
+    assert_eq!(ids(&e), ["group.class-missing"]);
+    assert!(
+        e.findings[0]
+            .message
+            .contains("names VolumeGroupSnapshotClass nope, which does not exist"),
+        "{}",
+        e.findings[0].message
+    );
+    assert!(
+        e.findings[0]
+            .fix
+            .contains("kubectl delete volumegroupsnapshot -n app g")
+    );
+
+    let nfs = r#"
+- apiVersion: groupsnapshot.storage.k8s.io/v1beta2
+  kind: VolumeGroupSnapshotClass
+  metadata: {name: nfs-group}
+  driver: nfs.csi.example.com
+  deletionPolicy: Delete
+"#;
+    let e = explain_in(&format!("{}{bound}{nfs}", naming("nfs-group")), "vgs", "g");
+    assert_eq!(ids(&e), ["group.class-driver-mismatch"]);
+    let f = &e.findings[0];
+    assert!(
+        f.message.contains("of CSI driver nfs.csi.example.com")
+            && f.message.contains("disk.csi.example.com (a)"),
+        "{}",
+        f.message
+    );
+    assert!(
+        f.fix.contains("with a class of disk.csi.example.com"),
+        "{}",
+        f.fix
+    );
+
+    // Claims of the class's driver and of another: one group snapshot per driver.
+    let nas = "\n- {apiVersion: storage.k8s.io/v1, kind: StorageClass, metadata: {name: nas}, provisioner: nfs.csi.example.com}\n";
+    let other = labelled_claim("b", "{storageClassName: nas}");
+    let e = explain_in(
+        &format!("{}{bound}{nas}{other}{nfs}", naming("nfs-group")),
+        "vgs",
+        "g",
+    );
+    assert_eq!(ids(&e), ["group.class-driver-mismatch"]);
+    assert!(
+        e.findings[0]
+            .message
+            .contains("of disk.csi.example.com (a):"),
+        "{}",
+        e.findings[0].message
+    );
+    assert!(e.findings[0].fix.contains("once per CSI driver"));
+
+    // A class of the claims' driver: nothing blocks (no default needed either).
+    let plain_class = GROUP_CLASS.replace(
+        "annotations: {groupsnapshot.storage.kubernetes.io/is-default-class: \"true\"}",
+        "",
+    );
+    let e = explain_in(&format!("{}{bound}{plain_class}", naming("gc")), "vgs", "g");
+    assert_eq!(e.verdict, Verdict::Clear, "{:?}", e.findings);
+    let facts: Vec<&str> = e.chain.iter().map(|s| s.fact.as_str()).collect();
+    assert!(facts.contains(&"driver disk.csi.example.com"), "{facts:?}");
+}
+
+#[test]
+fn an_invalid_group_snapshot_is_the_validation_rules_finding_and_nothing_else() {
+    let bound = labelled_claim("a", "{storageClassName: plain, volumeName: pv-src}");
+    // Both sources (older CRDs let it in): the rule's message, and no content or class finding.
+    let both = vgs(
+        "{source: {selector: {matchLabels: {app: db}}, volumeGroupSnapshotContentName: gsc}, volumeGroupSnapshotClassName: nope}",
+        "{}",
+    );
+    let e = explain_in(&format!("{both}{bound}"), "vgs", "g");
+    assert_eq!(ids(&e), ["group.invalid"]);
+    assert!(
+        e.findings[0].message.contains(
+            "sets both spec.source.selector and spec.source.volumeGroupSnapshotContentName"
+        ),
+        "{}",
+        e.findings[0].message
+    );
+    assert!(
+        e.findings[0]
+            .fix
+            .contains("delete it (kubectl delete volumegroupsnapshot -n app g)"),
+        "{}",
+        e.findings[0].fix
+    );
+    // Neither source, and an empty class name: one finding per problem.
+    let e = explain_in(
+        &vgs("{source: {}, volumeGroupSnapshotClassName: ''}", "{}"),
+        "vgs",
+        "g",
+    );
+    assert_eq!(ids(&e), ["group.invalid", "group.invalid"]);
+    assert!(e.findings[0].message.contains("sets neither"));
+    assert!(
+        e.findings[1]
+            .message
+            .contains("must not be the empty string")
+    );
+    // A valid group: no such finding (the default-class checks run as before).
+    let e = explain_in(
+        &format!(
+            "{}{bound}{GROUP_CLASS}",
+            vgs("{source: {selector: {matchLabels: {app: db}}}}", "{}")
+        ),
+        "vgs",
+        "g",
+    );
+    assert_eq!(e.verdict, Verdict::Clear, "{:?}", e.findings);
 }
