@@ -27,6 +27,9 @@ pub enum LogFormat {
 /// patched or denied review), so only a stalled sink reaches it.
 const BUFFERED_LINES: usize = 16_384;
 
+/// What one write to stderr carries at most: about a hundred review lines.
+const SINK_BUFFER_BYTES: usize = 64 * 1024;
+
 /// The installed writer's drop count. Global like the subscriber it belongs to: a process
 /// has one log.
 static DROPPED: OnceLock<ErrorCounter> = OnceLock::new();
@@ -52,11 +55,18 @@ fn writer<W: std::io::Write + Send + 'static>(sink: W, lines: usize) -> (NonBloc
         .finish(sink)
 }
 
+/// The sink behind the worker, buffered: the worker writes every line it finds waiting and
+/// flushes when none is left (tracing-appender's worker loop), so under load one write(2)
+/// carries many lines, and a line is never held back once the log is idle.
+fn buffered<W: std::io::Write>(sink: W) -> std::io::BufWriter<W> {
+    std::io::BufWriter::with_capacity(SINK_BUFFER_BYTES, sink)
+}
+
 /// Installs the global subscriber; logs go to stderr so `review -o json` output stays clean.
 /// Colours only on a terminal: escape codes in a log file or a container log are noise.
 pub fn init(format: LogFormat) -> LogGuard {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let (writer, guard) = writer(std::io::stderr(), BUFFERED_LINES);
+    let (writer, guard) = writer(buffered(std::io::stderr()), BUFFERED_LINES);
     let dropped = writer.error_counter();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -110,6 +120,42 @@ mod tests {
             dropped.dropped_lines()
         );
         drop(release);
+        drop(guard);
+    }
+
+    /// A sink that hands over what it was given each time it is flushed.
+    struct Flushed {
+        written: Vec<u8>,
+        flushed: mpsc::Sender<Vec<u8>>,
+    }
+
+    impl std::io::Write for Flushed {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.written.extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            let _ = self.flushed.send(std::mem::take(&mut self.written));
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_buffered_sink_is_flushed_as_soon_as_no_other_line_waits() {
+        let (flushed, lines) = mpsc::channel();
+        let sink = buffered(Flushed {
+            written: Vec::new(),
+            flushed,
+        });
+        let (mut writer, guard) = writer(sink, 16);
+        for line in ["first\n", "second\n"] {
+            writer.write_all(line.as_bytes()).unwrap();
+            // The guard is alive: only the worker's flush after its batch can deliver it.
+            let got = lines
+                .recv_timeout(std::time::Duration::from_secs(30))
+                .expect("a line waited in the buffer with nothing else to write");
+            assert_eq!(String::from_utf8(got).unwrap(), line);
+        }
         drop(guard);
     }
 }
