@@ -86,6 +86,14 @@ enum Wanted {
     },
 }
 
+impl Wanted {
+    fn kind(&self) -> ResourceKind {
+        match self {
+            Wanted::Get { kind, .. } | Wanted::List(kind) | Wanted::ListIn { kind, .. } => *kind,
+        }
+    }
+}
+
 /// A view that answers from `index` and records every lookup.
 struct Recording<'a> {
     index: &'a ClusterIndex,
@@ -211,6 +219,10 @@ impl ClusterView for Recording<'_> {
         });
         self.index.group_members(namespace, group)
     }
+    fn csi_driver(&self, name: &str) -> Lookup<Option<Arc<crate::model::CsiDriver>>> {
+        self.get(ResourceKind::CsiDriver, "", name);
+        self.index.csi_driver(name)
+    }
 }
 
 /// Reads from the API, with GET and LIST only, the objects explaining `target` needs.
@@ -248,7 +260,17 @@ pub async fn gather(
             return Ok(index);
         }
         for wanted in new {
-            fetch(client, &index, &wanted, &mut roots).await?;
+            match fetch(client, &index, &wanted, &mut roots).await {
+                Ok(()) => {}
+                // Optional knowledge (which CSI drivers are installed): a read the cluster
+                // refuses leaves that store unavailable, the diagnoses that need it say
+                // nothing, and the rest is still explained.
+                Err(error) if wanted.kind().is_optional() => {
+                    tracing::warn!(kind = %wanted.kind(), %error, "cannot read an optional kind: the findings that need it are not looked for");
+                    index.set_state(wanted.kind(), SyncState::Pending(error.to_string()));
+                }
+                Err(error) => return Err(error),
+            }
             done.insert(wanted);
         }
     }
@@ -313,9 +335,7 @@ async fn fetch(
     wanted: &Wanted,
     roots: &mut BTreeMap<ResourceKind, Option<String>>,
 ) -> Result<(), Error> {
-    let kind = match wanted {
-        Wanted::Get { kind, .. } | Wanted::List(kind) | Wanted::ListIn { kind, .. } => *kind,
-    };
+    let kind = wanted.kind();
     // A kind the cluster does not serve: no objects of it.
     let Some(root) = root(client, kind, roots).await? else {
         return Ok(());
@@ -410,6 +430,7 @@ fn load(
         K::VolumeGroupSnapshotClass => into(&index.group_snapshot_classes, how, text, at),
         K::VolumeGroupSnapshot => into(&index.group_snapshots, how, text, at),
         K::VolumeGroupSnapshotContent => into(&index.group_snapshot_contents, how, text, at),
+        K::CsiDriver => into(&index.csi_drivers, how, text, at),
     }
 }
 
