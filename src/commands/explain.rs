@@ -777,6 +777,10 @@ mod tests {
                 "volumeBindingMode": "WaitForFirstConsumer"}),
             ),
             (
+                "/apis/storage.k8s.io/v1/csidrivers/d.csi",
+                json!({"metadata": {"name": "d.csi"}, "spec": {"attachRequired": true}}),
+            ),
+            (
                 "/api/v1/namespaces/shop/pods",
                 json!({"items": [{
                 "metadata": {"name": "redis-0", "namespace": "shop"},
@@ -793,6 +797,7 @@ mod tests {
                     "GET /api/v1/namespaces/shop/pods/redis-0",
                     "GET /api/v1/namespaces/shop/persistentvolumeclaims/cache",
                     "GET /apis/storage.k8s.io/v1/storageclasses/wffc",
+                    "GET /apis/storage.k8s.io/v1/csidrivers/d.csi",
                     "GET /api/v1/namespaces/shop/pods",
                 ][..],
             ),
@@ -803,6 +808,7 @@ mod tests {
                 &[
                     "GET /api/v1/namespaces/shop/persistentvolumeclaims/cache",
                     "GET /apis/storage.k8s.io/v1/storageclasses/wffc",
+                    "GET /apis/storage.k8s.io/v1/csidrivers/d.csi",
                     "GET /api/v1/namespaces/shop/pods",
                 ][..],
             ),
@@ -822,6 +828,71 @@ mod tests {
             assert_eq!(seen, reads, "{kind}");
             let ids: Vec<_> = explanation.findings.iter().map(|f| f.id).collect();
             assert_eq!(ids, [id], "{kind}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_provisioner_s_csi_driver_is_one_get_and_a_refused_one_is_no_finding() {
+        let claim = json!({"metadata": {"name": "data", "namespace": "app"},
+                           "spec": {"storageClassName": "fast"}});
+        let class = json!({"metadata": {"name": "fast"}, "provisioner": "ebs.csi.aws.com"});
+        for (answer, ids, fact) in [
+            // Not there: the driver is not installed.
+            (
+                status(404, "NotFound"),
+                &["pvc.provisioner-unserved"][..],
+                Some("does not exist"),
+            ),
+            // Not ours to read (the user cannot read CSIDrivers): nothing can be told, and
+            // the claim is still explained.
+            (status(403, "Forbidden"), &[][..], None),
+            (
+                respond(
+                    StatusCode::OK,
+                    &json!({"metadata": {"name": "ebs.csi.aws.com"}, "spec": {}}),
+                ),
+                &[][..],
+                Some("installed"),
+            ),
+        ] {
+            let (client, mut handle) = mock_client();
+            let target = Target::parse("pvc", "data", "app").unwrap();
+            let run = tokio::spawn(async move {
+                let index = gather(&client, &target, &policy::default()).await?;
+                Ok::<_, Error>(
+                    explain::explain(&target, &index, &policy::default(), SystemTime::now())
+                        .unwrap(),
+                )
+            });
+            expect_get(
+                &mut handle,
+                "/api/v1/namespaces/app/persistentvolumeclaims/data",
+                Some(claim.clone()),
+            )
+            .await;
+            expect_get(
+                &mut handle,
+                "/apis/storage.k8s.io/v1/storageclasses/fast",
+                Some(class.clone()),
+            )
+            .await;
+            let (request, send) = handle.next_request().await.unwrap();
+            assert_eq!(request.method(), Method::GET);
+            assert_eq!(
+                request.uri().path(),
+                "/apis/storage.k8s.io/v1/csidrivers/ebs.csi.aws.com"
+            );
+            send.send_response(answer);
+            let explanation = run.await.unwrap().unwrap();
+            let found: Vec<_> = explanation.findings.iter().map(|f| f.id).collect();
+            assert_eq!(found, ids);
+            let step = explanation
+                .chain
+                .iter()
+                .find(|s| s.object.kind == "CSIDriver");
+            assert_eq!(step.map(|s| s.fact.as_str()), fact);
+            // One GET of the one driver, and nothing written.
+            assert!(handle.next_request().await.is_none());
         }
     }
 

@@ -14,3 +14,23 @@ pub struct CsiDriver {
 }
 
 crate::model::map_only!(CsiDriver);
+
+/// In-tree provisioners and the CSI driver that provisions their volumes under CSI migration
+/// (on by default, and the in-tree code removed, in the Kubernetes versions this supports).
+const MIGRATED: &[(&str, &str)] = &[
+    ("kubernetes.io/aws-ebs", "ebs.csi.aws.com"),
+    ("kubernetes.io/gce-pd", "pd.csi.storage.gke.io"),
+    ("kubernetes.io/azure-disk", "disk.csi.azure.com"),
+    ("kubernetes.io/azure-file", "file.csi.azure.com"),
+    ("kubernetes.io/cinder", "cinder.csi.openstack.org"),
+    ("kubernetes.io/vsphere-volume", "csi.vsphere.vmware.com"),
+    ("kubernetes.io/portworx-volume", "pxd.portworx.com"),
+];
+
+/// The CSI driver that serves an in-tree `provisioner` by CSI migration, if it is one.
+pub fn migration_driver(provisioner: &str) -> Option<&'static str> {
+    MIGRATED
+        .iter()
+        .find(|(in_tree, _)| *in_tree == provisioner)
+        .map(|(_, driver)| *driver)
+}
