@@ -296,22 +296,18 @@ fn provisioner(
         return;
     };
     let me = ObjectRef::new(ResourceKind::CsiDriver, None, driver);
-    let by_migration = format!("serves {provisioner} by CSI migration");
+    let (installed, missing) = match migrated {
+        Some(_) => (
+            format!("installed; serves {provisioner} by CSI migration"),
+            format!("does not exist (it would serve {provisioner} by CSI migration)"),
+        ),
+        None => ("installed".to_owned(), "does not exist".to_owned()),
+    };
     if found.is_some() {
-        let fact = match migrated {
-            Some(_) => format!("installed; {by_migration}"),
-            None => "installed".to_owned(),
-        };
-        d.step(me, fact);
+        d.step(me, installed);
         return;
     }
-    d.step(
-        me,
-        match migrated {
-            Some(_) => format!("does not exist; would {by_migration}"),
-            None => "does not exist".to_owned(),
-        },
-    );
+    d.step(me, missing);
     let claim = format!("PersistentVolumeClaim {}", pvc.metadata.qualified_name());
     let class = &sc.metadata.name;
     let (message, fix) = match migrated {
