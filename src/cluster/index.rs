@@ -210,7 +210,7 @@ pub struct ClusterIndex {
     pub group_snapshots: Store<VolumeGroupSnapshot>,
     pub group_snapshot_contents: Store<VolumeGroupSnapshotContent>,
     /// The installed CSI drivers, for `explain`'s diagnoses only (optional: see
-    /// [`ResourceKind::is_optional`]).
+    /// [`ResourceKind::is_optional`]); watched only when the controller runs.
     pub csi_drivers: Store<CsiDriver>,
     /// Bumped by every store on every change (see [`ClusterIndex::subscribe`]).
     changes: Changes,

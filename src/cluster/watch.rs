@@ -241,12 +241,15 @@ async fn run_with<T: Cached + DeserializeOwned>(
 pub const PODS_NOT_WATCHED: &str =
     "pods are watched only when the controller runs (--controller): only its audit reads them";
 
-/// Starts a watch per kind feeding `index`; pods only with `pods` (the controller runs: its
-/// audit is the only reader of the pod store). The tasks run until aborted.
+/// Why the CSIDriver store is empty when the controller does not run.
+pub const CSI_DRIVERS_NOT_WATCHED: &str = "CSIDrivers are watched only when the controller runs (--controller): only its stuck-object diagnoses read them";
+
+/// Starts a watch per kind feeding `index`; pods and CSIDrivers only with `controller` (its
+/// audit is the only reader of those stores). The tasks run until aborted.
 pub fn spawn_all(
     client: Client,
     index: Arc<ClusterIndex>,
-    pods: bool,
+    controller: bool,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     macro_rules! spawn {
         ($field:ident) => {{
@@ -265,9 +268,9 @@ pub fn spawn_all(
         spawn!(group_snapshot_classes),
         spawn!(group_snapshots),
         spawn!(group_snapshot_contents),
-        spawn!(csi_drivers),
     ];
-    if pods {
+    if controller {
+        tasks.push(spawn!(csi_drivers));
         // Pods are the most numerous objects of a cluster, and the audit only asks about
         // Pending ones: the API server filters them (a pod that leaves Pending arrives as a
         // delete), so neither the list nor the cache holds Running pods.
@@ -280,6 +283,9 @@ pub fn spawn_all(
         index
             .pods
             .set_state(SyncState::Missing(PODS_NOT_WATCHED.to_owned()));
+        index
+            .csi_drivers
+            .set_state(SyncState::Missing(CSI_DRIVERS_NOT_WATCHED.to_owned()));
     }
     tasks
 }
@@ -305,14 +311,19 @@ mod tests {
 
     #[tokio::test]
     async fn pods_are_watched_pending_only_and_only_for_the_controller() {
-        // Without the controller: no pod watch, and a store that does not hold readiness.
+        // Without the controller: no pod or CSIDriver watch, and stores that do not hold
+        // readiness.
         let (client, _api) = crate::testing::mock_client();
         let index = Arc::new(ClusterIndex::unavailable("starting"));
         let tasks = spawn_all(client, index.clone(), false);
-        assert_eq!(tasks.len(), 11);
+        assert_eq!(tasks.len(), 10);
         assert_eq!(
             index.pods.state(),
             SyncState::Missing(PODS_NOT_WATCHED.to_owned())
+        );
+        assert_eq!(
+            index.csi_drivers.state(),
+            SyncState::Missing(CSI_DRIVERS_NOT_WATCHED.to_owned())
         );
         tasks.iter().for_each(|t| t.abort());
 
@@ -321,21 +332,30 @@ mod tests {
         let index = Arc::new(ClusterIndex::unavailable("starting"));
         let tasks = spawn_all(client, index.clone(), true);
         assert_eq!(tasks.len(), 12);
-        let mut pod_list = None;
+        let (mut pod_list, mut csi_list) = (None, false);
         // One request per watch, and one discovery per group snapshot kind before its watch.
         for _ in 0..tasks.len() + 3 {
             let (request, _respond) = api.next_request().await.unwrap();
-            if request.uri().path() == "/api/v1/pods" {
-                pod_list = Some(request.uri().to_string());
+            match request.uri().path() {
+                "/api/v1/pods" => pod_list = Some(request.uri().to_string()),
+                "/apis/storage.k8s.io/v1/csidrivers" => csi_list = true,
+                _ => {}
+            }
+            if pod_list.is_some() && csi_list {
                 break;
             }
         }
+        assert!(
+            csi_list,
+            "a CSIDriver list among the watches' first requests"
+        );
         let uri = pod_list.expect("a pod list among the watches' first requests");
         assert!(
             uri.contains("fieldSelector=status.phase%3DPending"),
             "{uri}"
         );
         assert!(matches!(index.pods.state(), SyncState::Pending(_)));
+        assert!(matches!(index.csi_drivers.state(), SyncState::Pending(_)));
         tasks.iter().for_each(|t| t.abort());
     }
 
