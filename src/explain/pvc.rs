@@ -10,7 +10,8 @@
 use super::{Diagnosis, ExplainError, ObjectRef, Target, Waiting, run_rule, said};
 use crate::cluster::{ClusterIndex, ClusterView, ResourceKind, StateUnavailable};
 use crate::model::{
-    PersistentVolumeClaim, StorageClass, VolumeBindingMode, keys, migration_driver,
+    PersistentVolumeClaim, StorageClass, VolumeBindingMode, is_csi_driver_name, keys,
+    migration_driver,
 };
 use crate::policy::Policy;
 use crate::rules::default_snapshot_class::{ClaimClass, claim_class};
@@ -277,8 +278,9 @@ fn class_step(d: &mut Diagnosis, sc: &StorageClass) {
 /// Whether a CSI driver serves the class's provisioner: a CSI driver registers a CSIDriver
 /// named after itself, so none of the provisioner's name means nothing provisions the claim.
 /// An in-tree provisioner is served by its CSI migration driver, so that one is looked up; an
-/// in-tree provisioner without one, or no provisioner at all (static binding), has none to
-/// look for. CSIDrivers that cannot be read are not a finding: nothing can be told.
+/// in-tree provisioner without one (`kubernetes.io/no-provisioner`: static binding), or an
+/// external one whose name no CSIDriver can have (`rancher.io/local-path`), has none to look
+/// for. CSIDrivers that cannot be read are not a finding: nothing can be told.
 fn provisioner(
     d: &mut Diagnosis,
     pvc: &PersistentVolumeClaim,
@@ -289,7 +291,10 @@ fn provisioner(
     let migrated = migration_driver(provisioner);
     let driver = match migrated {
         Some(driver) => driver,
-        None if provisioner.starts_with("kubernetes.io/") || provisioner.is_empty() => return,
+        // Other in-tree provisioners, and external ones named as no CSI driver can be.
+        None if provisioner.starts_with("kubernetes.io/") || !is_csi_driver_name(provisioner) => {
+            return;
+        }
         None => provisioner,
     };
     let Ok(found) = view.csi_driver(driver) else {
@@ -321,7 +326,7 @@ fn provisioner(
         ),
         None => (
             format!(
-                "{claim} uses StorageClass {class}, whose provisioner is {provisioner}, and no CSIDriver named {provisioner} exists: the CSI driver is not installed (or did not create its CSIDriver object), so nothing provisions the claim. A provisioner that is not a CSI driver (such as rancher.io/local-path) has no CSIDriver: check that it is running."
+                "{claim} uses StorageClass {class}, whose provisioner is {provisioner}, and no CSIDriver named {provisioner} exists: the CSI driver is not installed (or did not create its CSIDriver object), so nothing provisions the claim. If {provisioner} is an external provisioner that is not a CSI driver, it has no CSIDriver: check that it is running."
             ),
             format!(
                 "Install the CSI driver {provisioner} (kubectl get csidriver lists the installed ones; for a provisioner that is not a CSI driver, check that its pods are running), or recreate the claim with a StorageClass whose provisioner is installed (kubectl get storageclass; storageClassName cannot be changed)."

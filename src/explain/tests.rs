@@ -477,6 +477,36 @@ fn an_in_tree_provisioner_is_served_by_its_csi_migration_driver() {
 }
 
 #[test]
+fn an_external_provisioner_no_csi_driver_can_be_named_after_is_not_looked_up() {
+    // k3s's local-path: not a CSI driver, and no CSIDriver can be named with a `/`.
+    let local_path = "\n- {apiVersion: storage.k8s.io/v1, kind: StorageClass, metadata: {name: local-path}, provisioner: rancher.io/local-path, volumeBindingMode: WaitForFirstConsumer}\n";
+    let state = format!(
+        "{local_path}{}{}",
+        csi_driver("nfs.csi.k8s.io"),
+        claim("{storageClassName: local-path}")
+    );
+    let e = explain_in(&state, "pvc", "data");
+    assert_eq!(ids(&e), ["pvc.wffc-no-consumer"]);
+    assert!(e.chain.iter().all(|s| s.object.kind != "CSIDriver"));
+    // A name a CSIDriver could have is looked up, whatever provisions it.
+    let state = format!(
+        "{}{}{}",
+        class_of("hostpath", "hostpath.example.com"),
+        csi_driver("nfs.csi.k8s.io"),
+        claim("{storageClassName: hostpath}")
+    );
+    let e = explain_in(&state, "pvc", "data");
+    assert_eq!(ids(&e), ["pvc.provisioner-unserved"]);
+    assert!(
+        e.findings[0].message.ends_with(
+            "If hostpath.example.com is an external provisioner that is not a CSI driver, it has no CSIDriver: check that it is running."
+        ),
+        "{}",
+        e.findings[0].message
+    );
+}
+
+#[test]
 fn static_local_volumes_have_no_provisioner_to_look_for() {
     let local = "\n- {apiVersion: storage.k8s.io/v1, kind: StorageClass, metadata: {name: local}, provisioner: kubernetes.io/no-provisioner, volumeBindingMode: WaitForFirstConsumer}\n";
     let state = format!(

@@ -27,6 +27,13 @@ const MIGRATED: &[(&str, &str)] = &[
     ("kubernetes.io/portworx-volume", "pxd.portworx.com"),
 ];
 
+/// Whether a CSIDriver can be named `name`: the API server takes only DNS subdomains of at most
+/// 63 characters. A provisioner named otherwise (`rancher.io/local-path`) is no CSI driver, so
+/// that no CSIDriver has its name says nothing.
+pub fn is_csi_driver_name(name: &str) -> bool {
+    name.len() <= 63 && super::labels::is_dns_subdomain(name)
+}
+
 /// The CSI driver that serves an in-tree `provisioner` by CSI migration, if it is one.
 pub fn migration_driver(provisioner: &str) -> Option<&'static str> {
     MIGRATED

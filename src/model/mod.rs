@@ -49,7 +49,7 @@ mod quantity;
 mod snapshot;
 mod storage;
 
-pub use csi_driver::{CsiDriver, migration_driver};
+pub use csi_driver::{CsiDriver, is_csi_driver_name, migration_driver};
 pub use group_snapshot::{
     GroupSnapshotHandles, LabelSelector, LabelSelectorRequirement, VolumeGroupSnapshot,
     VolumeGroupSnapshotClass, VolumeGroupSnapshotContent, VolumeGroupSnapshotContentSource,
