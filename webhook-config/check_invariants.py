@@ -62,6 +62,10 @@ RESTORE_WEBHOOK = "restore-readiness.storage-admission.io"
 # fast, CREATE only and limited by matchConditions (checked on pods by pod_cel_checks).
 POD_WEBHOOKS = {"pinned-pods.storage-admission.io": True, "pod-volume-placement.storage-admission.io": False}  # name: needs nodeName
 WEBHOOK_KINDS = ("MutatingWebhookConfiguration", "ValidatingWebhookConfiguration")
+# Kinds the caches watch that no webhook judges: (apiGroup, resource). The watches are
+# spawned in src/cluster/watch.rs (`spawn_all`); a unit test there checks base/rbac.yaml grants
+# every kind, this the rendered ClusterRole of each overlay.
+WATCHED_WITHOUT_WEBHOOK = {("storage.k8s.io", "csidrivers")}
 
 Problems = list[str]
 Check = tuple[str, Problems]
@@ -426,15 +430,16 @@ def rbac_checks(render: str, docs: list[dict]) -> list[Check]:
 
     # Every kind a webhook judges is one the rules read from a watch cache, so the ClusterRole
     # must let it list and watch each (a missing grant shows only at run time, as a cache that
-    # never syncs and rules that answer whenStateUnavailable).
+    # never syncs and rules that answer whenStateUnavailable); so must the kinds watched for
+    # the controller's diagnoses only, which no webhook names (WATCHED_WITHOUT_WEBHOOK).
     if render in IN_CLUSTER:
         cluster_rules = [r for role, r in rules if role["kind"] == "ClusterRole" and role["metadata"]["name"] == NAME]
         watched = {(g, res) for r in cluster_rules if {"list", "watch"} <= set(r.get("verbs") or [])
                    for g in r.get("apiGroups") or [] for res in r.get("resources") or []}
         judged = {(g, res) for _, w in webhooks(docs) for r in w.get("rules") or []
                   for g in r.get("apiGroups") or [] for res in r.get("resources") or []}
-        unwatched = [f"{g or 'core'}/{res}" for g, res in sorted(judged - watched)]
-        checks.append(("rbac: list and watch on every kind a webhook judges", unwatched))
+        unwatched = [f"{g or 'core'}/{res}" for g, res in sorted((judged | WATCHED_WITHOUT_WEBHOOK) - watched)]
+        checks.append(("rbac: list and watch on every kind a webhook judges or the caches watch", unwatched))
 
     limited = {"get", "update", "patch", "delete"}
     wh: Problems = []
@@ -826,6 +831,8 @@ MUTATIONS: list[tuple[str, str, str, Callable[[list[dict]], None]]] = [
      lambda d: _rule(d, "ClusterRole", "volumegroupsnapshots").update(verbs=["get"])),
     ("cert-manager", "rbac: list and watch on every kind", "a judged kind's watch rule removed",
      lambda d: one(d, "ClusterRole", NAME)["rules"].remove(_rule(d, "ClusterRole", "persistentvolumes"))),
+    ("self-managed", "rbac: list and watch on every kind", "the CSIDriver watch rule removed (no webhook names it)",
+     lambda d: one(d, "ClusterRole", NAME)["rules"].remove(_rule(d, "ClusterRole", "csidrivers"))),
     ("self-managed", "rbac: webhook configuration", "patch without resourceNames",
      lambda d: next(r for _, r in rbac_rules(d) if "patch" in r.get("verbs", []) and "mutatingwebhookconfigurations" in r.get("resources", [])).pop("resourceNames")),
     ("self-managed", "rbac: no create on admissionregistration", "create granted again (unnamed, as server-side apply would need to create)",

@@ -177,6 +177,9 @@ impl ClusterView for Lookaside<'_> {
     fn group_members(&self, namespace: &str, group: &str) -> Lookup<Vec<Arc<VolumeSnapshot>>> {
         self.base.group_members(namespace, group)
     }
+    fn csi_driver(&self, name: &str) -> Lookup<Option<Arc<crate::model::CsiDriver>>> {
+        self.base.csi_driver(name)
+    }
 }
 
 #[cfg(test)]

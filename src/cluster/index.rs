@@ -6,7 +6,8 @@ use tokio::sync::watch;
 use super::store::{Cached, Changes, Store, SyncState};
 use super::{ClusterView, Lookup, ResourceKind};
 use crate::model::{
-    LabelSelector, VolumeGroupSnapshot, VolumeGroupSnapshotClass, VolumeGroupSnapshotContent,
+    CsiDriver, LabelSelector, VolumeGroupSnapshot, VolumeGroupSnapshotClass,
+    VolumeGroupSnapshotContent,
 };
 use crate::model::{
     Node, NodeSelectorTerm, ObjectMeta, PersistentVolume, PersistentVolumeClaim, Pod, StorageClass,
@@ -185,6 +186,14 @@ impl Cached for VolumeGroupSnapshotContent {
     }
 }
 
+impl Cached for CsiDriver {
+    const KIND: ResourceKind = ResourceKind::CsiDriver;
+    meta_access!();
+    fn key(&self) -> (&str, &str) {
+        ("", &self.metadata.name)
+    }
+}
+
 /// The in-memory cluster view: one indexed store per kind.
 pub struct ClusterIndex {
     pub snapshot_classes: Store<VolumeSnapshotClass>,
@@ -200,6 +209,9 @@ pub struct ClusterIndex {
     pub group_snapshot_classes: Store<VolumeGroupSnapshotClass>,
     pub group_snapshots: Store<VolumeGroupSnapshot>,
     pub group_snapshot_contents: Store<VolumeGroupSnapshotContent>,
+    /// The installed CSI drivers, for `explain`'s diagnoses only (optional: see
+    /// [`ResourceKind::is_optional`]); watched only when the controller runs.
+    pub csi_drivers: Store<CsiDriver>,
     /// Bumped by every store on every change (see [`ClusterIndex::subscribe`]).
     changes: Changes,
 }
@@ -219,7 +231,8 @@ impl ClusterIndex {
             pods: Store::new(state.clone(), changes.clone()),
             group_snapshot_classes: Store::new(state.clone(), changes.clone()),
             group_snapshots: Store::new(state.clone(), changes.clone()),
-            group_snapshot_contents: Store::new(state, changes.clone()),
+            group_snapshot_contents: Store::new(state.clone(), changes.clone()),
+            csi_drivers: Store::new(state, changes.clone()),
             changes,
         }
     }
@@ -266,7 +279,42 @@ impl ClusterIndex {
                 ResourceKind::VolumeGroupSnapshotContent,
                 self.group_snapshot_contents.state(),
             ),
+            (ResourceKind::CsiDriver, self.csi_drivers.state()),
         ]
+    }
+
+    /// Sets the sync state of `kind`'s store.
+    pub fn set_state(&self, kind: ResourceKind, state: SyncState) {
+        use ResourceKind as K;
+        match kind {
+            K::VolumeSnapshotClass => self.snapshot_classes.set_state(state),
+            K::VolumeSnapshot => self.snapshots.set_state(state),
+            K::VolumeSnapshotContent => self.snapshot_contents.set_state(state),
+            K::StorageClass => self.storage_classes.set_state(state),
+            K::PersistentVolumeClaim => self.pvcs.set_state(state),
+            K::PersistentVolume => self.pvs.set_state(state),
+            K::Node => self.nodes.set_state(state),
+            K::Pod => self.pods.set_state(state),
+            K::VolumeGroupSnapshotClass => self.group_snapshot_classes.set_state(state),
+            K::VolumeGroupSnapshot => self.group_snapshots.set_state(state),
+            K::VolumeGroupSnapshotContent => self.group_snapshot_contents.set_state(state),
+            K::CsiDriver => self.csi_drivers.set_state(state),
+        }
+    }
+
+    /// The kinds still waiting for their first list that the webhooks or the audit need, with
+    /// why: what readiness waits for. Optional kinds ([`ResourceKind::is_optional`]) are
+    /// left out, so a cluster that does not let the service read them keeps it serving; a
+    /// missing kind is a fact about the cluster, not something to wait for.
+    pub fn awaited(&self) -> Vec<(ResourceKind, String)> {
+        self.states()
+            .into_iter()
+            .filter(|(kind, _)| !kind.is_optional())
+            .filter_map(|(kind, state)| match state {
+                SyncState::Pending(reason) => Some((kind, reason)),
+                SyncState::Synced | SyncState::Missing(_) => None,
+            })
+            .collect()
     }
 
     /// Object counts per kind.
@@ -298,6 +346,7 @@ impl ClusterIndex {
                 ResourceKind::VolumeGroupSnapshotContent,
                 self.group_snapshot_contents.len(),
             ),
+            (ResourceKind::CsiDriver, self.csi_drivers.len()),
         ]
     }
 }
@@ -472,6 +521,10 @@ impl ClusterView for ClusterIndex {
             .by_index(&format!("{GROUP}{namespace}/{group}"))?;
         members.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
         Ok(members)
+    }
+
+    fn csi_driver(&self, name: &str) -> Lookup<Option<Arc<CsiDriver>>> {
+        self.csi_drivers.get("", name)
     }
 }
 

@@ -21,7 +21,8 @@ pub use index::ClusterIndex;
 pub use store::{Cached, Store, SyncState};
 
 use crate::model::{
-    LabelSelector, VolumeGroupSnapshot, VolumeGroupSnapshotClass, VolumeGroupSnapshotContent,
+    CsiDriver, LabelSelector, VolumeGroupSnapshot, VolumeGroupSnapshotClass,
+    VolumeGroupSnapshotContent,
 };
 use crate::model::{
     Node, NodeSelectorTerm, PersistentVolume, PersistentVolumeClaim, Pod, StorageClass,
@@ -42,10 +43,11 @@ pub enum ResourceKind {
     VolumeGroupSnapshotClass,
     VolumeGroupSnapshot,
     VolumeGroupSnapshotContent,
+    CsiDriver,
 }
 
 impl ResourceKind {
-    pub const ALL: [ResourceKind; 11] = [
+    pub const ALL: [ResourceKind; 12] = [
         Self::VolumeSnapshotClass,
         Self::VolumeSnapshot,
         Self::VolumeSnapshotContent,
@@ -57,6 +59,7 @@ impl ResourceKind {
         Self::VolumeGroupSnapshotClass,
         Self::VolumeGroupSnapshot,
         Self::VolumeGroupSnapshotContent,
+        Self::CsiDriver,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -72,6 +75,7 @@ impl ResourceKind {
             Self::VolumeGroupSnapshotClass => "VolumeGroupSnapshotClass",
             Self::VolumeGroupSnapshot => "VolumeGroupSnapshot",
             Self::VolumeGroupSnapshotContent => "VolumeGroupSnapshotContent",
+            Self::CsiDriver => "CSIDriver",
         }
     }
 
@@ -87,7 +91,7 @@ impl ResourceKind {
             Self::VolumeSnapshotClass | Self::VolumeSnapshot | Self::VolumeSnapshotContent => {
                 "snapshot.storage.k8s.io"
             }
-            Self::StorageClass => "storage.k8s.io",
+            Self::StorageClass | Self::CsiDriver => "storage.k8s.io",
             Self::PersistentVolumeClaim | Self::PersistentVolume | Self::Node => "",
             Self::Pod => "",
             Self::VolumeGroupSnapshotClass
@@ -110,7 +114,16 @@ impl ResourceKind {
             Self::VolumeGroupSnapshotClass => "volumegroupsnapshotclasses",
             Self::VolumeGroupSnapshot => "volumegroupsnapshots",
             Self::VolumeGroupSnapshotContent => "volumegroupsnapshotcontents",
+            Self::CsiDriver => "csidrivers",
         }
+    }
+
+    /// Whether the kind is knowledge that sharpens a diagnosis but that nothing requires
+    /// (which CSI drivers are installed): its store may stay unavailable (RBAC that does not
+    /// grant it, a list that fails) without making the webhook unready, holding the audit
+    /// back or failing `explain`; what reads it says nothing rather than guess.
+    pub fn is_optional(self) -> bool {
+        matches!(self, Self::CsiDriver)
     }
 
     /// Whether the kind comes from the external-snapshotter CRDs (which a cluster may lack).
@@ -198,4 +211,8 @@ pub trait ClusterView: Send + Sync {
     /// The member VolumeSnapshots of group snapshot `namespace/group` (owned by it, or whose
     /// status names it), sorted by name. Indexed by group: never a scan.
     fn group_members(&self, namespace: &str, group: &str) -> Lookup<Vec<Arc<VolumeSnapshot>>>;
+    /// The CSIDriver named `name` (a CSI driver registers one when it is installed). Optional
+    /// knowledge ([`ResourceKind::is_optional`]): `Err` means the cluster's CSIDrivers cannot
+    /// be read, which a caller takes as "cannot tell", never as a reason to fail.
+    fn csi_driver(&self, name: &str) -> Lookup<Option<Arc<CsiDriver>>>;
 }

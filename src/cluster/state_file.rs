@@ -1,9 +1,12 @@
 //! `--state FILE`: a cluster view loaded from a file, for running with no API server.
 //!
 //! The file holds what `kubectl get volumesnapshotclasses,volumesnapshots,volumesnapshotcontents,
-//! storageclasses,pvc,pv,nodes,pods -A -o yaml` prints: a `List` (or typed `...List`) of objects, or a
-//! stream of YAML/JSON documents, each an object or a list. The file is the whole cluster: a kind
-//! it does not mention has no objects.
+//! storageclasses,pvc,pv,nodes,pods,csidrivers -A -o yaml` prints: a `List` (or typed `...List`) of
+//! objects, or a stream of YAML/JSON documents, each an object or a list. The file is the whole
+//! cluster: a kind it does not mention has no objects. Except CSIDrivers, optional knowledge
+//! ([`ResourceKind::is_optional`]): a file without any was most likely written without asking for
+//! them, and reading that as "no CSI driver is installed" would blame every provisioner, so their
+//! store is then unavailable (`explain` does not judge provisioners) rather than empty.
 
 use std::path::{Path, PathBuf};
 
@@ -123,11 +126,22 @@ pub fn parse(text: &str, path: &Path) -> Result<Loaded, StateError> {
     index
         .group_snapshot_contents
         .replace(buckets.group_snapshot_contents);
+    if buckets.csi_drivers.is_empty() {
+        index
+            .csi_drivers
+            .set_state(SyncState::Pending(NO_CSI_DRIVERS.to_owned()));
+    } else {
+        index.csi_drivers.replace(buckets.csi_drivers);
+    }
     Ok(Loaded {
         index,
         ignored_kinds,
     })
 }
+
+/// Why a state file's CSIDriver store is unavailable when the file holds none.
+pub const NO_CSI_DRIVERS: &str =
+    "the state file holds no CSIDriver objects, so which CSI drivers are installed is not known";
 
 /// One document of the file, already converted to the slim model.
 enum Document {
@@ -338,6 +352,7 @@ struct Buckets {
     group_snapshot_classes: Vec<crate::model::VolumeGroupSnapshotClass>,
     group_snapshots: Vec<crate::model::VolumeGroupSnapshot>,
     group_snapshot_contents: Vec<crate::model::VolumeGroupSnapshotContent>,
+    csi_drivers: Vec<crate::model::CsiDriver>,
 }
 
 impl Buckets {
@@ -378,6 +393,9 @@ impl Buckets {
             ResourceKind::VolumeGroupSnapshotContent => self
                 .group_snapshot_contents
                 .push(serde_json::from_value(obj).map_err(wrap)?),
+            ResourceKind::CsiDriver => self
+                .csi_drivers
+                .push(serde_json::from_value(obj).map_err(wrap)?),
         }
         Ok(())
     }
@@ -396,6 +414,7 @@ impl Buckets {
         self.group_snapshots.append(&mut other.group_snapshots);
         self.group_snapshot_contents
             .append(&mut other.group_snapshot_contents);
+        self.csi_drivers.append(&mut other.csi_drivers);
     }
 }
 
@@ -459,6 +478,30 @@ metadata:
         assert!(loaded.index.node("cn-hangzhou-b-node1").unwrap().is_some());
         // Kinds the file does not mention are known to be empty, not unavailable.
         assert_eq!(loaded.index.pvc("default", "x").unwrap(), None);
+    }
+
+    #[test]
+    fn csi_drivers_are_known_only_from_a_file_that_holds_some() {
+        let nodes = "apiVersion: v1\nkind: Node\nmetadata: {name: n1}\n";
+        // Written without asking for CSIDrivers: which drivers are installed is not known.
+        let loaded = parse(nodes, Path::new("s.yaml")).unwrap();
+        let err = loaded.index.csi_driver("ebs.csi.aws.com").unwrap_err();
+        assert_eq!(err.kind, ResourceKind::CsiDriver);
+        assert_eq!(err.reason, NO_CSI_DRIVERS);
+        assert!(loaded.ignored_kinds.is_empty());
+        // With them: the ones listed, and no other.
+        let text = format!(
+            "{nodes}---\napiVersion: storage.k8s.io/v1\nkind: CSIDriverList\nitems:\n- {{apiVersion: storage.k8s.io/v1, kind: CSIDriver, metadata: {{name: ebs.csi.aws.com}}, spec: {{attachRequired: true}}}}\n"
+        );
+        let loaded = parse(&text, Path::new("s.yaml")).unwrap();
+        assert!(
+            loaded
+                .index
+                .csi_driver("ebs.csi.aws.com")
+                .unwrap()
+                .is_some()
+        );
+        assert_eq!(loaded.index.csi_driver("efs.csi.aws.com").unwrap(), None);
     }
 
     #[test]

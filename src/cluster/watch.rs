@@ -103,6 +103,12 @@ pub fn state_after_error<T: Cached>(store: &Store<T>, error: &watcher::Error) ->
             "watching {}s: {error}",
             T::KIND
         ))),
+        // Nothing waits for an optional kind, so nothing else would say why it is not there
+        // (a ClusterRole without it is the likely reason): its state does.
+        SyncState::Pending(_) if T::KIND.is_optional() => Some(SyncState::Pending(format!(
+            "listing {}s failed: {error}",
+            T::KIND
+        ))),
         _ => None,
     }
 }
@@ -219,6 +225,8 @@ async fn run_with<T: Cached + DeserializeOwned>(
                         && !matches!(store.state(), SyncState::Missing(_))
                     {
                         tracing::warn!(kind = %T::KIND, %error, "API not served; rules that need it will say so; retrying");
+                    } else if T::KIND.is_optional() && state != store.state() {
+                        tracing::warn!(kind = %T::KIND, %error, "cannot list an optional kind (is it in the ClusterRole?); explain's diagnoses that need it say nothing; retrying with backoff");
                     }
                     store.set_state(state);
                 } else {
@@ -233,12 +241,15 @@ async fn run_with<T: Cached + DeserializeOwned>(
 pub const PODS_NOT_WATCHED: &str =
     "pods are watched only when the controller runs (--controller): only its audit reads them";
 
-/// Starts a watch per kind feeding `index`; pods only with `pods` (the controller runs: its
-/// audit is the only reader of the pod store). The tasks run until aborted.
+/// Why the CSIDriver store is empty when the controller does not run.
+pub const CSI_DRIVERS_NOT_WATCHED: &str = "CSIDrivers are watched only when the controller runs (--controller): only its stuck-object diagnoses read them";
+
+/// Starts a watch per kind feeding `index`; pods and CSIDrivers only with `controller` (its
+/// audit is the only reader of those stores). The tasks run until aborted.
 pub fn spawn_all(
     client: Client,
     index: Arc<ClusterIndex>,
-    pods: bool,
+    controller: bool,
 ) -> Vec<tokio::task::JoinHandle<()>> {
     macro_rules! spawn {
         ($field:ident) => {{
@@ -258,7 +269,8 @@ pub fn spawn_all(
         spawn!(group_snapshots),
         spawn!(group_snapshot_contents),
     ];
-    if pods {
+    if controller {
+        tasks.push(spawn!(csi_drivers));
         // Pods are the most numerous objects of a cluster, and the audit only asks about
         // Pending ones: the API server filters them (a pod that leaves Pending arrives as a
         // delete), so neither the list nor the cache holds Running pods.
@@ -271,6 +283,9 @@ pub fn spawn_all(
         index
             .pods
             .set_state(SyncState::Missing(PODS_NOT_WATCHED.to_owned()));
+        index
+            .csi_drivers
+            .set_state(SyncState::Missing(CSI_DRIVERS_NOT_WATCHED.to_owned()));
     }
     tasks
 }
@@ -296,7 +311,8 @@ mod tests {
 
     #[tokio::test]
     async fn pods_are_watched_pending_only_and_only_for_the_controller() {
-        // Without the controller: no pod watch, and a store that does not hold readiness.
+        // Without the controller: no pod or CSIDriver watch, and stores that do not hold
+        // readiness.
         let (client, _api) = crate::testing::mock_client();
         let index = Arc::new(ClusterIndex::unavailable("starting"));
         let tasks = spawn_all(client, index.clone(), false);
@@ -305,29 +321,73 @@ mod tests {
             index.pods.state(),
             SyncState::Missing(PODS_NOT_WATCHED.to_owned())
         );
+        assert_eq!(
+            index.csi_drivers.state(),
+            SyncState::Missing(CSI_DRIVERS_NOT_WATCHED.to_owned())
+        );
         tasks.iter().for_each(|t| t.abort());
 
         // With it: the pod list asks the API server for Pending pods only.
         let (client, mut api) = crate::testing::mock_client();
         let index = Arc::new(ClusterIndex::unavailable("starting"));
         let tasks = spawn_all(client, index.clone(), true);
-        assert_eq!(tasks.len(), 11);
-        let mut pod_list = None;
+        assert_eq!(tasks.len(), 12);
+        let (mut pod_list, mut csi_list) = (None, false);
         // One request per watch, and one discovery per group snapshot kind before its watch.
         for _ in 0..tasks.len() + 3 {
             let (request, _respond) = api.next_request().await.unwrap();
-            if request.uri().path() == "/api/v1/pods" {
-                pod_list = Some(request.uri().to_string());
+            match request.uri().path() {
+                "/api/v1/pods" => pod_list = Some(request.uri().to_string()),
+                "/apis/storage.k8s.io/v1/csidrivers" => csi_list = true,
+                _ => {}
+            }
+            if pod_list.is_some() && csi_list {
                 break;
             }
         }
+        assert!(
+            csi_list,
+            "a CSIDriver list among the watches' first requests"
+        );
         let uri = pod_list.expect("a pod list among the watches' first requests");
         assert!(
             uri.contains("fieldSelector=status.phase%3DPending"),
             "{uri}"
         );
         assert!(matches!(index.pods.state(), SyncState::Pending(_)));
+        assert!(matches!(index.csi_drivers.state(), SyncState::Pending(_)));
         tasks.iter().for_each(|t| t.abort());
+    }
+
+    #[test]
+    fn the_cluster_role_lets_every_kind_be_listed_and_watched() {
+        // A kind the ClusterRole forgets shows only at run time, as a cache that never syncs.
+        let rbac = include_str!("../../webhook-config/base/rbac.yaml");
+        let docs = crate::yaml::documents(rbac).unwrap();
+        let role = docs
+            .iter()
+            .find(|d| d["kind"] == "ClusterRole")
+            .expect("a ClusterRole");
+        let grants = |group: &str, resource: &str, verb: &str| {
+            role["rules"].as_array().unwrap().iter().any(|rule| {
+                let has = |field: &str, value: &str| {
+                    rule[field]
+                        .as_array()
+                        .is_some_and(|values| values.iter().any(|v| v == value))
+                };
+                has("apiGroups", group) && has("resources", resource) && has("verbs", verb)
+            })
+        };
+        for kind in ResourceKind::ALL {
+            for verb in ["list", "watch"] {
+                assert!(
+                    grants(kind.group(), kind.plural(), verb),
+                    "the ClusterRole does not grant {verb} on {kind} ({}/{})",
+                    kind.group(),
+                    kind.plural()
+                );
+            }
+        }
     }
 
     #[test]
@@ -474,5 +534,46 @@ mod tests {
             None,
             "other errors keep the cache"
         );
+    }
+
+    #[test]
+    fn csi_drivers_that_cannot_be_listed_say_why_and_recover() {
+        let index = ClusterIndex::unavailable("waiting for the first list from the API server");
+        let forbidden = watcher::Error::InitialListFailed(kube::Error::Api(Box::new(
+            Status::failure("csidrivers.storage.k8s.io is forbidden", "Forbidden").with_code(403),
+        )));
+        // Nothing waits for them, so their state is where the reason shows.
+        let state = state_after_error(&index.csi_drivers, &forbidden).unwrap();
+        let SyncState::Pending(reason) = &state else {
+            panic!("{state:?}")
+        };
+        assert!(
+            reason.starts_with("listing CSIDrivers failed: ") && reason.contains("forbidden"),
+            "{reason}"
+        );
+        index.csi_drivers.set_state(state);
+        assert!(index.csi_driver("ebs.csi.aws.com").is_err());
+        assert!(index.awaited().iter().all(|(kind, _)| !kind.is_optional()));
+        // Granted later: the list arrives and the drivers are known.
+        let driver = |name: &str| -> DynamicObject {
+            serde_json::from_value(serde_json::json!({
+                "apiVersion": "storage.k8s.io/v1", "kind": "CSIDriver",
+                "metadata": {"name": name, "managedFields": [{"manager": "helm"}]},
+                "spec": {"attachRequired": true, "podInfoOnMount": false}
+            }))
+            .unwrap()
+        };
+        let mut buffer = None;
+        for e in [
+            Event::Init,
+            Event::InitApply(driver("ebs.csi.aws.com")),
+            Event::InitDone,
+        ] {
+            apply_event(&index.csi_drivers, &mut buffer, e);
+        }
+        assert!(index.csi_driver("ebs.csi.aws.com").unwrap().is_some());
+        assert_eq!(index.csi_driver("efs.csi.aws.com").unwrap(), None);
+        // Once synced, an error keeps what was listed, as for every kind.
+        assert_eq!(state_after_error(&index.csi_drivers, &forbidden), None);
     }
 }

@@ -86,6 +86,14 @@ enum Wanted {
     },
 }
 
+impl Wanted {
+    fn kind(&self) -> ResourceKind {
+        match self {
+            Wanted::Get { kind, .. } | Wanted::List(kind) | Wanted::ListIn { kind, .. } => *kind,
+        }
+    }
+}
+
 /// A view that answers from `index` and records every lookup.
 struct Recording<'a> {
     index: &'a ClusterIndex,
@@ -218,6 +226,10 @@ impl ClusterView for Recording<'_> {
         });
         self.index.group_members(namespace, group)
     }
+    fn csi_driver(&self, name: &str) -> Lookup<Option<Arc<crate::model::CsiDriver>>> {
+        self.get(ResourceKind::CsiDriver, "", name);
+        self.index.csi_driver(name)
+    }
 }
 
 /// Reads from the API, with GET and LIST only, the objects explaining `target` needs.
@@ -255,7 +267,17 @@ pub async fn gather(
             return Ok(index);
         }
         for wanted in new {
-            fetch(client, &index, &wanted, &mut roots).await?;
+            match fetch(client, &index, &wanted, &mut roots).await {
+                Ok(()) => {}
+                // Optional knowledge (which CSI drivers are installed): a read the cluster
+                // refuses leaves that store unavailable, the diagnoses that need it say
+                // nothing, and the rest is still explained.
+                Err(error) if wanted.kind().is_optional() => {
+                    tracing::warn!(kind = %wanted.kind(), %error, "cannot read an optional kind: the findings that need it are not looked for");
+                    index.set_state(wanted.kind(), SyncState::Pending(error.to_string()));
+                }
+                Err(error) => return Err(error),
+            }
             done.insert(wanted);
         }
     }
@@ -320,9 +342,7 @@ async fn fetch(
     wanted: &Wanted,
     roots: &mut BTreeMap<ResourceKind, Option<String>>,
 ) -> Result<(), Error> {
-    let kind = match wanted {
-        Wanted::Get { kind, .. } | Wanted::List(kind) | Wanted::ListIn { kind, .. } => *kind,
-    };
+    let kind = wanted.kind();
     // A kind the cluster does not serve: no objects of it.
     let Some(root) = root(client, kind, roots).await? else {
         return Ok(());
@@ -417,6 +437,7 @@ fn load(
         K::VolumeGroupSnapshotClass => into(&index.group_snapshot_classes, how, text, at),
         K::VolumeGroupSnapshot => into(&index.group_snapshots, how, text, at),
         K::VolumeGroupSnapshotContent => into(&index.group_snapshot_contents, how, text, at),
+        K::CsiDriver => into(&index.csi_drivers, how, text, at),
     }
 }
 
@@ -797,6 +818,10 @@ mod tests {
                 "volumeBindingMode": "WaitForFirstConsumer"}),
             ),
             (
+                "/apis/storage.k8s.io/v1/csidrivers/d.csi",
+                json!({"metadata": {"name": "d.csi"}, "spec": {"attachRequired": true}}),
+            ),
+            (
                 "/api/v1/namespaces/shop/pods",
                 json!({"items": [{
                 "metadata": {"name": "redis-0", "namespace": "shop"},
@@ -813,6 +838,7 @@ mod tests {
                     "GET /api/v1/namespaces/shop/pods/redis-0",
                     "GET /api/v1/namespaces/shop/persistentvolumeclaims/cache",
                     "GET /apis/storage.k8s.io/v1/storageclasses/wffc",
+                    "GET /apis/storage.k8s.io/v1/csidrivers/d.csi",
                     "GET /api/v1/namespaces/shop/pods",
                 ][..],
             ),
@@ -823,6 +849,7 @@ mod tests {
                 &[
                     "GET /api/v1/namespaces/shop/persistentvolumeclaims/cache",
                     "GET /apis/storage.k8s.io/v1/storageclasses/wffc",
+                    "GET /apis/storage.k8s.io/v1/csidrivers/d.csi",
                     "GET /api/v1/namespaces/shop/pods",
                 ][..],
             ),
@@ -842,6 +869,71 @@ mod tests {
             assert_eq!(seen, reads, "{kind}");
             let ids: Vec<_> = explanation.findings.iter().map(|f| f.id).collect();
             assert_eq!(ids, [id], "{kind}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_provisioner_s_csi_driver_is_one_get_and_a_refused_one_is_no_finding() {
+        let claim = json!({"metadata": {"name": "data", "namespace": "app"},
+                           "spec": {"storageClassName": "fast"}});
+        let class = json!({"metadata": {"name": "fast"}, "provisioner": "ebs.csi.aws.com"});
+        for (answer, ids, fact) in [
+            // Not there: the driver is not installed.
+            (
+                status(404, "NotFound"),
+                &["pvc.provisioner-unserved"][..],
+                Some("does not exist"),
+            ),
+            // Not ours to read (the user cannot read CSIDrivers): nothing can be told, and
+            // the claim is still explained.
+            (status(403, "Forbidden"), &[][..], None),
+            (
+                respond(
+                    StatusCode::OK,
+                    &json!({"metadata": {"name": "ebs.csi.aws.com"}, "spec": {}}),
+                ),
+                &[][..],
+                Some("installed"),
+            ),
+        ] {
+            let (client, mut handle) = mock_client();
+            let target = Target::parse("pvc", "data", "app").unwrap();
+            let run = tokio::spawn(async move {
+                let index = gather(&client, &target, &policy::default()).await?;
+                Ok::<_, Error>(
+                    explain::explain(&target, &index, &policy::default(), SystemTime::now())
+                        .unwrap(),
+                )
+            });
+            expect_get(
+                &mut handle,
+                "/api/v1/namespaces/app/persistentvolumeclaims/data",
+                Some(claim.clone()),
+            )
+            .await;
+            expect_get(
+                &mut handle,
+                "/apis/storage.k8s.io/v1/storageclasses/fast",
+                Some(class.clone()),
+            )
+            .await;
+            let (request, send) = handle.next_request().await.unwrap();
+            assert_eq!(request.method(), Method::GET);
+            assert_eq!(
+                request.uri().path(),
+                "/apis/storage.k8s.io/v1/csidrivers/ebs.csi.aws.com"
+            );
+            send.send_response(answer);
+            let explanation = run.await.unwrap().unwrap();
+            let found: Vec<_> = explanation.findings.iter().map(|f| f.id).collect();
+            assert_eq!(found, ids);
+            let step = explanation
+                .chain
+                .iter()
+                .find(|s| s.object.kind == "CSIDriver");
+            assert_eq!(step.map(|s| s.fact.as_str()), fact);
+            // One GET of the one driver, and nothing written.
+            assert!(handle.next_request().await.is_none());
         }
     }
 

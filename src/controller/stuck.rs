@@ -230,6 +230,56 @@ items:
     }
 
     #[test]
+    fn a_claim_whose_provisioner_no_csi_driver_serves_is_counted_under_its_id() {
+        // STATE's classes are of disk.csi.example.com; the cluster has another driver only.
+        let other = "- {apiVersion: storage.k8s.io/v1, kind: CSIDriver, metadata: {name: nfs.csi.k8s.io}}\n";
+        let index = state_file::parse(&format!("{STATE}{other}"), Path::new("s"))
+            .unwrap()
+            .index;
+        let at = |index: &ClusterIndex| {
+            findings(
+                index,
+                &policy::default(),
+                &Scope::default(),
+                Duration::from_secs(600),
+                now(),
+            )
+        };
+        let stuck = at(&index);
+        assert_eq!(
+            stuck.counts[&("PersistentVolumeClaim", "pvc.provisioner-unserved")],
+            1
+        );
+        assert_eq!(
+            stuck.counts[&("PersistentVolumeClaim", "pvc.wffc-no-consumer")],
+            0
+        );
+        assert!(
+            stuck.findings[0].message.contains(
+                "[pvc.provisioner-unserved] PersistentVolumeClaim app/old uses StorageClass wffc"
+            ),
+            "{}",
+            stuck.findings[0].message
+        );
+        // CSIDrivers the service may not list: the claim is still decided, as before.
+        index
+            .csi_drivers
+            .set_state(crate::cluster::SyncState::Pending(
+                "listing CSIDrivers failed: forbidden".into(),
+            ));
+        let stuck = at(&index);
+        assert!(stuck.undecided.is_empty());
+        assert_eq!(
+            stuck.counts[&("PersistentVolumeClaim", "pvc.provisioner-unserved")],
+            0
+        );
+        assert_eq!(
+            stuck.counts[&("PersistentVolumeClaim", "pvc.wffc-no-consumer")],
+            1
+        );
+    }
+
+    #[test]
     fn unsynced_caches_leave_kinds_undecided() {
         let index = ClusterIndex::unavailable("not yet");
         let stuck = findings(

@@ -1,14 +1,18 @@
 //! Why a PersistentVolumeClaim is Pending, or bound to a volume no node can mount.
 //!
 //! Followed in the order the PV controller and the scheduler meet them: the claim's class (named
-//! or default), its data source (the restore-readiness rule, on the existing claim), the class's
-//! topologies (the allowed-topologies rule, on the existing class), then the binding: a claim
+//! or default), its data source (the restore-readiness rule, on the existing claim), whether a
+//! CSI driver of the class's provisioner is installed (its CSIDriver, when those can be read),
+//! the class's topologies (the allowed-topologies rule, on the existing class), then the binding: a claim
 //! waiting for its first consumer, or for a selected node that is gone. A bound claim is
 //! followed to its volume, whose node affinity must match a node.
 
 use super::{Diagnosis, ExplainError, ObjectRef, Target, Waiting, run_rule, said};
 use crate::cluster::{ClusterIndex, ClusterView, ResourceKind, StateUnavailable};
-use crate::model::{PersistentVolumeClaim, StorageClass, VolumeBindingMode, keys};
+use crate::model::{
+    PersistentVolumeClaim, StorageClass, VolumeBindingMode, is_csi_driver_name, keys,
+    migration_driver,
+};
 use crate::policy::Policy;
 use crate::rules::default_snapshot_class::{ClaimClass, claim_class};
 use crate::rules::{allowed_topologies, local_volumes, restore_readiness};
@@ -21,6 +25,7 @@ pub const STATIC_BINDING: &str = "pvc.static-binding";
 pub const RESTORE_SOURCE: &str = "pvc.restore-source";
 pub const CLONE_SOURCE_GONE: &str = "pvc.clone-source-gone";
 pub const CLONE_SOURCE: &str = "pvc.clone-source";
+pub const PROVISIONER_UNSERVED: &str = "pvc.provisioner-unserved";
 pub const ALLOWED_TOPOLOGIES_NO_NODE: &str = "pvc.allowed-topologies-no-node";
 pub const WFFC_NO_CONSUMER: &str = "pvc.wffc-no-consumer";
 pub const SELECTED_NODE_GONE: &str = "pvc.selected-node-gone";
@@ -37,6 +42,7 @@ pub const FINDING_IDS: &[&str] = &[
     RESTORE_SOURCE,
     CLONE_SOURCE_GONE,
     CLONE_SOURCE,
+    PROVISIONER_UNSERVED,
     ALLOWED_TOPOLOGIES_NO_NODE,
     WFFC_NO_CONSUMER,
     SELECTED_NODE_GONE,
@@ -104,6 +110,9 @@ pub(super) fn diagnose(
     data_source(&mut d, &pvc, view, policy)?;
     if let Some(sc) = class.class() {
         class_step(&mut d, sc);
+        if phase == "Pending" {
+            provisioner(&mut d, &pvc, sc, view);
+        }
         topologies(&mut d, sc, view, policy)?;
         if sc.binding_mode() == VolumeBindingMode::WaitForFirstConsumer && d.findings.is_empty() {
             consumer(&mut d, &pvc, sc, view)?;
@@ -264,6 +273,67 @@ fn class_step(d: &mut Diagnosis, sc: &StorageClass) {
         ObjectRef::new(ResourceKind::StorageClass, None, &sc.metadata.name),
         fact,
     );
+}
+
+/// Whether a CSI driver serves the class's provisioner: a CSI driver registers a CSIDriver
+/// named after itself, so none of the provisioner's name means nothing provisions the claim.
+/// An in-tree provisioner is served by its CSI migration driver, so that one is looked up; an
+/// in-tree provisioner without one (`kubernetes.io/no-provisioner`: static binding), or an
+/// external one whose name no CSIDriver can have (`rancher.io/local-path`), has none to look
+/// for. CSIDrivers that cannot be read are not a finding: nothing can be told.
+fn provisioner(
+    d: &mut Diagnosis,
+    pvc: &PersistentVolumeClaim,
+    sc: &StorageClass,
+    view: &dyn ClusterView,
+) {
+    let provisioner = sc.provisioner.as_str();
+    let migrated = migration_driver(provisioner);
+    let driver = match migrated {
+        Some(driver) => driver,
+        // Other in-tree provisioners, and external ones named as no CSI driver can be.
+        None if provisioner.starts_with("kubernetes.io/") || !is_csi_driver_name(provisioner) => {
+            return;
+        }
+        None => provisioner,
+    };
+    let Ok(found) = view.csi_driver(driver) else {
+        return;
+    };
+    let me = ObjectRef::new(ResourceKind::CsiDriver, None, driver);
+    let (installed, missing) = match migrated {
+        Some(_) => (
+            format!("installed; serves {provisioner} by CSI migration"),
+            format!("does not exist (it would serve {provisioner} by CSI migration)"),
+        ),
+        None => ("installed".to_owned(), "does not exist".to_owned()),
+    };
+    if found.is_some() {
+        d.step(me, installed);
+        return;
+    }
+    d.step(me, missing);
+    let claim = format!("PersistentVolumeClaim {}", pvc.metadata.qualified_name());
+    let class = &sc.metadata.name;
+    let (message, fix) = match migrated {
+        Some(_) => (
+            format!(
+                "{claim} uses StorageClass {class}, whose in-tree provisioner {provisioner} is served by CSI driver {driver} (CSI migration), and no CSIDriver named {driver} exists: that driver is not installed (or did not create its CSIDriver object), so nothing provisions the claim."
+            ),
+            format!(
+                "Install the CSI driver {driver} (kubectl get csidriver lists the installed ones), or recreate the claim with a StorageClass whose provisioner is installed (kubectl get storageclass; storageClassName cannot be changed)."
+            ),
+        ),
+        None => (
+            format!(
+                "{claim} uses StorageClass {class}, whose provisioner is {provisioner}, and no CSIDriver named {provisioner} exists: the CSI driver is not installed (or did not create its CSIDriver object), so nothing provisions the claim. If {provisioner} is an external provisioner that is not a CSI driver, it has no CSIDriver: check that it is running."
+            ),
+            format!(
+                "Install the CSI driver {provisioner} (kubectl get csidriver lists the installed ones; for a provisioner that is not a CSI driver, check that its pods are running), or recreate the claim with a StorageClass whose provisioner is installed (kubectl get storageclass; storageClassName cannot be changed)."
+            ),
+        ),
+    };
+    d.find(PROVISIONER_UNSERVED, message, fix);
 }
 
 /// The allowed-topologies rule on the existing class.

@@ -278,6 +278,295 @@ fn bound_pvc_whose_volume_is_gone() {
     assert_eq!(ids(&e), ["pvc.volume-missing"]);
 }
 
+/// A CSIDriver named `name` (a state file holding one can tell which drivers are installed).
+fn csi_driver(name: &str) -> String {
+    format!(
+        "\n- {{apiVersion: storage.k8s.io/v1, kind: CSIDriver, metadata: {{name: {name}}}, spec: {{attachRequired: true}}}}\n"
+    )
+}
+
+/// A StorageClass `name` of `provisioner`, binding Immediate.
+fn class_of(name: &str, provisioner: &str) -> String {
+    format!(
+        "\n- {{apiVersion: storage.k8s.io/v1, kind: StorageClass, metadata: {{name: {name}}}, provisioner: {provisioner}}}\n"
+    )
+}
+
+#[test]
+fn pending_pvc_whose_provisioner_no_csi_driver_serves() {
+    // The cluster's CSIDrivers are known (one, of another driver), and none is the class's.
+    let state = format!(
+        "{}{}",
+        csi_driver("nfs.csi.k8s.io"),
+        claim("{storageClassName: plain}")
+    );
+    let e = explain_in(&state, "pvc", "data");
+    assert_eq!(ids(&e), ["pvc.provisioner-unserved"]);
+    let f = &e.findings[0];
+    assert!(
+        f.message.starts_with(
+            "PersistentVolumeClaim app/data uses StorageClass plain, whose provisioner is disk.csi.example.com, and no CSIDriver named disk.csi.example.com exists: the CSI driver is not installed"
+        ) && f.message.contains("check that it is running"),
+        "{}",
+        f.message
+    );
+    assert!(
+        f.fix.contains("kubectl get csidriver") && f.fix.contains("kubectl get storageclass"),
+        "{}",
+        f.fix
+    );
+    // The lookup is a step of the chain, right after the class.
+    let at = e
+        .chain
+        .iter()
+        .position(|s| s.object.kind == "StorageClass")
+        .unwrap();
+    assert_eq!(
+        e.chain[at + 1].object.to_string(),
+        "CSIDriver disk.csi.example.com"
+    );
+    assert_eq!(e.chain[at + 1].fact, "does not exist");
+
+    // A WaitForFirstConsumer claim: no driver is the reason, not the missing consumer.
+    let state = format!(
+        "{}{}",
+        csi_driver("nfs.csi.k8s.io"),
+        claim("{storageClassName: wffc}")
+    );
+    assert_eq!(
+        ids(&explain_in(&state, "pvc", "data")),
+        ["pvc.provisioner-unserved"]
+    );
+    // The default class is followed the same way.
+    let state = format!(
+        "{}{}{}",
+        csi_driver("nfs.csi.k8s.io"),
+        "\n- {apiVersion: storage.k8s.io/v1, kind: StorageClass, metadata: {name: std, annotations: {storageclass.kubernetes.io/is-default-class: \"true\"}}, provisioner: local.csi.example.com}\n",
+        claim("{}")
+    );
+    let e = explain_in(&state, "pvc", "data");
+    assert_eq!(ids(&e), ["pvc.provisioner-unserved"]);
+    assert!(
+        e.findings[0]
+            .message
+            .contains("StorageClass std, whose provisioner is local.csi.example.com")
+    );
+    // A pod shows its claim's finding.
+    let state = format!(
+        "{}{}{}",
+        csi_driver("nfs.csi.k8s.io"),
+        claim("{storageClassName: plain}"),
+        pod(
+            "web",
+            "{volumes: [{name: d, persistentVolumeClaim: {claimName: data}}]}"
+        )
+    );
+    assert_eq!(
+        ids(&explain_in(&state, "pod", "web")),
+        ["pvc.provisioner-unserved"]
+    );
+}
+
+#[test]
+fn pending_pvc_whose_provisioner_is_installed_is_not_blocked_by_it() {
+    let state = format!(
+        "{}{}",
+        csi_driver("disk.csi.example.com"),
+        claim("{storageClassName: plain}")
+    );
+    let e = explain_in(&state, "pvc", "data");
+    assert_eq!(e.verdict, Verdict::Clear, "{:?}", e.findings);
+    let step = e
+        .chain
+        .iter()
+        .find(|s| s.object.kind == "CSIDriver")
+        .unwrap();
+    assert_eq!(step.fact, "installed");
+    // Installed, the claim waits for its consumer as before.
+    let state = format!(
+        "{}{}",
+        csi_driver("disk.csi.example.com"),
+        claim("{storageClassName: wffc}")
+    );
+    assert_eq!(
+        ids(&explain_in(&state, "pvc", "data")),
+        ["pvc.wffc-no-consumer"]
+    );
+}
+
+#[test]
+fn an_in_tree_provisioner_is_served_by_its_csi_migration_driver() {
+    let ebs = class_of("gp2", "kubernetes.io/aws-ebs");
+    let pending = claim("{storageClassName: gp2}");
+    // No migration driver: the finding names it, and says why it is the one looked for.
+    let state = format!("{ebs}{}{pending}", csi_driver("efs.csi.aws.com"));
+    let e = explain_in(&state, "pvc", "data");
+    assert_eq!(ids(&e), ["pvc.provisioner-unserved"]);
+    assert!(
+        e.findings[0].message.contains(
+            "whose in-tree provisioner kubernetes.io/aws-ebs is served by CSI driver ebs.csi.aws.com (CSI migration), and no CSIDriver named ebs.csi.aws.com exists"
+        ),
+        "{}",
+        e.findings[0].message
+    );
+    assert!(
+        e.findings[0]
+            .fix
+            .starts_with("Install the CSI driver ebs.csi.aws.com")
+    );
+    let step = e
+        .chain
+        .iter()
+        .find(|s| s.object.kind == "CSIDriver")
+        .unwrap();
+    assert_eq!(step.object.name, "ebs.csi.aws.com");
+    // With it: served.
+    let state = format!("{ebs}{}{pending}", csi_driver("ebs.csi.aws.com"));
+    let e = explain_in(&state, "pvc", "data");
+    assert_eq!(e.verdict, Verdict::Clear, "{:?}", e.findings);
+    let step = e
+        .chain
+        .iter()
+        .find(|s| s.object.kind == "CSIDriver")
+        .unwrap();
+    assert_eq!(
+        step.fact,
+        "installed; serves kubernetes.io/aws-ebs by CSI migration"
+    );
+    // Every in-tree name of the list maps to its driver.
+    for (in_tree, driver) in [
+        ("kubernetes.io/gce-pd", "pd.csi.storage.gke.io"),
+        ("kubernetes.io/azure-disk", "disk.csi.azure.com"),
+        ("kubernetes.io/azure-file", "file.csi.azure.com"),
+        ("kubernetes.io/cinder", "cinder.csi.openstack.org"),
+        ("kubernetes.io/vsphere-volume", "csi.vsphere.vmware.com"),
+        ("kubernetes.io/portworx-volume", "pxd.portworx.com"),
+    ] {
+        let state = format!(
+            "{}{}{pending}",
+            class_of("gp2", in_tree),
+            csi_driver("efs.csi.aws.com")
+        );
+        let e = explain_in(&state, "pvc", "data");
+        assert_eq!(ids(&e), ["pvc.provisioner-unserved"], "{in_tree}");
+        assert!(
+            e.findings[0]
+                .message
+                .contains(&format!("no CSIDriver named {driver} exists"))
+        );
+        let state = format!(
+            "{}{}{pending}",
+            class_of("gp2", in_tree),
+            csi_driver(driver)
+        );
+        assert_eq!(
+            explain_in(&state, "pvc", "data").verdict,
+            Verdict::Clear,
+            "{in_tree}"
+        );
+    }
+    // Another in-tree name has no CSI driver to look for.
+    let state = format!(
+        "{}{}{pending}",
+        class_of("gp2", "kubernetes.io/host-path"),
+        csi_driver("efs.csi.aws.com")
+    );
+    let e = explain_in(&state, "pvc", "data");
+    assert_eq!(e.verdict, Verdict::Clear, "{:?}", e.findings);
+    assert!(e.chain.iter().all(|s| s.object.kind != "CSIDriver"));
+}
+
+#[test]
+fn an_external_provisioner_no_csi_driver_can_be_named_after_is_not_looked_up() {
+    // k3s's local-path: not a CSI driver, and no CSIDriver can be named with a `/`.
+    let local_path = "\n- {apiVersion: storage.k8s.io/v1, kind: StorageClass, metadata: {name: local-path}, provisioner: rancher.io/local-path, volumeBindingMode: WaitForFirstConsumer}\n";
+    let state = format!(
+        "{local_path}{}{}",
+        csi_driver("nfs.csi.k8s.io"),
+        claim("{storageClassName: local-path}")
+    );
+    let e = explain_in(&state, "pvc", "data");
+    assert_eq!(ids(&e), ["pvc.wffc-no-consumer"]);
+    assert!(e.chain.iter().all(|s| s.object.kind != "CSIDriver"));
+    // A name a CSIDriver could have is looked up, whatever provisions it.
+    let state = format!(
+        "{}{}{}",
+        class_of("hostpath", "hostpath.example.com"),
+        csi_driver("nfs.csi.k8s.io"),
+        claim("{storageClassName: hostpath}")
+    );
+    let e = explain_in(&state, "pvc", "data");
+    assert_eq!(ids(&e), ["pvc.provisioner-unserved"]);
+    assert!(
+        e.findings[0].message.ends_with(
+            "If hostpath.example.com is an external provisioner that is not a CSI driver, it has no CSIDriver: check that it is running."
+        ),
+        "{}",
+        e.findings[0].message
+    );
+}
+
+#[test]
+fn static_local_volumes_have_no_provisioner_to_look_for() {
+    let local = "\n- {apiVersion: storage.k8s.io/v1, kind: StorageClass, metadata: {name: local}, provisioner: kubernetes.io/no-provisioner, volumeBindingMode: WaitForFirstConsumer}\n";
+    let state = format!(
+        "{local}{}{}",
+        csi_driver("nfs.csi.k8s.io"),
+        claim("{storageClassName: local}")
+    );
+    let e = explain_in(&state, "pvc", "data");
+    assert_eq!(ids(&e), ["pvc.wffc-no-consumer"]);
+    assert!(e.chain.iter().all(|s| s.object.kind != "CSIDriver"));
+    // A class that does not exist is its own finding, with no driver to look up.
+    let state = format!(
+        "{}{}",
+        csi_driver("nfs.csi.k8s.io"),
+        claim("{storageClassName: fast}")
+    );
+    assert_eq!(
+        ids(&explain_in(&state, "pvc", "data")),
+        ["pvc.no-storage-class"]
+    );
+}
+
+#[test]
+fn unreadable_csi_drivers_are_no_finding_and_no_error() {
+    // A state file without CSIDrivers does not say which drivers are installed.
+    let e = explain_in(&claim("{storageClassName: plain}"), "pvc", "data");
+    assert_eq!(e.verdict, Verdict::Clear, "{:?}", e.findings);
+    assert!(e.chain.iter().all(|s| s.object.kind != "CSIDriver"));
+    // Nor does a cache whose CSIDrivers could not be listed (a ClusterRole without them).
+    let text = format!(
+        "apiVersion: v1\nkind: List\nitems:{BASE}{}{}",
+        csi_driver("nfs.csi.k8s.io"),
+        claim("{storageClassName: plain}")
+    );
+    let index = state_file::parse(&text, Path::new("state.yaml"))
+        .unwrap()
+        .index;
+    index
+        .csi_drivers
+        .set_state(crate::cluster::SyncState::Pending(
+            "listing CSIDrivers failed: forbidden".into(),
+        ));
+    let target = Target::parse("pvc", "data", "app").unwrap();
+    let e = explain(&target, &index, &policies::default(), SystemTime::now()).unwrap();
+    assert_eq!(e.verdict, Verdict::Clear, "{:?}", e.findings);
+    assert!(e.chain.iter().all(|s| s.object.kind != "CSIDriver"));
+}
+
+#[test]
+fn a_bound_claim_does_not_look_its_driver_up() {
+    let state = format!(
+        "{}{}",
+        csi_driver("nfs.csi.k8s.io"),
+        "\n- {apiVersion: v1, kind: PersistentVolumeClaim, metadata: {name: data, namespace: app}, spec: {storageClassName: plain, volumeName: pv-src}, status: {phase: Bound}}\n"
+    );
+    let e = explain_in(&state, "pvc", "data");
+    assert_eq!(e.verdict, Verdict::Clear, "{:?}", e.findings);
+    assert!(e.chain.iter().all(|s| s.object.kind != "CSIDriver"));
+}
+
 fn snapshot_of(claim: &str, class: Option<&str>, status: &str) -> String {
     let class = class.map_or_else(String::new, |c| format!(", volumeSnapshotClassName: {c}"));
     format!(
@@ -516,6 +805,7 @@ fn every_finding_id_is_listed() {
     for id in [
         "pvc.wffc-no-consumer",
         "pvc.selected-node-gone",
+        "pvc.provisioner-unserved",
         "snapshot.content-error",
         "snapshot.content-bound-elsewhere",
     ] {

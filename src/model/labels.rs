@@ -47,7 +47,7 @@ fn is_name_part(s: &str) -> bool {
             .all(|&b| alnum(b) || matches!(b, b'-' | b'_' | b'.'))
 }
 
-fn is_dns_subdomain(s: &str) -> bool {
+pub(crate) fn is_dns_subdomain(s: &str) -> bool {
     !s.is_empty()
         && s.len() <= 253
         && s.split('.').all(|part| {

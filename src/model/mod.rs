@@ -39,6 +39,7 @@ macro_rules! map_only {
 }
 pub(crate) use map_only;
 
+mod csi_driver;
 mod group_snapshot;
 pub mod labels;
 mod meta;
@@ -48,6 +49,7 @@ mod quantity;
 mod snapshot;
 mod storage;
 
+pub use csi_driver::{CsiDriver, is_csi_driver_name, migration_driver};
 pub use group_snapshot::{
     GroupSnapshotHandles, LabelSelector, LabelSelectorRequirement, VolumeGroupSnapshot,
     VolumeGroupSnapshotClass, VolumeGroupSnapshotContent, VolumeGroupSnapshotContentSource,

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use super::tls::ReloadingCert;
-use crate::cluster::{ClusterIndex, SyncState};
+use crate::cluster::ClusterIndex;
 use crate::metrics::Metrics;
 
 /// What readiness depends on.
@@ -47,12 +47,11 @@ impl Health {
             // Self-managed mode before the TLS Secret was first read: every handshake fails.
             reasons.push("no serving certificate yet".to_owned());
         }
-        for (kind, state) in self.index.states() {
-            // A missing CRD is a fact about the cluster, not a reason to take the webhook out
-            // of service: the snapshot rules say so in their answers instead.
-            if let SyncState::Pending(reason) = state {
-                reasons.push(format!("{kind} cache not synced: {reason}"));
-            }
+        // A missing CRD is a fact about the cluster, not a reason to take the webhook out of
+        // service: the snapshot rules say so in their answers instead. An optional kind
+        // (CSIDrivers) that cannot be listed only leaves `explain` with less to say.
+        for (kind, reason) in self.index.awaited() {
+            reasons.push(format!("{kind} cache not synced: {reason}"));
         }
         if reasons.is_empty() {
             Ok(())
@@ -112,7 +111,7 @@ mod tests {
     use tower::ServiceExt;
 
     use super::*;
-    use crate::cluster::ResourceKind;
+    use crate::cluster::{ResourceKind, SyncState};
     use crate::server::tls;
 
     /// A health whose certificate is loaded, so only the caches decide readiness.
@@ -192,6 +191,38 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn csi_drivers_that_cannot_be_listed_do_not_make_the_webhook_unready() {
+        // A ClusterRole without csidrivers: their list is refused and never arrives.
+        let index = synced_except(|index| {
+            index.csi_drivers.set_state(SyncState::Pending(
+                "listing CSIDrivers failed: csidrivers.storage.k8s.io is forbidden".into(),
+            ));
+        });
+        let health = health(index.clone());
+        assert_eq!(
+            get(&health, "/readyz").await,
+            (StatusCode::OK, "ok\n".into())
+        );
+        let (_, metrics) = get(&health, "/metrics").await;
+        let line = "storage_admission_cache_status{kind=\"CSIDriver\",status=\"pending\"} 1";
+        assert!(
+            metrics.lines().any(|l| l == line),
+            "no {line} in\n{metrics}"
+        );
+        // A required cache waiting is still a reason, and the only one given.
+        index
+            .nodes
+            .set_state(SyncState::Pending("waiting for the first list".into()));
+        assert_eq!(
+            get(&health, "/readyz").await,
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Node cache not synced: waiting for the first list\n".into()
+            )
+        );
+    }
+
+    #[tokio::test]
     async fn readyz_lists_every_reason() {
         let index = Arc::new(ClusterIndex::unavailable("starting"));
         let health = Arc::new(Health::new(
@@ -207,6 +238,13 @@ mod tests {
             reasons[..2],
             ["shutting down", "no serving certificate yet"]
         );
-        assert_eq!(reasons.len(), 2 + ResourceKind::ALL.len(), "{body}");
+        // Every kind but the optional ones (CSIDrivers), which nothing waits for.
+        let required = ResourceKind::ALL
+            .iter()
+            .filter(|k| !k.is_optional())
+            .count();
+        assert_eq!(required, ResourceKind::ALL.len() - 1);
+        assert_eq!(reasons.len(), 2 + required, "{body}");
+        assert!(!body.contains("CSIDriver"), "{body}");
     }
 }
