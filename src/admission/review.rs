@@ -62,7 +62,7 @@ impl GroupVersionKind {
         if kind.as_str() != self.kind {
             return None; // `...List` is not an admission kind
         }
-        (self.group == kind.group()).then_some(kind)
+        (self.group == kind.group() && Object::is_judged(kind)).then_some(kind)
     }
 }
 
@@ -573,6 +573,8 @@ mod tests {
             format!(
                 r#"{{"uid":"u","kind":{{"group":"apps","version":"v1","kind":"Deployment"}},"resource":{{"group":"apps","version":"v1","resource":"deployments"}},"operation":"CREATE","object":{POD}}}"#
             ),
+            // a kind cached for diagnoses only
+            r#"{"uid":"u","kind":{"group":"storage.k8s.io","version":"v1","kind":"CSIDriver"},"resource":{"group":"storage.k8s.io","version":"v1","resource":"csidrivers"},"operation":"CREATE","object":{"metadata":{"name":"d.csi"}}}"#.to_owned(),
             // the object before the request's kind
             format!(
                 r#"{{"uid":"u","object":{POD},"kind":{{"group":"","version":"v1","kind":"Pod"}},"resource":{{"group":"","version":"v1","resource":"pods"}},"operation":"CREATE"}}"#

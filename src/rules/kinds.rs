@@ -158,7 +158,14 @@ macro_rules! kinds {
                     $(ResourceKind::$kind => {
                         <$ty as serde::Deserialize>::deserialize(deserializer).map(Self::$kind)
                     })*
+                    #[allow(unreachable_patterns)]
+                    _ => Err(serde::de::Error::custom(format!("no rule judges {kind} objects"))),
                 }
+            }
+
+            /// Whether rules judge objects of `kind` (some kinds are cached for diagnoses only).
+            pub fn is_judged(kind: ResourceKind) -> bool {
+                matches!(kind, $(ResourceKind::$kind)|*)
             }
 
             pub fn meta_mut(&mut self) -> &mut ObjectMeta {
