@@ -74,6 +74,20 @@ fn policy_check_accepts_the_default_and_names_the_bad_field() {
 }
 
 #[test]
+fn policy_check_rejects_a_when_missing_that_is_neither_admit_nor_warn() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.yaml");
+    std::fs::write(&bad, "apiVersion: storage-admission.io/v1alpha1\nkind: AdmissionPolicy\nrules:\n  pinnedPods:\n    whenMissing: deny\n").unwrap();
+    let out = run(&["policy", "check", bad.to_str().unwrap()], None);
+    assert_eq!(out.status.code(), Some(2));
+    let text = stdout(&out);
+    assert!(
+        text.contains("line 5") && text.contains("`deny`") && text.contains("admit, warn"),
+        "{text}"
+    );
+}
+
+#[test]
 fn review_reads_manifests_from_stdin_and_exits_0_when_allowed() {
     let manifest = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n";
     let out = run(&["review", "-"], Some(manifest));

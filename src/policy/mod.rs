@@ -78,6 +78,17 @@ pub enum WarnOrDeny {
     Deny,
 }
 
+/// What a rule says about an object a request names that does not exist (yet), when creating
+/// it later is a normal order of events.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AdmitOrWarn {
+    /// Admit without a word.
+    Admit,
+    /// Admit with a warning naming what is missing and what waits for it.
+    Warn,
+}
+
 /// What the binding-mode rule does with a topology-restricted class that binds `Immediate`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -264,6 +275,9 @@ rule_config! {
     /// start (a claim waiting for its first consumer, a volume out of the node's reach).
     pub struct PinnedPodsConfig {
         mode: PinnedPodsAction = PinnedPodsAction::Mutate,
+        /// A claim, a claim's StorageClass or the node (`spec.nodeName`) does not exist:
+        /// admit silently (pods may be created before them), or warn.
+        pub when_missing: AdmitOrWarn = AdmitOrWarn::Admit,
     }
 }
 
@@ -471,6 +485,28 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(err.contains("mood"), "{err}");
+        assert!(err.contains("line 5") || err.contains("5:"), "{err}");
+    }
+
+    #[test]
+    fn pinned_pods_when_missing_admits_by_default_and_names_a_bad_value() {
+        let policy =
+            Policy::parse("apiVersion: storage-admission.io/v1alpha1\nkind: AdmissionPolicy\n")
+                .unwrap();
+        assert_eq!(policy.rules.pinned_pods.when_missing, AdmitOrWarn::Admit);
+        let policy = Policy::parse(
+            "apiVersion: storage-admission.io/v1alpha1\nkind: AdmissionPolicy\nrules:\n  pinnedPods:\n    whenMissing: warn\n",
+        )
+        .unwrap();
+        assert_eq!(policy.rules.pinned_pods.when_missing, AdmitOrWarn::Warn);
+        let err = Policy::parse(
+            "apiVersion: storage-admission.io/v1alpha1\nkind: AdmissionPolicy\nrules:\n  pinnedPods:\n    whenMissing: deny\n",
+        )
+        .unwrap_err()
+        .to_string();
+        for part in ["deny", "admit", "warn"] {
+            assert!(err.contains(part), "{part}: {err}");
+        }
         assert!(err.contains("line 5") || err.contains("5:"), "{err}");
     }
 
