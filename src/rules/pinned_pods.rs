@@ -22,8 +22,14 @@
 //!    then does not patch, so the pod keeps the `nodeName` the denial talks about. Without
 //!    `nodeName`, when no current node satisfies both the pod's `nodeSelector`/required node
 //!    affinity and a bound volume's node affinity: the validating phase warns.
-//! 3. A claim, class or node the cache does not hold (pods may be created before their claims):
-//!    nothing is said.
+//! 3. A claim, a claim's class or the node the cache does not hold (pods may be created before
+//!    their claims): admitted without a word, unless `whenMissing: warn`, which adds one
+//!    warning per missing object (never for an ephemeral volume's own claim, which its
+//!    controller creates). Claims and classes: the validating phase, which sees every pod with a
+//!    claim. The node: the phase that sees where the pod ends up pinned: the mutating phase when
+//!    it moved the node to an affinity (the pod then waits for the node to register), else the
+//!    validating phase (`spec.nodeName` kept: the pod garbage collector deletes the pod).
+//!    A cache that is not loaded is not "missing": the rule cannot decide (`whenStateUnavailable`).
 //!
 //! The audit reports existing Pending pods of case 1 (asked as an UPDATE of the pod by
 //! itself): their fix is to recreate the pod without `nodeName`.
@@ -37,7 +43,7 @@ use crate::model::{
     NodeSelectorRequirement, NodeSelectorTerm, PersistentVolume, Pod, StorageClass,
     VolumeBindingMode, VolumeClaim,
 };
-use crate::policy::{PinnedPodsAction, PinnedPodsConfig};
+use crate::policy::{AdmitOrWarn, PinnedPodsAction, PinnedPodsConfig};
 use crate::rules::local_volumes::describe_term;
 use crate::rules::{Audited, Check, For, Rule, RuleId, RuleSettings};
 use crate::rules::{Input, Operation, Outcome, Phase, RuleResult, patch};
@@ -58,6 +64,24 @@ struct Bound {
     pv: Arc<PersistentVolume>,
 }
 
+/// An object a claim of the pod needs that the cache does not hold.
+#[derive(Debug, PartialEq)]
+enum Missing {
+    /// The claim a `persistentVolumeClaim` volume names.
+    Claim(String),
+    /// The StorageClass unbound claims ask for (a claim not created yet from an ephemeral
+    /// volume's template among them), with those claims.
+    Class { class: String, claims: Vec<String> },
+}
+
+/// What the pod's claims are waiting for, as far as the cache tells.
+#[derive(Debug, Default)]
+struct Claims {
+    waiting: Vec<Waiting>,
+    bound: Vec<Bound>,
+    missing: Vec<Missing>,
+}
+
 pub fn check(input: &Input<'_, Pod>, view: &dyn ClusterView, cfg: &PinnedPodsConfig) -> RuleResult {
     // UPDATE is only ever asked by the audit (the webhook judges CREATE): an existing pod.
     let existing = input.operation == Operation::Update;
@@ -72,15 +96,47 @@ pub fn check(input: &Input<'_, Pod>, view: &dyn ClusterView, cfg: &PinnedPodsCon
         return Ok(Outcome::allow());
     }
     let name = pod.metadata.qualified_name();
-    let (waiting, bound) = claims(pod, view)?;
+    let Claims {
+        waiting,
+        bound,
+        missing,
+    } = claims(pod, view)?;
+    let mut outcome = judge(input, &name, &waiting, &bound, view, cfg)?;
+    // Existing pods are `explain`'s to diagnose: the audit reports case 1 only.
+    if existing || cfg.when_missing == AdmitOrWarn::Admit {
+        return Ok(outcome);
+    }
+    // The one mutation this rule makes moves the node to an affinity.
+    let unpinned = !outcome.mutations.is_empty();
+    outcome.warnings.extend(missing_warnings(
+        input.phase,
+        pod,
+        &name,
+        &missing,
+        unpinned,
+        view,
+    )?);
+    Ok(outcome)
+}
 
+/// Cases 1 and 2 for a new pod, and the audit's finding for an existing one.
+fn judge(
+    input: &Input<'_, Pod>,
+    name: &str,
+    waiting: &[Waiting],
+    bound: &[Bound],
+    view: &dyn ClusterView,
+    cfg: &PinnedPodsConfig,
+) -> RuleResult {
+    let existing = input.operation == Operation::Update;
+    let pod = input.object;
     let Some(node) = pod.node_name() else {
         // Case 2 without nodeName: only the validating phase speaks, and only for new pods.
         if input.phase != Phase::Validating || existing {
             return Ok(Outcome::allow());
         }
         let mut outcome = Outcome::allow();
-        for b in &bound {
+        for b in bound {
             if !schedulable_with(pod, &b.pv, view)? {
                 outcome = outcome.with_warning(format!(
                     "Pod {name}: no current node satisfies both its nodeSelector/required node affinity and the node affinity of PersistentVolume {} ({}), bound to its claim {}: the scheduler will keep it Pending (volume node affinity conflict).",
@@ -99,12 +155,12 @@ pub fn check(input: &Input<'_, Pod>, view: &dyn ClusterView, cfg: &PinnedPodsCon
         } else {
             Outcome::deny(format!(
                 "Pod {name} is Pending on node {node} (spec.nodeName), but {} waits for the scheduler (WaitForFirstConsumer), which nodeName bypassed: the volume is never provisioned. Recreate the pod without spec.nodeName, requiring the node with node affinity (matchFields metadata.name In [{node}]).",
-                describe(&waiting)
+                describe(waiting)
             ))
         });
     }
 
-    let conflicts = out_of_reach(node, &bound, view)?;
+    let conflicts = out_of_reach(node, bound, view)?;
     match input.phase {
         Phase::Mutating => Ok(
             if cfg.mode == PinnedPodsAction::Mutate && !waiting.is_empty() && conflicts.is_empty() {
@@ -112,7 +168,7 @@ pub fn check(input: &Input<'_, Pod>, view: &dyn ClusterView, cfg: &PinnedPodsCon
                     unpin(pod, node),
                     Some(format!(
                         "Pod {name}: spec.nodeName {node} replaced by a required node affinity (matchFields metadata.name In [{node}]), as {} waits for the scheduler (WaitForFirstConsumer) and nodeName bypasses it.",
-                        describe(&waiting)
+                        describe(waiting)
                     )),
                 )
             } else {
@@ -135,7 +191,7 @@ pub fn check(input: &Input<'_, Pod>, view: &dyn ClusterView, cfg: &PinnedPodsCon
             if waiting.is_empty() {
                 return Ok(outcome);
             }
-            let claims = describe(&waiting);
+            let claims = describe(waiting);
             Ok(match cfg.mode {
                 // A denial stands: no second message about a pod that is refused anyway.
                 PinnedPodsAction::Mutate if conflicts.is_empty() => outcome.with_warning(format!(
@@ -154,44 +210,131 @@ pub fn check(input: &Input<'_, Pod>, view: &dyn ClusterView, cfg: &PinnedPodsCon
     }
 }
 
-/// The pod's claims that wait for their first consumer, and those bound to a volume with
-/// node affinity. A claim, class or volume the cache does not hold is neither.
-fn claims(pod: &Pod, view: &dyn ClusterView) -> Lookup<(Vec<Waiting>, Vec<Bound>)> {
+/// The pod's claims that wait for their first consumer, those bound to a volume with node
+/// affinity, and the claims and classes they name that the cache does not hold. A claim,
+/// class or volume the cache does not hold is neither waiting nor bound.
+fn claims(pod: &Pod, view: &dyn ClusterView) -> Lookup<Claims> {
     let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
-    let (mut waiting, mut bound) = (Vec::new(), Vec::new());
+    let mut found = Claims::default();
     for (claim, source) in pod.claims() {
         let existing = if claim.is_empty() {
             None
         } else {
             view.pvc(namespace, &claim)?
         };
-        let class = match (existing, source) {
+        let requested = match (&existing, source) {
             (Some(pvc), _) => {
                 if let Some(volume) = pvc.bound_volume() {
                     if let Some(pv) = view.pv(volume)?
                         && !pv.node_selector_terms().is_empty()
                     {
-                        bound.push(Bound { claim, pv });
+                        found.bound.push(Bound { claim, pv });
                     }
                     continue;
                 }
-                class_of(pvc.requested_class(), view)?
+                pvc.requested_class()
             }
-            // Pods may be created before their claims: nothing to say yet.
-            (None, VolumeClaim::Named(_)) => continue,
+            // Pods may be created before their claims: only `whenMissing: warn` says so.
+            (None, VolumeClaim::Named(_)) => {
+                // An empty claimName is the API server's to refuse, not a claim to wait for.
+                if !claim.is_empty() {
+                    let missing = Missing::Claim(claim);
+                    if !found.missing.contains(&missing) {
+                        found.missing.push(missing);
+                    }
+                }
+                continue;
+            }
             // The ephemeral claim is created from the template once the pod exists.
-            (None, VolumeClaim::Ephemeral { class }) => class_of(class, view)?,
+            (None, VolumeClaim::Ephemeral { class }) => class,
         };
-        if let Some(class) = class
-            && class.binding_mode() == VolumeBindingMode::WaitForFirstConsumer
+        let class = class_of(requested, view)?;
+        match (&class, requested) {
+            (None, Some(name)) if !name.is_empty() => add_missing_class(&mut found, name, claim),
+            (Some(class), _) if class.binding_mode() == VolumeBindingMode::WaitForFirstConsumer => {
+                found.waiting.push(Waiting {
+                    claim,
+                    class: class.metadata.name.clone(),
+                });
+            }
+            _ => {}
+        }
+    }
+    Ok(found)
+}
+
+/// Records that `claim` asks for the StorageClass `class` the cache does not hold: one entry
+/// per class, however many claims ask for it.
+fn add_missing_class(found: &mut Claims, class: &str, claim: String) {
+    for m in &mut found.missing {
+        if let Missing::Class { class: c, claims } = m
+            && c == class
         {
-            waiting.push(Waiting {
-                claim,
-                class: class.metadata.name.clone(),
+            if !claims.contains(&claim) {
+                claims.push(claim);
+            }
+            return;
+        }
+    }
+    found.missing.push(Missing::Class {
+        class: class.to_owned(),
+        claims: vec![claim],
+    });
+}
+
+/// With `whenMissing: warn`, one warning per object the new pod needs that does not exist:
+/// its claims and their classes from the validating phase (the one that sees every pod with a
+/// claim); its node from the phase that sees the node the pod ends with: the mutating phase
+/// when it moved `spec.nodeName` to an affinity, else the validating phase.
+fn missing_warnings(
+    phase: Phase,
+    pod: &Pod,
+    name: &str,
+    missing: &[Missing],
+    unpinned: bool,
+    view: &dyn ClusterView,
+) -> Lookup<Vec<String>> {
+    let namespace = pod.metadata.namespace.as_deref().unwrap_or_default();
+    let mut warnings = Vec::new();
+    if phase == Phase::Validating {
+        for m in missing {
+            warnings.push(match m {
+                Missing::Claim(claim) => format!(
+                    "Pod {name}: PersistentVolumeClaim {namespace}/{claim} does not exist yet: the pod stays Pending until it is created (kubectl get pvc -n {namespace} {claim}; or fix the volume's claimName)."
+                ),
+                Missing::Class { class, claims } => {
+                    let (claims, ask) = if claims.len() == 1 {
+                        (format!("claim {}", claims[0]), "asks")
+                    } else {
+                        (format!("claims {}", claims.join(", ")), "ask")
+                    };
+                    format!(
+                        "Pod {name}: its {claims} {ask} for StorageClass {class}, which does not exist yet: no volume is provisioned, and the pod stays Pending until the class is created or a PersistentVolume of class {class} is made for it (kubectl get storageclass {class}; or fix storageClassName)."
+                    )
+                }
             });
         }
     }
-    Ok((waiting, bound))
+    let Some(node) = pod.node_name() else {
+        return Ok(warnings);
+    };
+    let speaks = match phase {
+        Phase::Mutating => unpinned,
+        Phase::Validating => true,
+    };
+    if !speaks || view.node(node)?.is_some() {
+        return Ok(warnings);
+    }
+    warnings.push(if unpinned {
+        format!(
+            "Pod {name}: node {node}, which it requires (spec.nodeName, moved to a required node affinity), does not exist yet: the scheduler keeps the pod Pending until a node of that name registers (kubectl get node {node})."
+        )
+    } else {
+        format!(
+            "Pod {name}: spec.nodeName names node {node}, which does not exist yet: no kubelet runs the pod (nodeName bypasses the scheduler), and unless a node of that name registers within about a minute, the pod garbage collector deletes the pod. Check the name (kubectl get node {node}) or remove spec.nodeName."
+        )
+    });
+    Ok(warnings)
 }
 
 /// The class a claim asking for `requested` gets: `""` none, `None` the cluster's default
@@ -444,7 +587,8 @@ mod tests {
     /// Nodes n1 (zone b) and n2 (zone c); a WaitForFirstConsumer class `local` (also the
     /// default), an Immediate class `nas`; claims `data` (local, unbound), `shared` (nas,
     /// unbound), `in-c` (bound to a volume reachable from zone c) and `web-cache` (the
-    /// ephemeral claim of pod `web`'s volume `cache`, already bound).
+    /// ephemeral claim of pod `web`'s volume `cache`, already bound); `classless` and
+    /// `classless-too` ask for a class `gone` that does not exist.
     fn demo() -> ClusterIndex {
         cluster([
             node("n1").hostname_label().zone("b").into(),
@@ -468,6 +612,8 @@ mod tests {
                 .class("local")
                 .bound_to("pv-plain")
                 .into(),
+            pvc("default", "classless").class("gone").into(),
+            pvc("default", "classless-too").class("gone").into(),
             pv("pv-c")
                 .node_affinity_term(&[(keys::ZONE, "In", &["c"])])
                 .into(),
@@ -826,5 +972,234 @@ mod tests {
         let bare = testing::pod("default", "web").on_node("n1");
         let input = crate::testing::input(Operation::Create, Phase::Validating, &bare, None);
         assert!(check(&input, &view, &cfg).unwrap().is_empty());
+    }
+
+    /// A pod CREATE judged with the built-in settings (`whenMissing: admit`) against `view`.
+    fn create_in(pod: &Pod, phase: Phase, view: &ClusterIndex) -> Outcome {
+        let cfg = testing::policy::pinned_pods(PinnedPodsAction::Mutate);
+        check(&input(Operation::Create, phase, pod, None), view, &cfg).unwrap()
+    }
+
+    /// A pod CREATE judged with `whenMissing: warn` (mode mutate) against `view`.
+    fn warn_missing(pod: &Pod, phase: Phase, view: &ClusterIndex) -> RuleResult {
+        let mut cfg = testing::policy::pinned_pods(PinnedPodsAction::Mutate);
+        cfg.when_missing = AdmitOrWarn::Warn;
+        check(&input(Operation::Create, phase, pod, None), view, &cfg)
+    }
+
+    #[test]
+    fn missing_objects_are_admitted_silently_by_default() {
+        assert_eq!(
+            testing::policy::default().rules.pinned_pods.when_missing,
+            AdmitOrWarn::Admit
+        );
+        for pod in [
+            pod("default", "p").claim("v", "not-yet"),
+            pod("default", "p").claim("v", "classless"),
+            pod("default", "p").ephemeral("scratch", Some("gone")),
+            pod("default", "p").on_node("n-new").claim("v", "shared"),
+        ] {
+            for phase in [Phase::Mutating, Phase::Validating] {
+                assert!(
+                    create(&pod, phase, PinnedPodsAction::Mutate).is_empty(),
+                    "{pod:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn when_missing_warn_names_a_missing_claim_once_at_validation() {
+        let pod = pod("default", "db")
+            .claim("v", "not-yet")
+            .claim("w", "not-yet")
+            .claim("x", "shared");
+        let out = warn_missing(&pod, Phase::Validating, &demo()).unwrap();
+        assert!(out.denials.is_empty() && out.mutations.is_empty());
+        assert_eq!(
+            out.warnings,
+            [
+                "Pod default/db: PersistentVolumeClaim default/not-yet does not exist yet: the pod stays Pending until it is created (kubectl get pvc -n default not-yet; or fix the volume's claimName)."
+            ]
+        );
+        assert!(
+            warn_missing(&pod, Phase::Mutating, &demo())
+                .unwrap()
+                .is_empty(),
+            "the mutating phase leaves claims to the validating one"
+        );
+    }
+
+    #[test]
+    fn when_missing_warn_names_a_missing_class_once_with_its_claims() {
+        let pod = pod("default", "db")
+            .claim("v", "classless")
+            .claim("w", "classless-too")
+            .ephemeral("scratch", Some("gone"))
+            .ephemeral("tmp", Some("also-gone"));
+        let out = warn_missing(&pod, Phase::Validating, &demo()).unwrap();
+        assert_eq!(out.warnings.len(), 2, "{out:?}");
+        assert!(
+            out.warnings[0].starts_with(
+                "Pod default/db: its claims classless, classless-too, db-scratch ask for StorageClass gone, which does not exist yet: no volume is provisioned"
+            ),
+            "{}",
+            out.warnings[0]
+        );
+        assert!(
+            out.warnings[1].starts_with(
+                "Pod default/db: its claim db-tmp asks for StorageClass also-gone, which does not exist yet"
+            ),
+            "{}",
+            out.warnings[1]
+        );
+        assert!(out.warnings[1].contains("kubectl get storageclass also-gone"));
+        assert!(
+            warn_missing(&pod, Phase::Mutating, &demo())
+                .unwrap()
+                .is_empty()
+        );
+        // No class named, or none asked for (""): nothing is missing.
+        for class in [None, Some("")] {
+            let pod = testing::pod("default", "db").ephemeral("scratch", class);
+            let out = warn_missing(&pod, Phase::Validating, &demo()).unwrap();
+            assert!(out.warnings.is_empty(), "{class:?}: {out:?}");
+        }
+    }
+
+    #[test]
+    fn when_missing_warn_names_a_missing_node_where_the_pod_is_still_pinned() {
+        // Nothing waits: nodeName is kept, the validating phase says what becomes of the pod.
+        let kept = pod("default", "db").on_node("n-new").claim("v", "shared");
+        assert!(
+            warn_missing(&kept, Phase::Mutating, &demo())
+                .unwrap()
+                .is_empty()
+        );
+        let out = warn_missing(&kept, Phase::Validating, &demo()).unwrap();
+        assert_eq!(out.warnings.len(), 1, "{out:?}");
+        for part in [
+            "Pod default/db: spec.nodeName names node n-new, which does not exist yet",
+            "no kubelet runs the pod",
+            "the pod garbage collector deletes the pod",
+            "kubectl get node n-new",
+        ] {
+            assert!(
+                out.warnings[0].contains(part),
+                "{part}: {}",
+                out.warnings[0]
+            );
+        }
+    }
+
+    #[test]
+    fn when_missing_warn_names_a_missing_node_moved_to_an_affinity_in_the_mutating_phase() {
+        let mut doc = json!({
+            "metadata": {"name": "db", "namespace": "default"},
+            "spec": {
+                "nodeName": "n-new",
+                "volumes": [{"name": "d", "persistentVolumeClaim": {"claimName": "data"}}]
+            }
+        });
+        let pinned: Pod = serde_json::from_value(doc.clone()).unwrap();
+        let out = warn_missing(&pinned, Phase::Mutating, &demo()).unwrap();
+        assert_eq!(out.mutations.len(), 1, "{out:?}");
+        assert_eq!(
+            out.warnings,
+            [
+                "Pod default/db: node n-new, which it requires (spec.nodeName, moved to a required node affinity), does not exist yet: the scheduler keeps the pod Pending until a node of that name registers (kubectl get node n-new)."
+            ]
+        );
+        // The validating phase sees the patched pod: no second warning about the node.
+        json_patch::patch(&mut doc, &out.mutations[0].ops).unwrap();
+        let unpinned: Pod = serde_json::from_value(doc).unwrap();
+        assert!(
+            warn_missing(&unpinned, Phase::Validating, &demo())
+                .unwrap()
+                .is_empty()
+        );
+        // The mutating webhook did not run: the validating phase says it, once.
+        let out = warn_missing(&pinned, Phase::Validating, &demo()).unwrap();
+        assert_eq!(out.warnings.len(), 2, "{out:?}");
+        assert!(out.warnings[0].contains("still sets spec.nodeName: n-new"));
+        assert!(
+            out.warnings[1].contains("spec.nodeName names node n-new, which does not exist yet")
+        );
+    }
+
+    #[test]
+    fn when_missing_warn_says_nothing_of_objects_that_exist() {
+        for pod in [
+            pod("default", "db")
+                .on_node("n1")
+                .claim("v", "data")
+                .claim("w", "shared")
+                .ephemeral("scratch", Some("local")),
+            pod("default", "db").on_node("n2").claim("v", "in-c"),
+            pod("default", "web")
+                .on_node("n1")
+                .ephemeral("cache", Some("gone")),
+            pod("default", "db")
+                .claim("v", "in-c")
+                .node_selector(keys::ZONE, "b"),
+        ] {
+            for phase in [Phase::Mutating, Phase::Validating] {
+                assert_eq!(
+                    warn_missing(&pod, phase, &demo()).unwrap(),
+                    create(&pod, phase, PinnedPodsAction::Mutate),
+                    "{pod:?} {phase:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn when_missing_warn_does_not_take_an_unloaded_cache_for_missing_objects() {
+        let pod = pod("default", "db").on_node("n1").claim("v", "shared");
+        let view = demo();
+        view.set_state(
+            crate::cluster::ResourceKind::Node,
+            crate::cluster::SyncState::Pending("waiting for the first list".into()),
+        );
+        let err = warn_missing(&pod, Phase::Validating, &view).unwrap_err();
+        assert_eq!(err.kind, crate::cluster::ResourceKind::Node);
+        // `admit` does not look the node up, as before.
+        assert!(create_in(&pod, Phase::Validating, &view).is_empty());
+
+        let view = demo();
+        for kind in [
+            crate::cluster::ResourceKind::PersistentVolumeClaim,
+            crate::cluster::ResourceKind::StorageClass,
+        ] {
+            view.set_state(
+                kind,
+                crate::cluster::SyncState::Pending("waiting for the first list".into()),
+            );
+        }
+        for pod in [
+            testing::pod("default", "db").claim("v", "not-yet"),
+            testing::pod("default", "db").ephemeral("scratch", Some("gone")),
+        ] {
+            assert!(
+                warn_missing(&pod, Phase::Validating, &view).is_err(),
+                "{pod:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn when_missing_warn_leaves_the_audit_as_it_was() {
+        let mut policy = testing::policy::default();
+        policy.rules.pinned_pods.when_missing = AdmitOrWarn::Warn;
+        let stuck = pod("default", "stuck")
+            .on_node("n-new")
+            .claim("v", "not-yet")
+            .claim("w", "data")
+            .pending();
+        let input = input(Operation::Update, Phase::Validating, &stuck, Some(&stuck));
+        let out = check(&input, &demo(), &policy.rules.pinned_pods).unwrap();
+        assert!(out.warnings.is_empty(), "{out:?}");
+        assert_eq!(out.denials.len(), 1);
+        assert!(out.denials[0].contains("is Pending on node n-new"));
     }
 }
