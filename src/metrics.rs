@@ -456,4 +456,20 @@ mod tests {
             assert!(text.contains(&series), "{series} in {text}");
         }
     }
+
+    #[test]
+    fn the_resource_label_is_a_cached_kind_or_other_and_the_docs_name_each() {
+        let docs = include_str!("../docs/metrics.md");
+        let row = docs
+            .lines()
+            .find(|l| l.starts_with("| `storage_admission_reviews_total` |"))
+            .expect("docs/metrics.md has a row for reviews_total");
+        for kind in ResourceKind::ALL {
+            assert_eq!(resource_label(kind.as_str()), kind.as_str());
+            assert!(row.contains(kind.as_str()), "docs/metrics.md lacks {kind}");
+        }
+        assert_eq!(resource_label("PersistentVolumeClaimList"), "other");
+        assert_eq!(resource_label("Secret"), "other");
+        assert!(row.contains("`other`"));
+    }
 }

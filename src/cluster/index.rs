@@ -1,5 +1,5 @@
 use std::collections::BTreeMap;
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use tokio::sync::watch;
 
@@ -214,6 +214,10 @@ pub struct ClusterIndex {
     pub csi_drivers: Store<CsiDriver>,
     /// Bumped by every store on every change (see [`ClusterIndex::subscribe`]).
     changes: Changes,
+    /// The version each discovered API group is served at (the group snapshot API's, which
+    /// depends on the external-snapshotter release; every other group is watched as `v1`):
+    /// what an Event names its object with.
+    served_versions: RwLock<BTreeMap<&'static str, String>>,
 }
 
 impl ClusterIndex {
@@ -234,6 +238,31 @@ impl ClusterIndex {
             group_snapshot_contents: Store::new(state.clone(), changes.clone()),
             csi_drivers: Store::new(state, changes.clone()),
             changes,
+            served_versions: RwLock::default(),
+        }
+    }
+
+    /// Records that the cluster serves `kind`'s API group at `version` (discovery said so).
+    pub fn set_served_version(&self, kind: ResourceKind, version: &str) {
+        self.served_versions
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(kind.group(), version.to_owned());
+    }
+
+    /// The `apiVersion` of `kind`'s objects: its group at the version discovery found, or
+    /// `v1` for a group not discovered (every kind but the group snapshot ones is `v1`).
+    pub fn api_version(&self, kind: ResourceKind) -> String {
+        let group = kind.group();
+        let served = self
+            .served_versions
+            .read()
+            .unwrap_or_else(PoisonError::into_inner);
+        let version = served.get(group).map_or("v1", String::as_str);
+        if group.is_empty() {
+            version.to_owned()
+        } else {
+            format!("{group}/{version}")
         }
     }
 
@@ -546,6 +575,33 @@ mod tests {
         let err = index.snapshot("default", "s").unwrap_err();
         assert_eq!(err.kind, ResourceKind::VolumeSnapshot);
         assert_eq!(err.reason, "no --state file");
+    }
+
+    #[test]
+    fn objects_are_named_at_the_version_their_group_is_served_at() {
+        let index = ClusterIndex::new(SyncState::Synced);
+        // Not discovered (yet): `v1`, as every kind but the group snapshot ones is watched.
+        assert_eq!(
+            index.api_version(ResourceKind::VolumeGroupSnapshot),
+            "groupsnapshot.storage.k8s.io/v1"
+        );
+        index.set_served_version(ResourceKind::VolumeGroupSnapshot, "v1beta2");
+        // One version for the whole group, and only for that group.
+        for kind in [
+            ResourceKind::VolumeGroupSnapshot,
+            ResourceKind::VolumeGroupSnapshotClass,
+            ResourceKind::VolumeGroupSnapshotContent,
+        ] {
+            assert_eq!(
+                index.api_version(kind),
+                "groupsnapshot.storage.k8s.io/v1beta2"
+            );
+        }
+        assert_eq!(
+            index.api_version(ResourceKind::VolumeSnapshot),
+            "snapshot.storage.k8s.io/v1"
+        );
+        assert_eq!(index.api_version(ResourceKind::PersistentVolumeClaim), "v1");
     }
 
     fn term(json: serde_json::Value) -> NodeSelectorTerm {

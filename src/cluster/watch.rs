@@ -10,13 +10,16 @@
 //!
 //! The snapshot kinds are watched as `v1`. The group snapshot kinds are served as `v1beta1`,
 //! `v1beta2` or `v1` depending on the external-snapshotter release, so their version is
-//! discovered (the group's preferred version) before the watch starts; a cluster without the
-//! group snapshot CRDs gets those stores marked missing, and discovery is retried.
+//! discovered (the group's preferred version), once for the three, before their watches start,
+//! and kept on the index for the Events that name their objects; a cluster without the group
+//! snapshot CRDs gets those stores marked missing, and discovery is retried.
 
 use std::sync::Arc;
 
 use futures::StreamExt;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::APIGroupList;
 use kube::api::{ApiResource, DynamicObject};
+use kube::core::Version;
 use kube::runtime::WatchStreamExt;
 use kube::runtime::watcher::{self, Event};
 use kube::{Api, Client};
@@ -130,49 +133,63 @@ fn missing_reason(kind: ResourceKind) -> String {
     }
 }
 
-/// Where a kind is served, as far as discovery tells.
-pub(crate) enum Served {
-    At(ApiResource),
-    Missing,
-}
-
-/// The API to watch a kind through: `v1` for every kind but the group snapshot kinds, whose
-/// served version (the group's preferred one) is discovered.
-pub(crate) async fn served_api(client: &Client, kind: ResourceKind) -> Result<Served, kube::Error> {
+/// The version the cluster serves `kind`'s API group at; `None`: not served (its CRDs are not
+/// installed). `v1` for every kind but the group snapshot kinds, whose version is discovered:
+/// one request (`/apis`), whose answer holds for the three kinds alike, so ask it once per
+/// group, not per kind.
+pub(crate) async fn served_version(
+    client: &Client,
+    kind: ResourceKind,
+) -> Result<Option<String>, kube::Error> {
     if !kind.is_group_snapshot_crd() {
-        return Ok(Served::At(api_resource(kind)));
+        return Ok(Some("v1".to_owned()));
     }
-    match kube::discovery::group(client, kind.group()).await {
-        Ok(group) => Ok(match group.recommended_kind(kind.as_str()) {
-            Some((resource, _)) => Served::At(resource),
-            None => Served::Missing,
-        }),
-        Err(kube::Error::Discovery(kube::error::DiscoveryError::MissingApiGroup(_))) => {
-            Ok(Served::Missing)
-        }
-        Err(kube::Error::Api(status)) if status.is_not_found() => Ok(Served::Missing),
+    match client.list_api_groups().await {
+        Ok(groups) => Ok(preferred_version(&groups, kind.group())),
+        Err(kube::Error::Api(status)) if status.is_not_found() => Ok(None),
         Err(error) => Err(error),
     }
 }
 
-/// Discovers where `T` is served, marking its store missing (and retrying with backoff)
-/// while it is not.
-async fn discover<T: Cached>(client: &Client, store: &Store<T>) -> ApiResource {
+/// The version discovery picks for `group` among the cluster's API groups: the one the API
+/// server prefers (for CRDs, the served version first in Kubernetes' version priority: `v1`,
+/// then `v1beta2`, then `v1beta1`), or, should it name none it serves, the served version
+/// first in that priority. `None`: the group is not served.
+pub(crate) fn preferred_version(groups: &APIGroupList, group: &str) -> Option<String> {
+    let group = groups.groups.iter().find(|g| g.name == group)?;
+    let served = || group.versions.iter().map(|v| v.version.as_str());
+    group
+        .preferred_version
+        .as_ref()
+        .map(|v| v.version.as_str())
+        .filter(|preferred| served().any(|v| v == *preferred))
+        .or_else(|| served().max_by_key(|v| Version::parse(v).priority()))
+        .map(str::to_owned)
+}
+
+/// Discovers the version the group snapshot kinds are served at, marking their stores missing
+/// (and retrying with backoff) while the cluster does not serve them.
+async fn discover_group_snapshots(client: &Client, index: &ClusterIndex) -> String {
     let mut delay = std::time::Duration::from_secs(5);
     loop {
-        match served_api(client, T::KIND).await {
-            Ok(Served::At(resource)) => {
-                tracing::info!(kind = %T::KIND, version = %resource.version, "watching");
-                return resource;
+        match served_version(client, ResourceKind::VolumeGroupSnapshot).await {
+            Ok(Some(version)) => {
+                tracing::info!(group = ResourceKind::VolumeGroupSnapshot.group(), %version, "watching");
+                return version;
             }
-            Ok(Served::Missing) => {
-                if !matches!(store.state(), SyncState::Missing(_)) {
-                    tracing::warn!(kind = %T::KIND, "API not served; rules that need it will say so; retrying");
+            Ok(None) => {
+                if !matches!(index.group_snapshots.state(), SyncState::Missing(_)) {
+                    tracing::warn!(
+                        group = ResourceKind::VolumeGroupSnapshot.group(),
+                        "API not served; rules that need it will say so; retrying"
+                    );
                 }
-                store.set_state(SyncState::Missing(missing_reason(T::KIND)));
+                for kind in GROUP_SNAPSHOT_KINDS {
+                    index.set_state(kind, SyncState::Missing(missing_reason(kind)));
+                }
             }
             Err(error) => {
-                tracing::warn!(kind = %T::KIND, %error, "discovery failed; retrying with backoff");
+                tracing::warn!(group = ResourceKind::VolumeGroupSnapshot.group(), %error, "discovery failed; retrying with backoff");
             }
         }
         tokio::time::sleep(delay).await;
@@ -180,34 +197,62 @@ async fn discover<T: Cached>(client: &Client, store: &Store<T>) -> ApiResource {
     }
 }
 
-fn api_resource(kind: ResourceKind) -> ApiResource {
+/// The kinds of the group snapshot API: one set of CRDs, served at one version.
+const GROUP_SNAPSHOT_KINDS: [ResourceKind; 3] = [
+    ResourceKind::VolumeGroupSnapshotClass,
+    ResourceKind::VolumeGroupSnapshot,
+    ResourceKind::VolumeGroupSnapshotContent,
+];
+
+fn api_resource(kind: ResourceKind, version: &str) -> ApiResource {
     let group = kind.group();
     ApiResource {
         group: group.to_owned(),
-        version: "v1".to_owned(),
+        version: version.to_owned(),
         api_version: if group.is_empty() {
-            "v1".to_owned()
+            version.to_owned()
         } else {
-            format!("{group}/v1")
+            format!("{group}/{version}")
         },
         kind: kind.as_str().to_owned(),
         plural: kind.plural().to_owned(),
     }
 }
 
-/// Runs one kind's watch until the task is dropped.
-async fn run<T: Cached + DeserializeOwned>(client: Client, store: &Store<T>) {
-    run_with(client, store, watcher::Config::default()).await
+/// Watches the group snapshot kinds: their version is discovered once for the three and
+/// recorded on the index (Events name the objects at it), then each is watched at it. A kind
+/// that version lacks (CRDs installed in part) is marked missing by its watch's 404, as any
+/// kind whose API is not served.
+async fn run_group_snapshots(client: Client, index: &ClusterIndex) {
+    let version = discover_group_snapshots(&client, index).await;
+    index.set_served_version(ResourceKind::VolumeGroupSnapshot, &version);
+    let config = watcher::Config::default;
+    tokio::join!(
+        watch_at(
+            client.clone(),
+            &index.group_snapshot_classes,
+            &version,
+            config()
+        ),
+        watch_at(client.clone(), &index.group_snapshots, &version, config()),
+        watch_at(client, &index.group_snapshot_contents, &version, config()),
+    );
 }
 
-/// Runs one kind's watch, listing and watching with `config`, until the task is dropped.
-async fn run_with<T: Cached + DeserializeOwned>(
+/// Runs one `v1` kind's watch until the task is dropped.
+async fn run<T: Cached + DeserializeOwned>(client: Client, store: &Store<T>) {
+    watch_at(client, store, "v1", watcher::Config::default()).await
+}
+
+/// Runs one kind's watch at `version`, listing and watching with `config`, until the task is
+/// dropped.
+async fn watch_at<T: Cached + DeserializeOwned>(
     client: Client,
     store: &Store<T>,
+    version: &str,
     config: watcher::Config,
 ) {
-    let resource = discover(&client, store).await;
-    let api: Api<DynamicObject> = Api::all_with(client, &resource);
+    let api: Api<DynamicObject> = Api::all_with(client, &api_resource(T::KIND, version));
     let mut stream = watcher::watcher(api, config).default_backoff().boxed();
     let mut buffer = None;
     while let Some(item) = stream.next().await {
@@ -244,8 +289,9 @@ pub const PODS_NOT_WATCHED: &str =
 /// Why the CSIDriver store is empty when the controller does not run.
 pub const CSI_DRIVERS_NOT_WATCHED: &str = "CSIDrivers are watched only when the controller runs (--controller): only its stuck-object diagnoses read them";
 
-/// Starts a watch per kind feeding `index`; pods and CSIDrivers only with `controller` (its
-/// audit is the only reader of those stores). The tasks run until aborted.
+/// Starts a watch per kind feeding `index` (one task for the three group snapshot kinds, which
+/// share their discovery); pods and CSIDrivers only with `controller` (its audit is the only
+/// reader of those stores). The tasks run until aborted.
 pub fn spawn_all(
     client: Client,
     index: Arc<ClusterIndex>,
@@ -265,9 +311,10 @@ pub fn spawn_all(
         spawn!(pvcs),
         spawn!(pvs),
         spawn!(nodes),
-        spawn!(group_snapshot_classes),
-        spawn!(group_snapshots),
-        spawn!(group_snapshot_contents),
+        {
+            let (client, index) = (client.clone(), index.clone());
+            tokio::spawn(async move { run_group_snapshots(client, &index).await })
+        },
     ];
     if controller {
         tasks.push(spawn!(csi_drivers));
@@ -276,7 +323,7 @@ pub fn spawn_all(
         // delete), so neither the list nor the cache holds Running pods.
         let config = watcher::Config::default().fields("status.phase=Pending");
         tasks.push(tokio::spawn(async move {
-            run_with(client, &index.pods, config).await
+            watch_at(client, &index.pods, "v1", config).await
         }));
     } else {
         // Not `Pending`: readiness must not wait for a list that never comes.
@@ -316,7 +363,7 @@ mod tests {
         let (client, _api) = crate::testing::mock_client();
         let index = Arc::new(ClusterIndex::unavailable("starting"));
         let tasks = spawn_all(client, index.clone(), false);
-        assert_eq!(tasks.len(), 10);
+        assert_eq!(tasks.len(), 8);
         assert_eq!(
             index.pods.state(),
             SyncState::Missing(PODS_NOT_WATCHED.to_owned())
@@ -331,10 +378,10 @@ mod tests {
         let (client, mut api) = crate::testing::mock_client();
         let index = Arc::new(ClusterIndex::unavailable("starting"));
         let tasks = spawn_all(client, index.clone(), true);
-        assert_eq!(tasks.len(), 12);
+        assert_eq!(tasks.len(), 10);
         let (mut pod_list, mut csi_list) = (None, false);
-        // One request per watch, and one discovery per group snapshot kind before its watch.
-        for _ in 0..tasks.len() + 3 {
+        // One request per task: a watch's list, or the group snapshot kinds' one discovery.
+        for _ in 0..tasks.len() {
             let (request, _respond) = api.next_request().await.unwrap();
             match request.uri().path() {
                 "/api/v1/pods" => pod_list = Some(request.uri().to_string()),
@@ -357,6 +404,130 @@ mod tests {
         assert!(matches!(index.pods.state(), SyncState::Pending(_)));
         assert!(matches!(index.csi_drivers.state(), SyncState::Pending(_)));
         tasks.iter().for_each(|t| t.abort());
+    }
+
+    /// The cluster's API groups: `groups` as (name, served versions, preferred version).
+    fn api_groups(groups: &[(&str, &[&str], Option<&str>)]) -> APIGroupList {
+        let version = |group: &str, v: &str| serde_json::json!({"groupVersion": format!("{group}/{v}"), "version": v});
+        serde_json::from_value(serde_json::json!({
+            "kind": "APIGroupList", "apiVersion": "v1",
+            "groups": groups.iter().map(|(name, versions, preferred)| {
+                let mut group = serde_json::json!({
+                    "name": name,
+                    "versions": versions.iter().map(|v| version(name, v)).collect::<Vec<_>>(),
+                });
+                if let Some(p) = preferred {
+                    group["preferredVersion"] = version(name, p);
+                }
+                group
+            }).collect::<Vec<_>>(),
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn discovery_picks_the_version_the_api_server_prefers_else_the_most_stable() {
+        const G: &str = "groupsnapshot.storage.k8s.io";
+        let pick =
+            |groups: &[(&str, &[&str], Option<&str>)]| preferred_version(&api_groups(groups), G);
+        // What the API server prefers: for CRDs, v1 over v1beta2 over v1beta1.
+        assert_eq!(
+            pick(&[(G, &["v1", "v1beta2", "v1beta1"], Some("v1"))]).as_deref(),
+            Some("v1")
+        );
+        assert_eq!(
+            pick(&[(G, &["v1beta2", "v1beta1"], Some("v1beta2"))]).as_deref(),
+            Some("v1beta2")
+        );
+        assert_eq!(
+            pick(&[(G, &["v1beta1"], Some("v1beta1"))]).as_deref(),
+            Some("v1beta1")
+        );
+        // The server's word counts, even against the priority order.
+        assert_eq!(
+            pick(&[(G, &["v1beta2", "v1beta1"], Some("v1beta1"))]).as_deref(),
+            Some("v1beta1")
+        );
+        // No preference, or one it does not serve: the served version first in priority,
+        // whatever order the list is in.
+        assert_eq!(
+            pick(&[(G, &["v1beta1", "v1", "v1beta2"], None)]).as_deref(),
+            Some("v1")
+        );
+        assert_eq!(
+            pick(&[(G, &["v1beta1", "v1beta2"], None)]).as_deref(),
+            Some("v1beta2")
+        );
+        assert_eq!(
+            pick(&[(G, &["v1beta1", "v1beta2"], Some("v1"))]).as_deref(),
+            Some("v1beta2")
+        );
+        // The group snapshot CRDs are not installed: not served, whatever else is.
+        assert_eq!(pick(&[]), None);
+        assert_eq!(
+            pick(&[("snapshot.storage.k8s.io", &["v1"], Some("v1"))]),
+            None
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn group_snapshot_kinds_are_discovered_once_and_watched_at_the_served_version() {
+        const G: &str = "groupsnapshot.storage.k8s.io";
+        let (client, mut api) = crate::testing::mock_client();
+        let index = Arc::new(ClusterIndex::unavailable("starting"));
+        let task = {
+            let index = index.clone();
+            tokio::spawn(async move { run_group_snapshots(client, &index).await })
+        };
+        let answer = |send: tower_test::mock::SendResponse<_>, groups: APIGroupList| {
+            send.send_response(crate::testing::respond(
+                axum::http::StatusCode::OK,
+                &serde_json::to_value(groups).unwrap(),
+            ))
+        };
+        let (request, send) = api.next_request().await.unwrap();
+        assert_eq!(request.uri().path(), "/apis");
+        // No group snapshot CRDs: the three stores say so, and discovery is asked again.
+        answer(
+            send,
+            api_groups(&[("snapshot.storage.k8s.io", &["v1"], Some("v1"))]),
+        );
+        let (request, send) = api.next_request().await.unwrap();
+        assert_eq!(request.uri().path(), "/apis");
+        for (kind, state) in index.states() {
+            if kind.is_group_snapshot_crd() {
+                assert!(
+                    matches!(&state, SyncState::Missing(r) if r.contains("group snapshot CRDs are not installed")),
+                    "{kind}: {state:?}"
+                );
+            }
+        }
+        // Installed since: served at v1beta2.
+        answer(
+            send,
+            api_groups(&[(G, &["v1beta2", "v1beta1"], Some("v1beta2"))]),
+        );
+        // Then one list per kind at v1beta2, and no other discovery.
+        let mut lists = Vec::new();
+        for _ in 0..3 {
+            let (request, _) = api.next_request().await.unwrap();
+            lists.push(request.uri().path().to_owned());
+        }
+        lists.sort();
+        assert_eq!(
+            lists,
+            [
+                format!("/apis/{G}/v1beta2/volumegroupsnapshotclasses"),
+                format!("/apis/{G}/v1beta2/volumegroupsnapshotcontents"),
+                format!("/apis/{G}/v1beta2/volumegroupsnapshots"),
+            ]
+        );
+        // What Events name the objects with.
+        assert_eq!(
+            index.api_version(ResourceKind::VolumeGroupSnapshotContent),
+            format!("{G}/v1beta2")
+        );
+        task.abort();
     }
 
     #[test]

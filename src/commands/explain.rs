@@ -18,7 +18,7 @@ use kube::Client;
 use super::{Error, Outcome, load_policy, load_state, runtime};
 use crate::cli::{ExplainArgs, Output};
 use crate::cluster::fetch::{is_dns_label, is_dns_subdomain};
-use crate::cluster::watch::{Served, served_api};
+use crate::cluster::watch::served_version;
 use crate::cluster::{ClusterIndex, ClusterView, Lookup, ResourceKind, Store, SyncState};
 use crate::explain::{self, Explanation, Target, Verdict};
 use crate::model::{
@@ -285,30 +285,29 @@ pub async fn gather(
 }
 
 /// Where `kind` is served: `/api/v1`, `/apis/GROUP/v1`, or for the group snapshot kinds the
-/// version discovery recommends (`v1beta1`, `v1beta2` or `v1`), asked once per kind, as the
+/// version discovery picks (`v1beta1`, `v1beta2` or `v1`), asked once per API group, as the
 /// watches ask it. `None`: not served, so no objects of the kind.
 async fn root(
     client: &Client,
     kind: ResourceKind,
-    roots: &mut BTreeMap<ResourceKind, Option<String>>,
+    roots: &mut BTreeMap<&'static str, Option<String>>,
 ) -> Result<Option<String>, Error> {
-    if let Some(root) = roots.get(&kind) {
+    let group = kind.group();
+    if let Some(root) = roots.get(group) {
         return Ok(root.clone());
     }
-    let root = match served_api(client, kind).await {
-        Ok(Served::At(resource)) if resource.group.is_empty() => {
-            Some(format!("/api/{}", resource.version))
-        }
-        Ok(Served::At(resource)) => Some(format!("/apis/{}", resource.api_version)),
-        Ok(Served::Missing) => None,
+    let root = match served_version(client, kind).await {
+        Ok(Some(version)) if group.is_empty() => Some(format!("/api/{version}")),
+        Ok(Some(version)) => Some(format!("/apis/{group}/{version}")),
+        Ok(None) => None,
         Err(source) => {
             return Err(Error::ClusterRead {
-                what: format!("the {} API (discovery)", kind.group()),
+                what: format!("the {group} API (discovery)"),
                 source,
             });
         }
     };
-    roots.insert(kind, root.clone());
+    roots.insert(group, root.clone());
     Ok(root)
 }
 
@@ -340,7 +339,7 @@ async fn fetch(
     client: &Client,
     index: &ClusterIndex,
     wanted: &Wanted,
-    roots: &mut BTreeMap<ResourceKind, Option<String>>,
+    roots: &mut BTreeMap<&'static str, Option<String>>,
 ) -> Result<(), Error> {
     let kind = wanted.kind();
     // A kind the cluster does not serve: no objects of it.
@@ -654,31 +653,19 @@ mod tests {
         );
     }
 
-    /// Discovery of a cluster serving the group snapshot API at `v1beta2` only.
+    /// Discovery of a cluster serving the group snapshot API at `v1beta2` (and `v1beta1`).
     async fn expect_discovery(handle: &mut ApiHandle) {
         const GROUP: &str = "groupsnapshot.storage.k8s.io";
-        let version = json!({"groupVersion": format!("{GROUP}/v1beta2"), "version": "v1beta2"});
+        let version = |v: &str| json!({"groupVersion": format!("{GROUP}/{v}"), "version": v});
         expect_get(
             handle,
             "/apis",
             Some(json!({
                 "kind": "APIGroupList", "apiVersion": "v1",
-                "groups": [{"name": GROUP, "versions": [version], "preferredVersion": version}]
+                "groups": [{"name": GROUP, "versions": [version("v1beta2"), version("v1beta1")],
+                            "preferredVersion": version("v1beta2")}]
             })),
         )
-        .await;
-        let resource = |name: &str, kind: &str, namespaced: bool| {
-            json!({"name": name, "singularName": "", "namespaced": namespaced, "kind": kind,
-                   "verbs": ["get", "list", "watch"]})
-        };
-        expect_get(handle, &format!("/apis/{GROUP}/v1beta2"), Some(json!({
-            "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": format!("{GROUP}/v1beta2"),
-            "resources": [
-                resource("volumegroupsnapshots", "VolumeGroupSnapshot", true),
-                resource("volumegroupsnapshotcontents", "VolumeGroupSnapshotContent", false),
-                resource("volumegroupsnapshotclasses", "VolumeGroupSnapshotClass", false),
-            ]
-        })))
         .await;
     }
 
@@ -692,7 +679,7 @@ mod tests {
                 explain::explain(&target, &index, &policy::default(), SystemTime::now()).unwrap(),
             )
         });
-        // Each group snapshot kind: discovered, then read at v1beta2 (not v1).
+        // The group snapshot API: discovered once, then each kind read at v1beta2 (not v1).
         expect_discovery(&mut handle).await;
         expect_get(
             &mut handle,
@@ -703,7 +690,6 @@ mod tests {
                         "status": {"boundVolumeGroupSnapshotContentName": "gsc"}})),
         )
         .await;
-        expect_discovery(&mut handle).await;
         expect_get(
             &mut handle,
             "/apis/groupsnapshot.storage.k8s.io/v1beta2/volumegroupsnapshotcontents/gsc",
@@ -745,7 +731,6 @@ mod tests {
         )
         .await;
         // Not bound: its class, one GET at v1beta2 (not a LIST of every class).
-        expect_discovery(&mut handle).await;
         expect_get(
             &mut handle,
             "/apis/groupsnapshot.storage.k8s.io/v1beta2/volumegroupsnapshotclasses/gc",
@@ -941,10 +926,6 @@ mod tests {
     async fn a_group_s_members_are_read_with_a_list_of_its_namespace() {
         const GROUP: &str = "groupsnapshot.storage.k8s.io";
         let version = json!({"groupVersion": format!("{GROUP}/v1"), "version": "v1"});
-        let resource = |name: &str, kind: &str, namespaced: bool| {
-            json!({"name": name, "singularName": "", "namespaced": namespaced, "kind": kind,
-                   "verbs": ["get", "list", "watch"]})
-        };
         let member = |name: &str, ready: bool| {
             json!({"metadata": {"name": name, "namespace": "app", "ownerReferences": [
                       {"apiVersion": format!("{GROUP}/v1"), "kind": "VolumeGroupSnapshot", "name": "g", "uid": "u"}]},
@@ -956,15 +937,6 @@ mod tests {
                 "/apis",
                 json!({"kind": "APIGroupList", "apiVersion": "v1",
                 "groups": [{"name": GROUP, "versions": [version], "preferredVersion": version}]}),
-            ),
-            (
-                "/apis/groupsnapshot.storage.k8s.io/v1",
-                json!({
-                "kind": "APIResourceList", "apiVersion": "v1", "groupVersion": format!("{GROUP}/v1"),
-                "resources": [
-                    resource("volumegroupsnapshots", "VolumeGroupSnapshot", true),
-                    resource("volumegroupsnapshotcontents", "VolumeGroupSnapshotContent", false),
-                ]}),
             ),
             (
                 "/apis/groupsnapshot.storage.k8s.io/v1/namespaces/app/volumegroupsnapshots/g",
@@ -999,11 +971,9 @@ mod tests {
         assert_eq!(
             seen,
             [
+                // One discovery for the group's kinds.
                 "GET /apis",
-                "GET /apis/groupsnapshot.storage.k8s.io/v1",
                 "GET /apis/groupsnapshot.storage.k8s.io/v1/namespaces/app/volumegroupsnapshots/g",
-                "GET /apis",
-                "GET /apis/groupsnapshot.storage.k8s.io/v1",
                 "GET /apis/groupsnapshot.storage.k8s.io/v1/volumegroupsnapshotcontents/gsc",
                 "GET /apis/snapshot.storage.k8s.io/v1/namespaces/app/volumesnapshots",
             ]

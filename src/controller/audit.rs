@@ -286,7 +286,7 @@ pub async fn run_pass(ctx: &Context, policy: &Policy, dedup: &mut Dedup) -> bool
         }
         let result = ctx
             .recorder
-            .publish(&event(finding), &finding.object.reference())
+            .publish(&event(finding), &finding.object.reference(&ctx.index))
             .await
             .map_err(|source| Error::PublishEvent {
                 rule: finding.rule,
@@ -621,7 +621,8 @@ rules:
         let long = finding("u", &"é".repeat(700));
         let note = event(&long).note.unwrap();
         assert!(note.len() <= MAX_NOTE_BYTES && note.ends_with('…'));
-        let reference = long.object.reference();
+        let index = ClusterIndex::new(crate::cluster::SyncState::Synced);
+        let reference = long.object.reference(&index);
         assert_eq!(reference.api_version.as_deref(), Some("v1"));
         assert_eq!(reference.uid.as_deref(), Some("u"));
     }

@@ -4,7 +4,7 @@
 
 use k8s_openapi::api::core::v1::ObjectReference;
 
-use crate::cluster::ResourceKind;
+use crate::cluster::{ClusterIndex, ResourceKind};
 use crate::model::ObjectMeta;
 use crate::rules::RuleId;
 
@@ -41,15 +41,11 @@ impl ObjectRef {
         }
     }
 
-    /// The reference an Event is attached to (`regarding`).
-    pub fn reference(&self) -> ObjectReference {
-        let group = self.kind.group();
+    /// The reference an Event is attached to (`regarding`), at the version `served` says the
+    /// cluster serves the kind at (the group snapshot kinds may be `v1beta1` or `v1beta2`).
+    pub fn reference(&self, served: &ClusterIndex) -> ObjectReference {
         ObjectReference {
-            api_version: Some(if group.is_empty() {
-                "v1".to_owned()
-            } else {
-                format!("{group}/v1")
-            }),
+            api_version: Some(served.api_version(self.kind)),
             kind: Some(self.kind.as_str().to_owned()),
             name: Some(self.name.clone()),
             namespace: self.namespace.clone(),

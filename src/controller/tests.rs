@@ -310,6 +310,55 @@ async fn audit_reports_a_stuck_claim_with_the_verdict_and_fix_once() {
     no_more.await.unwrap();
 }
 
+/// A group snapshot created long ago that names a group snapshot class that does not exist.
+const STUCK_GROUP: &str = "
+apiVersion: v1
+kind: List
+items:
+- apiVersion: groupsnapshot.storage.k8s.io/v1beta2
+  kind: VolumeGroupSnapshot
+  metadata: {name: g, namespace: app, uid: 9c1e-g, creationTimestamp: '2020-01-01T00:00:00Z'}
+  spec:
+    source: {selector: {matchLabels: {app: db}}}
+    volumeGroupSnapshotClassName: gone
+";
+
+#[tokio::test]
+async fn events_name_a_group_snapshot_at_the_version_the_cluster_serves() {
+    for version in ["v1beta2", "v1"] {
+        let (ctx, mut handle) = context(STUCK_GROUP, BUILTIN, Config::default());
+        // What the group snapshot watches' discovery records.
+        ctx.index
+            .set_served_version(crate::cluster::ResourceKind::VolumeGroupSnapshot, version);
+        let verifier = tokio::spawn(async move {
+            let (request, send) = handle
+                .next_request()
+                .await
+                .expect("expected an event for the stuck group snapshot");
+            assert_eq!(
+                request.uri().path(),
+                "/apis/events.k8s.io/v1/namespaces/app/events"
+            );
+            let event = body_json(request).await;
+            assert_eq!(event["reason"], "StuckVolumeGroupSnapshot");
+            send.send_response(respond(StatusCode::CREATED, &event));
+            (handle, event["regarding"].clone())
+        });
+        let policy = ctx.policy.load_full();
+        let mut dedup = audit::Dedup::new(ctx.config.dedup_window);
+        assert!(audit::run_pass(&ctx, &policy, &mut dedup).await);
+        let (handle, regarding) = verifier.await.unwrap();
+        assert_eq!(
+            regarding,
+            json!({"apiVersion": format!("groupsnapshot.storage.k8s.io/{version}"),
+                   "kind": "VolumeGroupSnapshot", "name": "g", "namespace": "app", "uid": "9c1e-g"}),
+            "served at {version}"
+        );
+        drop(ctx);
+        expect_no_more_calls(handle).await.unwrap();
+    }
+}
+
 #[tokio::test]
 async fn audit_retries_an_event_the_api_server_refused() {
     let builtin = "apiVersion: storage-admission.io/v1alpha1\nkind: AdmissionPolicy\n";

@@ -5,9 +5,10 @@
 //! snapshot controller stops there too. A group bound to its content: the error the content
 //! (or the group) reports, quoted, or a content that is gone, then its member snapshots not
 //! ready. A dynamic group not bound yet: with a class named, the class (missing, or of another
-//! driver than the selected claims'); with none, the default-group-snapshot-class rule on the
-//! existing group (nothing selected, claims not bound, claims of several drivers, no default
-//! class or several), exactly as the audit asks it; each of its messages becomes a finding.
+//! driver than the selected claims') and the claims its selector selects (none, or some not
+//! bound yet); with none, the default-group-snapshot-class rule on the existing group (nothing
+//! selected, claims not bound, claims of several drivers, no default class or several),
+//! exactly as the audit asks it; each of its messages becomes a finding.
 
 use std::collections::BTreeMap;
 
@@ -304,7 +305,7 @@ fn default_class(
         ),
     };
     let mut warnings = outcome.warnings.into_iter();
-    if unbound
+    if !unbound.is_empty()
         && !empty
         && let Some(message) = warnings.next()
     {
@@ -327,8 +328,8 @@ struct Selected {
     drivers: BTreeMap<String, Vec<String>>,
     /// Whether the driver of some claim cannot be told.
     unknown: bool,
-    /// Whether some claim is not bound yet.
-    unbound: bool,
+    /// The claims not bound yet.
+    unbound: Vec<String>,
 }
 
 /// The claims `selector` selects in `ns` and their drivers, and a step saying so.
@@ -341,9 +342,11 @@ fn selected(
     let claims = view.pvcs_matching(ns, selector)?;
     let mut drivers: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut unknown = false;
-    let mut unbound = false;
+    let mut unbound = Vec::new();
     for pvc in &claims {
-        unbound |= pvc.bound_volume().is_none();
+        if pvc.bound_volume().is_none() {
+            unbound.push(pvc.metadata.name.clone());
+        }
         match claim_driver(pvc, view)? {
             ClaimDriver::BoundVolume { driver, .. } | ClaimDriver::Provisioner { driver, .. } => {
                 drivers
@@ -375,9 +378,10 @@ fn selected(
     })
 }
 
-/// A dynamic group naming its class: the class must exist, and be of the driver of the claims
-/// the selector selects (the class's driver takes the group snapshot, and cannot snapshot
-/// volumes it does not own).
+/// A dynamic group naming its class: the class must exist, its selector must select claims,
+/// bound ones (the snapshot controller snapshots bound volumes, so it waits for every selected
+/// claim to be bound, and can take nothing of no claims), and the class must be of their driver
+/// (the class's driver takes the group snapshot, and cannot snapshot volumes it does not own).
 fn named_class(
     d: &mut Diagnosis,
     group: &VolumeGroupSnapshot,
@@ -403,7 +407,39 @@ fn named_class(
     let Some(selector) = &group.spec.source.selector else {
         return Ok(());
     };
-    let Selected { drivers, .. } = selected(d, ns, selector, view)?;
+    let Selected {
+        empty,
+        drivers,
+        unbound,
+        ..
+    } = selected(d, ns, selector, view)?;
+    let shown = match selector.describe() {
+        s if s.is_empty() => "{} (every claim)".to_owned(),
+        s => s,
+    };
+    if empty {
+        d.find(
+            NOTHING_SELECTED,
+            format!("VolumeGroupSnapshot {name} uses VolumeGroupSnapshotClass {class_name}, but its selector {shown} selects no PersistentVolumeClaim in namespace {ns}: the snapshot controller has nothing to snapshot, and the group snapshot cannot be taken."),
+            format!(
+                "Label the claims to snapshot (kubectl get pvc -n {ns} --show-labels), or delete the group snapshot (kubectl delete volumegroupsnapshot -n {ns} {}) and take it again with a selector that selects them.",
+                group.metadata.name
+            ),
+        );
+        return Ok(());
+    }
+    if let Some(first) = unbound.first() {
+        d.find(
+            CLAIMS_UNBOUND,
+            format!(
+                "VolumeGroupSnapshot {name}: PersistentVolumeClaim{} {} in {ns}, selected by {shown}, {} not bound yet; the snapshot controller takes no group snapshot until every selected claim is bound.",
+                if unbound.len() == 1 { "" } else { "s" },
+                unbound.join(", "),
+                if unbound.len() == 1 { "is" } else { "are" }
+            ),
+            format!("See why each claim is not bound: storage-admission explain pvc -n {ns} {first}"),
+        );
+    }
     if class.driver.is_empty() {
         return Ok(());
     }

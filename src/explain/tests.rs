@@ -1157,7 +1157,8 @@ fn group_snapshot_naming_a_class_that_is_missing_or_of_another_driver() {
         f.fix
     );
 
-    // Claims of the class's driver and of another: one group snapshot per driver.
+    // Claims of the class's driver and of another: one group snapshot per driver (b, not
+    // bound yet, is a finding of its own).
     let nas = "\n- {apiVersion: storage.k8s.io/v1, kind: StorageClass, metadata: {name: nas}, provisioner: nfs.csi.example.com}\n";
     let other = labelled_claim("b", "{storageClassName: nas}");
     let e = explain_in(
@@ -1165,15 +1166,18 @@ fn group_snapshot_naming_a_class_that_is_missing_or_of_another_driver() {
         "vgs",
         "g",
     );
-    assert_eq!(ids(&e), ["group.class-driver-mismatch"]);
+    assert_eq!(
+        ids(&e),
+        ["group.claims-unbound", "group.class-driver-mismatch"]
+    );
     assert!(
-        e.findings[0]
+        e.findings[1]
             .message
             .contains("of disk.csi.example.com (a):"),
         "{}",
-        e.findings[0].message
+        e.findings[1].message
     );
-    assert!(e.findings[0].fix.contains("once per CSI driver"));
+    assert!(e.findings[1].fix.contains("once per CSI driver"));
 
     // A class of the claims' driver: nothing blocks (no default needed either).
     let plain_class = GROUP_CLASS.replace(
@@ -1184,6 +1188,87 @@ fn group_snapshot_naming_a_class_that_is_missing_or_of_another_driver() {
     assert_eq!(e.verdict, Verdict::Clear, "{:?}", e.findings);
     let facts: Vec<&str> = e.chain.iter().map(|s| s.fact.as_str()).collect();
     assert!(facts.contains(&"driver disk.csi.example.com"), "{facts:?}");
+}
+
+#[test]
+fn group_snapshot_naming_a_class_that_selects_nothing_or_claims_not_bound() {
+    let plain_class = GROUP_CLASS.replace(
+        "annotations: {groupsnapshot.storage.kubernetes.io/is-default-class: \"true\"}",
+        "",
+    );
+    let naming_gc = vgs(
+        "{source: {selector: {matchLabels: {app: db}}}, volumeGroupSnapshotClassName: gc}",
+        "{}",
+    );
+    // Nothing labelled app=db: the class is fine, the selection is not.
+    let e = explain_in(&format!("{naming_gc}{plain_class}"), "vgs", "g");
+    assert_eq!(ids(&e), ["group.nothing-selected"]);
+    assert_eq!(e.verdict, Verdict::Blocked);
+    let f = &e.findings[0];
+    assert_eq!(
+        f.message,
+        "VolumeGroupSnapshot app/g uses VolumeGroupSnapshotClass gc, but its selector app=db selects no PersistentVolumeClaim in namespace app: the snapshot controller has nothing to snapshot, and the group snapshot cannot be taken."
+    );
+    assert!(
+        f.fix
+            .starts_with("Label the claims to snapshot (kubectl get pvc -n app --show-labels)")
+            && f.fix
+                .contains("kubectl delete volumegroupsnapshot -n app g"),
+        "{}",
+        f.fix
+    );
+
+    // One claim bound, one waiting for its first consumer: the group waits for it.
+    let bound = labelled_claim("a", "{storageClassName: plain, volumeName: pv-src}");
+    let unbound = labelled_claim("b", "{storageClassName: wffc}");
+    let e = explain_in(
+        &format!("{naming_gc}{bound}{unbound}{plain_class}"),
+        "vgs",
+        "g",
+    );
+    assert_eq!(ids(&e), ["group.claims-unbound"]);
+    let f = &e.findings[0];
+    assert_eq!(
+        f.message,
+        "VolumeGroupSnapshot app/g: PersistentVolumeClaim b in app, selected by app=db, is not bound yet; the snapshot controller takes no group snapshot until every selected claim is bound."
+    );
+    assert_eq!(
+        f.fix,
+        "See why each claim is not bound: storage-admission explain pvc -n app b"
+    );
+    let also = labelled_claim("c", "{storageClassName: wffc}");
+    let e = explain_in(
+        &format!("{naming_gc}{bound}{unbound}{also}{plain_class}"),
+        "vgs",
+        "g",
+    );
+    assert_eq!(ids(&e), ["group.claims-unbound"]);
+    assert!(
+        e.findings[0]
+            .message
+            .contains("PersistentVolumeClaims b, c in app, selected by app=db, are not bound yet"),
+        "{}",
+        e.findings[0].message
+    );
+
+    // Unbound claims and a class of another driver are two problems.
+    let nfs = plain_class
+        .replace("name: gc", "name: nfs-group")
+        .replace("disk.csi.example.com", "nfs.csi.example.com");
+    let naming_nfs = naming_gc.replace(
+        "volumeGroupSnapshotClassName: gc",
+        "volumeGroupSnapshotClassName: nfs-group",
+    );
+    let e = explain_in(&format!("{naming_nfs}{bound}{unbound}{nfs}"), "vgs", "g");
+    assert_eq!(
+        ids(&e),
+        ["group.claims-unbound", "group.class-driver-mismatch"]
+    );
+
+    // Every selected claim bound: neither finding, nothing blocks.
+    let e = explain_in(&format!("{naming_gc}{bound}{plain_class}"), "vgs", "g");
+    assert_eq!(ids(&e), Vec::<&str>::new());
+    assert_eq!(e.verdict, Verdict::Clear, "{:?}", e.findings);
 }
 
 #[test]
