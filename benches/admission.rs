@@ -299,8 +299,18 @@ fn pod_cluster(extra: usize) -> ClusterIndex {
     index
 }
 
+/// Each pod review with the built-in policy, and with every rule off (the load test's no-logic
+/// baseline, `benches/baseline-policy.yaml`): the difference is what the rules cost, the
+/// baseline what reading the review costs any webhook.
 fn pods(c: &mut Criterion) {
-    let policy = Policy::builtin();
+    let baseline = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/baseline-policy.yaml");
+    let policies = [
+        ("", Policy::builtin()),
+        (
+            "no-logic-",
+            Policy::parse(&std::fs::read_to_string(baseline).unwrap()).unwrap(),
+        ),
+    ];
     let reviews = pod_reviews();
     for size in [10usize, 100_000] {
         let view = pod_cluster(size);
@@ -308,17 +318,19 @@ fn pods(c: &mut Criterion) {
         for (name, body) in &reviews {
             group.throughput(Throughput::Bytes(body.len() as u64));
             for webhook in [Webhook::Mutate, Webhook::Validate] {
-                group.bench_with_input(
-                    BenchmarkId::new(webhook.as_str(), name),
-                    body,
-                    |b, body| {
-                        b.iter(|| {
-                            admission::handle_now(webhook, black_box(body), &view, &policy)
-                                .unwrap()
-                                .body
-                        })
-                    },
-                );
+                for (prefix, policy) in &policies {
+                    group.bench_with_input(
+                        BenchmarkId::new(format!("{prefix}{}", webhook.as_str()), name),
+                        body,
+                        |b, body| {
+                            b.iter(|| {
+                                admission::handle_now(webhook, black_box(body), &view, policy)
+                                    .unwrap()
+                                    .body
+                            })
+                        },
+                    );
+                }
             }
         }
         group.finish();
