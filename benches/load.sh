@@ -8,6 +8,7 @@
 #
 #   benches/load.sh                 # DURATION=10s CONNECTIONS=32 THREADS=2 RATE=2000 by default
 #   BIN=path/to/storage-admission benches/load.sh   # a binary already built
+#   ONLY=pods benches/load.sh       # only the reviews whose line in CASES contains "pods"
 #
 # Prints requests/s and p50/p99/p99.9 latency per review and protocol, the open-loop p99 at
 # RATE reviews/s (h2load --rps), and each server's idle and peak RSS.
@@ -99,6 +100,7 @@ CASES=(
 
 printf '\n%-9s %-52s %-6s %-60s %s\n' webhook review proto "rules" "baseline / ratio"
 for entry in "${CASES[@]}"; do
+  [[ "$entry" == *"${ONLY:-}"* ]] || continue
   read -r hook state review <<<"$entry"
   file="tests/golden/$review/review.json"; [ -f "$review" ] && file=$review
   for target in rules baseline; do
