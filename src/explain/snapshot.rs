@@ -241,13 +241,17 @@ fn content_findings(
     );
     d.step(content_ref, fact);
     if elsewhere {
+        // The reference reads as this very snapshot only when its name and namespace match it
+        // (the uid differs: a snapshot deleted and recreated); then say so.
+        let same_name = r.name.as_deref() == Some(snap.metadata.name.as_str())
+            && r.namespace.as_deref().is_none_or(|n| n == ns);
         d.find(
             CONTENT_BOUND_ELSEWHERE,
             format!(
                 "VolumeSnapshot {snap_name} points at VolumeSnapshotContent {content_name}, but the content is bound to VolumeSnapshot {}/{}{}: a content binds one snapshot only.",
                 r.namespace.as_deref().unwrap_or("?"),
                 r.name.as_deref().unwrap_or("?"),
-                if r.name.as_deref() == Some(snap.metadata.name.as_str()) { " (another object of the same name)" } else { "" }
+                if same_name { " (another object of the same name)" } else { "" }
             ),
             "Delete this snapshot and create it again with its own content (for a pre-provisioned snapshot, a new VolumeSnapshotContent whose volumeSnapshotRef names it).",
         );

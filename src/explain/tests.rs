@@ -759,6 +759,46 @@ fn snapshot_whose_content_is_missing_or_bound_elsewhere() {
         "snap",
     );
     assert_eq!(ids(&e), ["snapshot.content-bound-elsewhere"]);
+    assert!(
+        !e.findings[0].message.contains("same name"),
+        "{}",
+        e.findings[0].message
+    );
+}
+
+#[test]
+fn a_content_bound_to_a_namesake_says_whether_it_reads_as_this_snapshot() {
+    let bound = "{boundVolumeSnapshotContentName: c-1, readyToUse: false}";
+    let bound_to = |reference: &str| {
+        explain_in(
+            &format!(
+                "{}\n- apiVersion: snapshot.storage.k8s.io/v1\n  kind: VolumeSnapshotContent\n  metadata: {{name: c-1}}\n  spec: {{driver: disk.csi.example.com, deletionPolicy: Delete, source: {{volumeHandle: h}}, volumeSnapshotRef: {reference}}}\n",
+                snapshot_of("src", Some("disk-snap"), bound)
+            ),
+            "vs",
+            "snap",
+        )
+    };
+    // This snapshot's namespace and name, another uid: the snapshot was recreated.
+    let e = bound_to("{namespace: app, name: snap, uid: u-old}");
+    assert_eq!(ids(&e), ["snapshot.content-bound-elsewhere"]);
+    assert!(
+        e.findings[0].message.contains(
+            "bound to VolumeSnapshot app/snap (another object of the same name): a content"
+        ),
+        "{}",
+        e.findings[0].message
+    );
+    // Its name in another namespace: plainly another snapshot.
+    let e = bound_to("{namespace: shop, name: snap}");
+    assert_eq!(ids(&e), ["snapshot.content-bound-elsewhere"]);
+    assert!(
+        e.findings[0]
+            .message
+            .contains("bound to VolumeSnapshot shop/snap: a content"),
+        "{}",
+        e.findings[0].message
+    );
 }
 
 #[test]
