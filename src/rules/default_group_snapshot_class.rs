@@ -83,8 +83,13 @@ pub fn check(
 
     let mut outcome = Outcome::allow();
     if !unbound.is_empty() {
+        let (claims, are) = if unbound.len() == 1 {
+            ("PersistentVolumeClaim", "is")
+        } else {
+            ("PersistentVolumeClaims", "are")
+        };
         outcome = outcome.with_warning(format!(
-            "VolumeGroupSnapshot {name}: PersistentVolumeClaims {} in {namespace} are not bound yet; the snapshot controller takes no group snapshot until every selected claim is bound.",
+            "VolumeGroupSnapshot {name}: {claims} {} in {namespace} {are} not bound yet; the snapshot controller takes no group snapshot until every selected claim is bound.",
             unbound.join(", ")
         ));
     }
@@ -293,6 +298,19 @@ mod tests {
         let out = run(&view, &db(), &Default::default());
         assert_eq!(patched_class(&out), Some(json!("disk-group-default")));
         assert!(out.warnings.is_empty(), "{out:?}");
+    }
+
+    #[test]
+    fn one_unbound_claim_is_named_in_the_singular() {
+        let g = group_snapshot("default", "files").selecting(&[("group", "mixed")]);
+        let out = run(&scenario(), &g, &Default::default());
+        let [w, ..] = out.warnings.as_slice() else {
+            panic!("{out:?}")
+        };
+        assert!(
+            w.contains("PersistentVolumeClaim shared-files in default is not bound yet"),
+            "{w}"
+        );
     }
 
     #[test]
