@@ -299,6 +299,12 @@ fn default_class(
             "Label the claims to snapshot (kubectl get pvc -n {ns} --show-labels), or delete the group snapshot and take it again with a selector that selects them."
         ),
         SEVERAL_DRIVERS => "Delete the group snapshot and take one per CSI driver, each with a selector that selects only that driver's claims.".to_owned(),
+        // No class helps here: a volume that is not a CSI volume is never snapshotted, and a
+        // claim not bound yet tells its driver once bound.
+        DRIVER_UNKNOWN => format!(
+            "Leave such claims out: delete the group snapshot (kubectl delete volumegroupsnapshot -n {ns} {}) and take it again with a selector that selects only claims of CSI volumes (kubectl get pvc -n {ns} --show-labels). A claim not bound yet: storage-admission explain pvc -n {ns} CLAIM",
+            group.metadata.name
+        ),
         _ => format!(
             "Mark exactly one VolumeGroupSnapshotClass of the driver default (kubectl get volumegroupsnapshotclass), or delete the group snapshot (kubectl delete volumegroupsnapshot -n {ns} {}) and take it again with spec.volumeGroupSnapshotClassName.",
             group.metadata.name
@@ -341,7 +347,7 @@ fn selected(
 ) -> Result<Selected, ExplainError> {
     let claims = view.pvcs_matching(ns, selector)?;
     let mut drivers: BTreeMap<String, Vec<String>> = BTreeMap::new();
-    let mut unknown = false;
+    let mut unknown = Vec::new();
     let mut unbound = Vec::new();
     for pvc in &claims {
         if pvc.bound_volume().is_none() {
@@ -354,26 +360,28 @@ fn selected(
                     .or_default()
                     .push(pvc.metadata.name.clone());
             }
-            ClaimDriver::Unknown(_) => unknown = true,
+            ClaimDriver::Unknown(_) => unknown.push(pvc.metadata.name.as_str()),
         }
     }
     let names: Vec<&str> = claims.iter().map(|c| c.metadata.name.as_str()).collect();
+    let mut shown: Vec<String> = drivers.keys().cloned().collect();
+    if unknown.len() == claims.len() && !unknown.is_empty() {
+        shown.push("unknown".to_owned());
+    } else if !unknown.is_empty() {
+        shown.push(format!("unknown for {}", unknown.join(", ")));
+    }
     d.step(
         ObjectRef::new(ResourceKind::PersistentVolumeClaim, Some(ns), "(selected)"),
         if names.is_empty() {
             "none".to_owned()
         } else {
-            format!(
-                "{}; CSI driver {}",
-                names.join(", "),
-                drivers.keys().cloned().collect::<Vec<_>>().join(", ")
-            )
+            format!("{}; CSI driver {}", names.join(", "), shown.join(", "))
         },
     );
     Ok(Selected {
         empty: claims.is_empty(),
         drivers,
-        unknown,
+        unknown: !unknown.is_empty(),
         unbound,
     })
 }

@@ -1076,6 +1076,46 @@ fn group_snapshot_checks_of_the_default_class_rule() {
 }
 
 #[test]
+fn a_group_selecting_a_volume_that_is_not_csi_says_so_and_how_to_leave_it_out() {
+    let selecting = vgs("{source: {selector: {matchLabels: {app: db}}}}", "{}");
+    let local = "\n- {apiVersion: v1, kind: PersistentVolume, metadata: {name: pv-local}, spec: {local: {path: /mnt/disks/d0}}}\n";
+    let claim = labelled_claim("a", "{storageClassName: plain, volumeName: pv-local}");
+    let e = explain_in(
+        &format!("{selecting}{local}{claim}{GROUP_CLASS}"),
+        "vgs",
+        "g",
+    );
+    assert_eq!(ids(&e), ["group.driver-unknown"]);
+    let selected = e
+        .chain
+        .iter()
+        .find(|s| s.object.name == "(selected)")
+        .unwrap();
+    assert_eq!(selected.fact, "a; CSI driver unknown");
+    let fix = &e.findings[0].fix;
+    assert!(fix.contains("selects only claims of CSI volumes"), "{fix}");
+    // Marking a class default cannot help: the driver is what is not known.
+    assert!(!fix.contains("default"), "{fix}");
+    // Beside a CSI claim, the step names the claims whose driver is unknown.
+    let csi = labelled_claim("b", "{storageClassName: plain, volumeName: pv-src}");
+    let e = explain_in(
+        &format!("{selecting}{local}{claim}{csi}{GROUP_CLASS}"),
+        "vgs",
+        "g",
+    );
+    assert_eq!(ids(&e), ["group.driver-unknown"]);
+    let selected = e
+        .chain
+        .iter()
+        .find(|s| s.object.name == "(selected)")
+        .unwrap();
+    assert_eq!(
+        selected.fact,
+        "a, b; CSI driver disk.csi.example.com, unknown for a"
+    );
+}
+
+#[test]
 fn group_snapshot_content_error_missing_and_members() {
     let bound_to = |status: &str| {
         vgs(
