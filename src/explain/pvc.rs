@@ -222,7 +222,11 @@ fn data_source(
         }
         "PersistentVolumeClaim" => {
             let src = view.pvc(source_ns, name)?;
-            let gone = src.as_ref().is_none_or(|s| s.metadata.is_being_deleted());
+            // Another namespace is refused before the source is looked at, whether it exists
+            // or not. Otherwise the rule says a missing source alone, and a source being
+            // deleted first, before its size.
+            let gone =
+                source_ns == ns && src.as_ref().is_none_or(|s| s.metadata.is_being_deleted());
             d.step(
                 ObjectRef::new(ResourceKind::PersistentVolumeClaim, Some(source_ns), name),
                 format!(
@@ -234,8 +238,8 @@ fn data_source(
                     }
                 ),
             );
-            for message in outcome.denials {
-                let id = if gone {
+            for (i, message) in outcome.denials.into_iter().enumerate() {
+                let id = if gone && i == 0 {
                     CLONE_SOURCE_GONE
                 } else {
                     CLONE_SOURCE
