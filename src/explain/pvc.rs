@@ -89,17 +89,21 @@ pub(super) fn diagnose(
     d.created = pvc.metadata.created_at();
     let class = claim_class(&pvc, view)?;
 
+    let phase = pvc.status.as_ref().and_then(|s| s.phase.as_deref());
     if let Some(volume) = pvc.bound_volume() {
-        d.step(me, format!("Bound to PersistentVolume {volume}"));
+        // The PV controller marks a claim whose volume was deleted Lost; saying "Bound" there
+        // would contradict `kubectl get pvc`.
+        let fact = match phase {
+            None | Some("Bound") => format!("Bound to PersistentVolume {volume}"),
+            Some("Lost") => format!("Lost; was bound to PersistentVolume {volume}"),
+            Some(phase) => format!("{phase}; spec.volumeName names PersistentVolume {volume}"),
+        };
+        d.step(me, fact);
         bound(&mut d, &pvc, volume, &class, view, policy)?;
         return Ok(d);
     }
 
-    let phase = pvc
-        .status
-        .as_ref()
-        .and_then(|s| s.phase.as_deref())
-        .unwrap_or("Pending");
+    let phase = phase.unwrap_or("Pending");
     let size = pvc
         .requested_storage()
         .map(|q| format!(", requests {q}"))

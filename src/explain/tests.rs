@@ -319,6 +319,15 @@ fn bound_pvc_whose_volume_is_gone() {
         "data",
     );
     assert_eq!(ids(&e), ["pvc.volume-missing"]);
+    assert_eq!(e.chain[0].fact, "Bound to PersistentVolume pv-gone");
+    // The PV controller marks such a claim Lost: the chain says so rather than "Bound".
+    let lost = claim("{storageClassName: plain, volumeName: pv-gone}\n  status: {phase: Lost}");
+    let e = explain_in(&lost, "pvc", "data");
+    assert_eq!(ids(&e), ["pvc.volume-missing"]);
+    assert_eq!(
+        e.chain[0].fact,
+        "Lost; was bound to PersistentVolume pv-gone"
+    );
 }
 
 /// A CSIDriver named `name` (a state file holding one can tell which drivers are installed).
