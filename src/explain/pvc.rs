@@ -89,17 +89,21 @@ pub(super) fn diagnose(
     d.created = pvc.metadata.created_at();
     let class = claim_class(&pvc, view)?;
 
+    let phase = pvc.status.as_ref().and_then(|s| s.phase.as_deref());
     if let Some(volume) = pvc.bound_volume() {
-        d.step(me, format!("Bound to PersistentVolume {volume}"));
+        // The PV controller marks a claim whose volume was deleted Lost; saying "Bound" there
+        // would contradict `kubectl get pvc`.
+        let fact = match phase {
+            None | Some("Bound") => format!("Bound to PersistentVolume {volume}"),
+            Some("Lost") => format!("Lost; was bound to PersistentVolume {volume}"),
+            Some(phase) => format!("{phase}; spec.volumeName names PersistentVolume {volume}"),
+        };
+        d.step(me, fact);
         bound(&mut d, &pvc, volume, &class, view, policy)?;
         return Ok(d);
     }
 
-    let phase = pvc
-        .status
-        .as_ref()
-        .and_then(|s| s.phase.as_deref())
-        .unwrap_or("Pending");
+    let phase = phase.unwrap_or("Pending");
     let size = pvc
         .requested_storage()
         .map(|q| format!(", requests {q}"))
@@ -222,7 +226,11 @@ fn data_source(
         }
         "PersistentVolumeClaim" => {
             let src = view.pvc(source_ns, name)?;
-            let gone = src.as_ref().is_none_or(|s| s.metadata.is_being_deleted());
+            // Another namespace is refused before the source is looked at, whether it exists
+            // or not. Otherwise the rule says a missing source alone, and a source being
+            // deleted first, before its size.
+            let gone =
+                source_ns == ns && src.as_ref().is_none_or(|s| s.metadata.is_being_deleted());
             d.step(
                 ObjectRef::new(ResourceKind::PersistentVolumeClaim, Some(source_ns), name),
                 format!(
@@ -234,8 +242,8 @@ fn data_source(
                     }
                 ),
             );
-            for message in outcome.denials {
-                let id = if gone {
+            for (i, message) in outcome.denials.into_iter().enumerate() {
+                let id = if gone && i == 0 {
                     CLONE_SOURCE_GONE
                 } else {
                     CLONE_SOURCE

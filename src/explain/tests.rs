@@ -183,6 +183,49 @@ fn pvc_cloned_from_a_claim_that_is_gone_or_too_large() {
             .message
             .contains("a clone must be at least as large")
     );
+    // A source being deleted is gone; that it is also larger is the other finding.
+    let deleted = r#"
+- apiVersion: v1
+  kind: PersistentVolumeClaim
+  metadata: {name: old, namespace: app, deletionTimestamp: "2024-05-01T00:00:00Z", finalizers: [kubernetes.io/pvc-protection]}
+  spec: {storageClassName: plain, resources: {requests: {storage: 10Gi}}}
+  status: {phase: Bound, capacity: {storage: 10Gi}}
+"#;
+    let e = explain_in(
+        &format!(
+            "{deleted}{}",
+            claim(
+                "{storageClassName: plain, dataSource: {kind: PersistentVolumeClaim, name: old}, resources: {requests: {storage: 1Gi}}}"
+            )
+        ),
+        "pvc",
+        "data",
+    );
+    assert_eq!(ids(&e), ["pvc.clone-source-gone", "pvc.clone-source"]);
+    assert!(
+        e.findings[0]
+            .message
+            .contains("the source is being deleted")
+    );
+    assert!(
+        e.findings[1]
+            .message
+            .contains("a clone must be at least as large")
+    );
+    // A source in another namespace is refused as such, whether it exists there or not.
+    let e = explain_in(
+        &claim(
+            "{storageClassName: plain, dataSourceRef: {kind: PersistentVolumeClaim, name: gone, namespace: other}}",
+        ),
+        "pvc",
+        "data",
+    );
+    assert_eq!(ids(&e), ["pvc.clone-source"]);
+    assert!(
+        e.findings[0]
+            .message
+            .contains("a clone must be in the same namespace as its source")
+    );
 }
 
 #[test]
@@ -276,6 +319,15 @@ fn bound_pvc_whose_volume_is_gone() {
         "data",
     );
     assert_eq!(ids(&e), ["pvc.volume-missing"]);
+    assert_eq!(e.chain[0].fact, "Bound to PersistentVolume pv-gone");
+    // The PV controller marks such a claim Lost: the chain says so rather than "Bound".
+    let lost = claim("{storageClassName: plain, volumeName: pv-gone}\n  status: {phase: Lost}");
+    let e = explain_in(&lost, "pvc", "data");
+    assert_eq!(ids(&e), ["pvc.volume-missing"]);
+    assert_eq!(
+        e.chain[0].fact,
+        "Lost; was bound to PersistentVolume pv-gone"
+    );
 }
 
 /// A CSIDriver named `name` (a state file holding one can tell which drivers are installed).
