@@ -217,3 +217,26 @@ fn without_a_state_file_an_unreachable_cluster_is_exit_4() {
     );
     assert!(out.stdout.is_empty());
 }
+
+/// Every finding `explain` can give is shown end to end by at least one shape, so a new
+/// finding comes with its state file and expected output.
+#[test]
+fn every_finding_id_has_a_shape() {
+    let mut shown = std::collections::BTreeSet::new();
+    for dir in cases() {
+        let json = std::fs::read_to_string(dir.join("expected.json")).unwrap_or_default();
+        let doc: serde_json::Value = serde_json::from_str(&json).unwrap_or_default();
+        for finding in doc["findings"].as_array().into_iter().flatten() {
+            shown.insert(finding["id"].as_str().unwrap_or_default().to_owned());
+        }
+    }
+    let missing: Vec<&str> = storage_admission::explain::KINDS
+        .iter()
+        .flat_map(|kind| kind.finding_ids.iter().copied())
+        .filter(|id| !shown.contains(*id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "findings with no folder under tests/explain/: {missing:?}"
+    );
+}
