@@ -502,6 +502,16 @@ fn bound(
             ObjectRef::new(ResourceKind::PersistentVolume, None, volume),
             "does not exist",
         );
+        // A claim written with spec.volumeName (static provisioning, pre-bound) waits Pending
+        // for that volume to be created; only a claim that was bound loses its volume.
+        if pvc.status.as_ref().and_then(|s| s.phase.as_deref()) == Some("Pending") {
+            d.find(
+                VOLUME_MISSING,
+                format!("{claim} names PersistentVolume {volume} in spec.volumeName, which does not exist yet: the claim stays Pending until that volume is created (a claim that names its volume is never provisioned by its class)."),
+                format!("Create PersistentVolume {volume} for it (kubectl get pv {volume}), or recreate the claim without spec.volumeName so that its StorageClass provisions a volume."),
+            );
+            return Ok(());
+        }
         d.find(
             VOLUME_MISSING,
             format!("{claim} is bound to PersistentVolume {volume}, which does not exist (Lost): pods using it cannot start."),

@@ -328,6 +328,28 @@ fn bound_pvc_whose_volume_is_gone() {
         e.chain[0].fact,
         "Lost; was bound to PersistentVolume pv-gone"
     );
+    assert!(e.findings[0].message.contains("(Lost)"), "{e:?}");
+}
+
+#[test]
+fn pending_pvc_prebound_to_a_volume_not_created_yet_waits_for_it_and_is_not_lost() {
+    let prebound =
+        claim("{storageClassName: plain, volumeName: pv-static}\n  status: {phase: Pending}");
+    let e = explain_in(&prebound, "pvc", "data");
+    assert_eq!(ids(&e), ["pvc.volume-missing"]);
+    assert_eq!(
+        e.chain[0].fact,
+        "Pending; spec.volumeName names PersistentVolume pv-static"
+    );
+    let finding = &e.findings[0];
+    assert!(
+        finding.message.contains("does not exist yet") && !finding.message.contains("Lost"),
+        "{finding:?}"
+    );
+    assert!(
+        finding.fix.contains("Create PersistentVolume pv-static"),
+        "{finding:?}"
+    );
 }
 
 /// A CSIDriver named `name` (a state file holding one can tell which drivers are installed).
