@@ -509,6 +509,18 @@ mod tests {
         });
     }
 
+    /// Runs `explain` of `target` against the mocked API in a task, for the test to answer
+    /// its requests one by one.
+    fn spawn_explain(
+        client: kube::Client,
+        target: Target,
+    ) -> tokio::task::JoinHandle<Result<explain::Explanation, Error>> {
+        tokio::spawn(async move {
+            let index = gather(&client, &target, &policy::default()).await?;
+            Ok(explain::explain(&target, &index, &policy::default(), SystemTime::now()).unwrap())
+        })
+    }
+
     #[tokio::test]
     async fn reads_only_what_the_chain_needs_and_writes_nothing() {
         let (client, mut handle) = mock_client();
@@ -568,12 +580,7 @@ mod tests {
     async fn a_snapshot_follows_its_claim_and_volume_and_lists_only_the_classes() {
         let (client, mut handle) = mock_client();
         let target = Target::parse("vs", "nightly", "app").unwrap();
-        let run = tokio::spawn(async move {
-            let index = gather(&client, &target, &policy::default()).await?;
-            Ok::<_, Error>(
-                explain::explain(&target, &index, &policy::default(), SystemTime::now()).unwrap(),
-            )
-        });
+        let run = spawn_explain(client, target);
         expect_get(
             &mut handle,
             "/apis/snapshot.storage.k8s.io/v1/namespaces/app/volumesnapshots/nightly",
@@ -673,12 +680,7 @@ mod tests {
     async fn a_group_snapshot_is_read_at_the_version_the_cluster_serves() {
         let (client, mut handle) = mock_client();
         let target = Target::parse("vgs", "g", "app").unwrap();
-        let run = tokio::spawn(async move {
-            let index = gather(&client, &target, &policy::default()).await?;
-            Ok::<_, Error>(
-                explain::explain(&target, &index, &policy::default(), SystemTime::now()).unwrap(),
-            )
-        });
+        let run = spawn_explain(client, target);
         // The group snapshot API: discovered once, then each kind read at v1beta2 (not v1).
         expect_discovery(&mut handle).await;
         expect_get(
@@ -715,12 +717,7 @@ mod tests {
     async fn a_group_naming_a_missing_class_gets_that_class_at_the_served_version() {
         let (client, mut handle) = mock_client();
         let target = Target::parse("vgs", "g", "app").unwrap();
-        let run = tokio::spawn(async move {
-            let index = gather(&client, &target, &policy::default()).await?;
-            Ok::<_, Error>(
-                explain::explain(&target, &index, &policy::default(), SystemTime::now()).unwrap(),
-            )
-        });
+        let run = spawn_explain(client, target);
         expect_discovery(&mut handle).await;
         expect_get(
             &mut handle,
@@ -748,12 +745,7 @@ mod tests {
     async fn a_cluster_without_the_group_snapshot_api_has_no_group_snapshots() {
         let (client, mut handle) = mock_client();
         let target = Target::parse("vgs", "g", "app").unwrap();
-        let run = tokio::spawn(async move {
-            let index = gather(&client, &target, &policy::default()).await?;
-            Ok::<_, Error>(
-                explain::explain(&target, &index, &policy::default(), SystemTime::now()).unwrap(),
-            )
-        });
+        let run = spawn_explain(client, target);
         expect_get(
             &mut handle,
             "/apis",
@@ -960,12 +952,7 @@ mod tests {
         ]);
         let (client, handle) = mock_client();
         let target = Target::parse("vgs", "g", "app").unwrap();
-        let run = tokio::spawn(async move {
-            let index = gather(&client, &target, &policy::default()).await?;
-            Ok::<_, Error>(
-                explain::explain(&target, &index, &policy::default(), SystemTime::now()).unwrap(),
-            )
-        });
+        let run = spawn_explain(client, target);
         let seen = serve(handle, objects).await;
         let explanation = run.await.unwrap().unwrap();
         assert_eq!(
