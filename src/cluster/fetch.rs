@@ -19,6 +19,7 @@ use tokio::sync::Semaphore;
 use tokio::time::Instant;
 
 use crate::model::VolumeSnapshot;
+use crate::model::labels::is_dns_subdomain;
 
 /// The restore webhook's timeoutSeconds is 5: one second leaves the decision and the network
 /// ample room, and an API server that cannot answer a GET in a second is in trouble anyway.
@@ -133,11 +134,6 @@ pub(crate) fn is_dns_label(s: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
         && !s.starts_with('-')
         && !s.ends_with('-')
-}
-
-/// RFC 1123 subdomain: what a VolumeSnapshot name is.
-pub(crate) fn is_dns_subdomain(s: &str) -> bool {
-    s.len() <= 253 && s.split('.').all(is_dns_label)
 }
 
 #[cfg(test)]

@@ -17,10 +17,11 @@ use kube::Client;
 
 use super::{Error, Outcome, load_policy, load_state, runtime};
 use crate::cli::{ExplainArgs, Output};
-use crate::cluster::fetch::{is_dns_label, is_dns_subdomain};
+use crate::cluster::fetch::is_dns_label;
 use crate::cluster::watch::served_version;
 use crate::cluster::{ClusterIndex, ClusterView, Lookup, ResourceKind, Store, SyncState};
 use crate::explain::{self, Explanation, Target, Verdict};
+use crate::model::labels::is_dns_subdomain;
 use crate::model::{
     Node, NodeSelectorTerm, PersistentVolume, PersistentVolumeClaim, StorageClass,
     TopologyRequirement, VolumeSnapshot, VolumeSnapshotClass, VolumeSnapshotContent,
