@@ -8,6 +8,8 @@
 #   benches/profile.sh                  # REQUESTS=4000 CONNECTIONS=4 STREAMS=10
 #   REVIEW=tests/golden/.../review.json HOOK=validate benches/profile.sh
 #   POLICY=benches/baseline-policy.yaml benches/profile.sh   # the no-logic baseline, to compare
+#   STATE=tests/golden/pods/state.yaml REVIEW=tests/golden/pods/captured/mutate-create-pod-mysql-pinned/review.json \
+#     benches/profile.sh                # a Pod review needs the pods' cluster, or its claim is missing
 #
 # Needs valgrind and h2load (installed from Debian if absent).
 set -euo pipefail
@@ -18,6 +20,7 @@ CONNECTIONS=${CONNECTIONS:-4}
 STREAMS=${STREAMS:-10}
 REVIEW=${REVIEW:-src/dev/review.json}
 HOOK=${HOOK:-mutate}
+STATE=${STATE:-src/dev/state.yaml}
 
 need() { command -v "$1" >/dev/null 2>&1 || { apt-get update -qq && apt-get install -y -qq "$2" >/dev/null; }; }
 need valgrind valgrind
@@ -38,7 +41,7 @@ run_once() { # name requests h2load-protocol-args...
   local port admin pid
   port=$(free_port); admin=$(free_port)
   valgrind --tool=callgrind --callgrind-out-file="$WORK/$name.cg" \
-    "$BIN" --log-format json serve --dev --dev-dir "$WORK/certs-$name" --state src/dev/state.yaml ${POLICY:+--policy "$POLICY"} \
+    "$BIN" --log-format json serve --dev --dev-dir "$WORK/certs-$name" --state "$STATE" ${POLICY:+--policy "$POLICY"} \
     --listen "127.0.0.1:$port" --admin-listen "127.0.0.1:$admin" >"$WORK/$name.out" 2>"$WORK/$name.log" &
   pid=$!
   for _ in $(seq 600); do

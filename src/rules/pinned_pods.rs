@@ -36,7 +36,7 @@
 
 use std::sync::Arc;
 
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use crate::cluster::{ClusterView, Lookup};
 use crate::model::{
@@ -489,9 +489,15 @@ fn schedulable_with(pod: &Pod, pv: &PersistentVolume, view: &dyn ClusterView) ->
 /// `metadata.name In [node]`, added to each required term the pod has (each keeps its own
 /// requirements), or as a new term; every missing parent is created.
 fn unpin(pod: &Pod, node: &str) -> Vec<json_patch::PatchOperation> {
-    let field = json!({"key": "metadata.name", "operator": "In", "values": [node]});
-    let term = json!({"matchFields": [field]});
-    let required = json!({"nodeSelectorTerms": [term]});
+    let field = || {
+        patch::object([
+            ("key", Value::from("metadata.name")),
+            ("operator", Value::from("In")),
+            ("values", Value::Array(vec![Value::from(node)])),
+        ])
+    };
+    let term = || patch::object([("matchFields", Value::Array(vec![field()]))]);
+    let required = || patch::object([("nodeSelectorTerms", Value::Array(vec![term()]))]);
     let remove = json_patch::PatchOperation::Remove(json_patch::RemoveOperation {
         path: patch::pointer(["spec", "nodeName"]),
     });
@@ -502,15 +508,15 @@ fn unpin(pod: &Pod, node: &str) -> Vec<json_patch::PatchOperation> {
     match (affinity, node_affinity, existing) {
         (None, _, _) => ops.push(patch::add(
             patch::pointer(["spec", "affinity"]),
-            json!({"nodeAffinity": {REQUIRED: required}}),
+            patch::object([("nodeAffinity", patch::object([(REQUIRED, required())]))]),
         )),
         (Some(_), None, _) => ops.push(patch::add(
             patch::pointer(["spec", "affinity", "nodeAffinity"]),
-            json!({REQUIRED: required}),
+            patch::object([(REQUIRED, required())]),
         )),
         (Some(_), Some(_), None) => ops.push(patch::add(
             patch::pointer(["spec", "affinity", "nodeAffinity", REQUIRED]),
-            required,
+            required(),
         )),
         (Some(_), Some(_), Some(r)) if r.node_selector_terms.is_empty() => ops.push(patch::add(
             patch::pointer([
@@ -520,7 +526,7 @@ fn unpin(pod: &Pod, node: &str) -> Vec<json_patch::PatchOperation> {
                 REQUIRED,
                 "nodeSelectorTerms",
             ]),
-            json!([term]),
+            Value::Array(vec![term()]),
         )),
         (Some(_), Some(_), Some(r)) => {
             for (i, t) in r.node_selector_terms.iter().enumerate() {
@@ -528,8 +534,14 @@ fn unpin(pod: &Pod, node: &str) -> Vec<json_patch::PatchOperation> {
                 let fields: Vec<Value> = t
                     .match_fields
                     .iter()
-                    .map(|f| json!({"key": f.key, "operator": f.operator, "values": f.values}))
-                    .chain([field.clone()])
+                    .map(|f| {
+                        patch::object([
+                            ("key", Value::from(f.key.as_str())),
+                            ("operator", Value::from(f.operator.as_str())),
+                            ("values", f.values.iter().map(String::as_str).collect()),
+                        ])
+                    })
+                    .chain([field()])
                     .collect();
                 let index = i.to_string();
                 ops.push(patch::add(
