@@ -242,9 +242,9 @@ async fn review_inner(
                 ($level:expr, $($fields:tt)*) => {
                     tracing::event!(
                         $level,
-                        uid = %req.uid,
+                        uid = req.uid.as_str(),
                         webhook = webhook.as_str(),
-                        kind = %req.kind.kind,
+                        kind = req.kind.kind.as_str(),
                         namespace,
                         name,
                         operation = req.operation.as_str(),
@@ -267,7 +267,7 @@ async fn review_inner(
                 None if !verdict.warnings.is_empty() || !verdict.patch.is_empty() => {
                     review_event!(
                         tracing::Level::INFO,
-                        warnings = ?verdict.warnings,
+                        warnings = %crate::telemetry::Warnings(&verdict.warnings),
                         patch_ops = verdict.patch.len(),
                         "admitted"
                     )
@@ -340,4 +340,68 @@ fn status_response(status: StatusCode, reason: &'static str, message: &str) -> R
         "code": status.as_u16(),
     });
     json_response(status, body.to_string().into_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use http_body_util::BodyExt as _;
+    use serde_json::Value;
+    use tower::ServiceExt as _;
+
+    use super::*;
+    use crate::cluster::state_file;
+    use crate::telemetry::{Captured, JsonLines};
+
+    /// The one `info` line a patched review writes, through the JSON formatter as deployed:
+    /// what it names, and the response's warning as one plain string, as the client saw it.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_patched_review_logs_one_line_with_the_warning_as_written() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let index = state_file::load(&root.join("tests/golden/pods/state.yaml"))
+            .unwrap()
+            .index;
+        let review = std::fs::read(
+            root.join("tests/golden/pods/captured/mutate-create-pod-mysql-pinned/review.json"),
+        )
+        .unwrap();
+        let log = Captured::default();
+        let _default = tracing::subscriber::set_default(
+            tracing_subscriber::fmt()
+                .event_format(JsonLines)
+                .with_writer(log.clone())
+                .with_max_level(tracing::Level::INFO)
+                .finish(),
+        );
+        let app = router(AppState::new(Arc::new(index), Policy::builtin()));
+        let request = axum::http::Request::post("/mutate")
+            .header("content-type", "application/json")
+            .body(Body::from(review))
+            .unwrap();
+        let response = app.oneshot(request).await.unwrap();
+        assert_eq!(response.status(), StatusCode::OK);
+        let bytes = response.into_body().collect().await.unwrap().to_bytes();
+        let body: Value = serde_json::from_slice(&bytes).unwrap();
+        let warnings = body["response"]["warnings"].as_array().unwrap();
+        assert_eq!(warnings.len(), 1, "{body}");
+
+        let lines = log.lines();
+        let [line] = <[Value; 1]>::try_from(lines).expect("one line");
+        for (field, value) in [
+            ("level", "INFO"),
+            ("message", "admitted"),
+            ("uid", "f8bcc418-4bde-41ab-8a38-f55bb90b0c6d"),
+            ("webhook", "mutate"),
+            ("kind", "Pod"),
+            ("namespace", "default"),
+            ("name", "mysql-pinned"),
+            ("operation", "CREATE"),
+            ("decision", "patched"),
+        ] {
+            assert_eq!(line[field], value, "{field}: {line}");
+        }
+        assert_eq!(line["warnings"], warnings[0], "{line}");
+        assert_eq!(line["patch_ops"], 2, "{line}");
+    }
 }

@@ -9,6 +9,9 @@
 
 mod json;
 
+#[cfg(test)]
+pub(crate) use json::JsonLines;
+
 use std::io::IsTerminal as _;
 use std::sync::OnceLock;
 
@@ -40,6 +43,24 @@ pub fn dropped_lines() -> u64 {
     DROPPED
         .get()
         .map_or(0, |counter| counter.dropped_lines() as u64)
+}
+
+/// A review's warnings as one log field: each warning as written, separated by ` | `. A
+/// `?Vec` field would render Rust's debug list (`["…"]`, every quote escaped twice in JSON),
+/// escaping each character on the way; one warning is by far the common case, and reads best
+/// as itself.
+pub struct Warnings<'a>(pub &'a [String]);
+
+impl std::fmt::Display for Warnings<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        for (i, warning) in self.0.iter().enumerate() {
+            if i > 0 {
+                f.write_str(" | ")?;
+            }
+            f.write_str(warning)?;
+        }
+        Ok(())
+    }
 }
 
 /// Flushes the buffered log lines when dropped: keep it alive until the process exits.
@@ -82,6 +103,42 @@ pub fn init(format: LogFormat) -> LogGuard {
         let _ = DROPPED.set(dropped);
     }
     LogGuard(installed.is_ok().then_some(guard))
+}
+
+/// What a subscriber wrote, for tests: the writer to give it, and its lines read back.
+#[cfg(test)]
+#[derive(Clone, Default)]
+pub(crate) struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+#[cfg(test)]
+impl Captured {
+    /// Each line, parsed as JSON (a line that is not fails the test).
+    pub fn lines(&self) -> Vec<serde_json::Value> {
+        let bytes = self.0.lock().unwrap().clone();
+        let text = String::from_utf8(bytes).unwrap();
+        text.lines()
+            .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Captured {
+    type Writer = Captured;
+    fn make_writer(&'a self) -> Self::Writer {
+        self.clone()
+    }
 }
 
 #[cfg(test)]
