@@ -25,12 +25,12 @@ pub fn replace(path: PointerBuf, value: Value) -> PatchOperation {
 /// given into a fresh copy (a deep copy per nesting level: on a patched Pod review, a tenth of
 /// the whole review's instructions, `benches/profile.sh`).
 pub fn object<const N: usize>(members: [(&str, Value); N]) -> Value {
-    Value::Object(
-        members
-            .into_iter()
-            .map(|(k, v)| (k.to_owned(), v))
-            .collect(),
-    )
+    // Inserted one by one: collecting sorts the members into a Vec first.
+    let mut object = serde_json::Map::new();
+    for (key, value) in members {
+        object.insert(key.to_owned(), value);
+    }
+    Value::Object(object)
 }
 
 /// Operations that set `metadata.labels[key] = value` for each pair on the object whose
