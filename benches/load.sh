@@ -3,19 +3,24 @@
 # (h2load), against the release binary with the default policy and, in the same run, the
 # same binary with every rule off (the no-logic baseline). Every figure is reported next to
 # the baseline's: this machine is shared and noisy, so ratios are what compare across runs.
+# Each case runs ROUNDS times, rules and baseline alternating, so a slow spell of the machine
+# falls on both rather than on one side of the ratio.
 # Both log JSON at `info`, as webhook-config/'s Deployment does (a patched or denied review
 # writes one line).
 #
-#   benches/load.sh                 # DURATION=10s CONNECTIONS=32 THREADS=2 RATE=2000 by default
+#   benches/load.sh                 # DURATION=5s ROUNDS=3 CONNECTIONS=32 THREADS=2 RATE=2000
 #   BIN=path/to/storage-admission benches/load.sh   # a binary already built
 #   ONLY=pods benches/load.sh       # only the reviews whose line in CASES contains "pods"
 #
-# Prints requests/s and p50/p99/p99.9 latency per review and protocol, the open-loop p99 at
-# RATE reviews/s (h2load --rps), and each server's idle and peak RSS.
+# Prints requests/s (the mean over the rounds) and latency (HTTP/1.1: p50 the mean of the
+# rounds', p99 and p99.9 the worst round's; HTTP/2: over every request of every round) per
+# review and protocol, the open-loop p99 at RATE reviews/s (h2load --rps), and each server's
+# idle and peak RSS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DURATION=${DURATION:-10s}
+DURATION=${DURATION:-5s}
+ROUNDS=${ROUNDS:-3}
 CONNECTIONS=${CONNECTIONS:-32}
 THREADS=${THREADS:-2}
 RATE=${RATE:-2000}
@@ -54,6 +59,18 @@ pct() {
     if (NR == 0) { print "no requests"; exit }
     printf "p50=%.3fms p99=%.3fms p99.9=%.3fms", v[int(NR*0.5)+0]/1000, v[int(NR*0.99)+0]/1000, v[int(NR*0.999)+0]/1000 }'
 }
+# The rounds of one side of a case: wrk's lines (rps=… p50=…ms p99=…ms p99.9=…ms errors=…)
+# and h2load's summaries ("finished in …, N req/s, …").
+h1_rps() { awk -F'[ =]' '{s += $2} END {printf "%d", NR ? s / NR : 0}' "$1"; }
+h1_summary() {
+  awk '{ for (i = 1; i <= NF; i++) { split($i, kv, "="); v[kv[1]] = kv[2] + 0 }
+         rps += v["rps"]; p50 += v["p50"]; if (v["p99"] > p99) p99 = v["p99"]
+         if (v["p99.9"] > p999) p999 = v["p99.9"]; errors += v["errors"] }
+       END { printf "rps=%d p50=%.3fms p99=%.3fms p99.9=%.3fms errors=%d", rps / NR, p50 / NR, p99, p999, errors }' "$1"
+}
+h2_rps() { awk '/^finished in/ {s += $4; n++} END {printf "%d", n ? s / n : 0}' "$1"; }
+# Each round's ratio (rules / baseline, %), from two files of one rate per line.
+rounds() { paste -d' ' "$1" "$2" | awk '{sep = (NR > 1) ? "," : ""; ratio = ($2 > 0) ? 100 * $1 / $2 : 0; printf "%s%d", sep, ratio}'; }
 rss() { awk '/^VmRSS/ {print $2/1024 " MB"}' "/proc/$(cat "$WORK/$1.pid")/status"; }
 hwm() { awk '/^VmHWM/ {print $2/1024 " MB"}' "/proc/$(cat "$WORK/$1.pid")/status"; }
 
@@ -98,23 +115,35 @@ CASES=(
   "validate pods pods/bound-pv-other-zone-unpinned"
 )
 
-printf '\n%-9s %-52s %-6s %-60s %s\n' webhook review proto "rules" "baseline / ratio"
+printf '\n%-9s %-52s %-6s %-60s %s\n' webhook review proto "rules" "baseline / ratio (each round's)"
 for entry in "${CASES[@]}"; do
   [[ "$entry" == *"${ONLY:-}"* ]] || continue
   read -r hook state review <<<"$entry"
   file="tests/golden/$review/review.json"; [ -f "$review" ] && file=$review
-  for target in rules baseline; do
-    port=${PORTS[$target-$state]}
-    REVIEW=$file wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -s "$WORK/post.lua" \
-      "https://127.0.0.1:$port/$hook" | tail -1 >"$WORK/h1-$target"
-    h2load -D "${DURATION%s}" -c "$CONNECTIONS" -m 10 -t "$THREADS" -d "$file" --log-file="$WORK/h2log-$target" \
-      -H 'content-type: application/json' "https://127.0.0.1:$port/$hook" >"$WORK/h2-$target" 2>&1 || true
+  rm -f "$WORK"/h1-* "$WORK"/h2-* "$WORK"/h2log-*
+  for round in $(seq "$ROUNDS"); do
+    for target in rules baseline; do
+      port=${PORTS[$target-$state]}
+      REVIEW=$file wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -s "$WORK/post.lua" \
+        "https://127.0.0.1:$port/$hook" | tail -1 >>"$WORK/h1-$target"
+      h2load -D "${DURATION%s}" -c "$CONNECTIONS" -m 10 -t "$THREADS" -d "$file" --log-file="$WORK/h2log-$target-$round" \
+        -H 'content-type: application/json' "https://127.0.0.1:$port/$hook" >>"$WORK/h2-$target" 2>&1 || true
+    done
   done
-  r=$(sed 's/.*rps=\([0-9]*\).*/\1/' "$WORK/h1-rules"); b=$(sed 's/.*rps=\([0-9]*\).*/\1/' "$WORK/h1-baseline")
-  printf '%-9s %-52s %-6s %-60s %s / %s%%\n' "$hook" "$review" h1 "$(cat "$WORK/h1-rules")" "$b" "$((100 * r / b))"
-  r=$(awk '/^finished in/ {print int($4)}' "$WORK/h2-rules"); b=$(awk '/^finished in/ {print int($4)}' "$WORK/h2-baseline")
-  errors=$(awk '/^requests:/ {print $12}' "$WORK/h2-rules")
-  printf '%-9s %-52s %-6s %-60s %s / %s%%\n' "$hook" "$review" h2 "rps=$r $(pct "$WORK/h2log-rules") errors=$errors" "$b" "$((100 * r / (b > 0 ? b : 1)))"
+  for target in rules baseline; do
+    cat "$WORK"/h2log-$target-* >"$WORK/h2log-$target"
+  done
+  for target in rules baseline; do
+    sed 's/^rps=\([0-9]*\).*/\1/' "$WORK/h1-$target" >"$WORK/h1-rates-$target"
+    awk '/^finished in/ {print int($4)}' "$WORK/h2-$target" >"$WORK/h2-rates-$target"
+  done
+  r=$(h1_rps "$WORK/h1-rules"); b=$(h1_rps "$WORK/h1-baseline")
+  printf '%-9s %-52s %-6s %-60s %s / %s%% (rounds %s)\n' "$hook" "$review" h1 "$(h1_summary "$WORK/h1-rules")" "$b" \
+    "$((100 * r / (b > 0 ? b : 1)))" "$(rounds "$WORK/h1-rates-rules" "$WORK/h1-rates-baseline")"
+  r=$(h2_rps "$WORK/h2-rules"); b=$(h2_rps "$WORK/h2-baseline")
+  errors=$(awk '/^requests:/ {e += $12} END {print e + 0}' "$WORK/h2-rules")
+  printf '%-9s %-52s %-6s %-60s %s / %s%% (rounds %s)\n' "$hook" "$review" h2 "rps=$r $(pct "$WORK/h2log-rules") errors=$errors" "$b" \
+    "$((100 * r / (b > 0 ? b : 1)))" "$(rounds "$WORK/h2-rates-rules" "$WORK/h2-rates-baseline")"
 done
 
 echo
