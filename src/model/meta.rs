@@ -86,6 +86,8 @@ impl ObjectMeta {
     /// `namespace/name` for namespaced objects, `name` for cluster-scoped ones.
     pub fn qualified_name(&self) -> String {
         match self.namespace.as_deref() {
+            // Concatenated in one allocation: every message of every rule starts with it.
+            Some(ns) if !ns.is_empty() && !self.name.is_empty() => [ns, "/", &self.name].concat(),
             Some(ns) if !ns.is_empty() => format!("{ns}/{}", self.display_name()),
             _ => self.display_name(),
         }

@@ -98,22 +98,42 @@ pub fn check(
 
 /// `topology.kubernetes.io/zone in [cn-hangzhou-d]`, requirements joined by "and".
 pub(crate) fn describe_term(term: &[TopologyRequirement]) -> String {
-    term.iter()
-        .map(|r| format!("{} in {}", r.key, list(r.values.iter())))
-        .collect::<Vec<_>>()
-        .join(" and ")
+    let mut out = String::new();
+    for (i, r) in term.iter().enumerate() {
+        if i > 0 {
+            out.push_str(" and ");
+        }
+        out.push_str(&r.key);
+        out.push_str(" in ");
+        push_list(&mut out, r.values.iter());
+    }
+    out
 }
 
 /// `[a, b, c, d, e, +3 more]`.
 pub(crate) fn list<'a>(values: impl ExactSizeIterator<Item = &'a String>) -> String {
+    let mut out = String::new();
+    push_list(&mut out, values);
+    out
+}
+
+/// [`list`], written at the end of `out`: messages are built in one String, not from a
+/// format! per piece (each allocates, and grows from nothing).
+pub(crate) fn push_list<'a>(out: &mut String, values: impl ExactSizeIterator<Item = &'a String>) {
     let total = values.len();
-    let mut shown: Vec<&str> = values.take(MAX_VALUES).map(String::as_str).collect();
-    let more;
-    if total > MAX_VALUES {
-        more = format!("+{} more", total - MAX_VALUES);
-        shown.push(&more);
+    out.push('[');
+    for (i, value) in values.take(MAX_VALUES).enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(value);
     }
-    format!("[{}]", shown.join(", "))
+    if total > MAX_VALUES {
+        out.push_str(", +");
+        out.push_str(&(total - MAX_VALUES).to_string());
+        out.push_str(" more");
+    }
+    out.push(']');
 }
 
 /// This rule in the rule table ([`crate::rules::RULES`]).

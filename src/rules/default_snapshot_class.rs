@@ -168,7 +168,7 @@ pub fn check(
     };
     let namespace = snap.metadata.namespace.as_deref().unwrap_or_default();
     let snap_name = snap.metadata.qualified_name();
-    let pvc_ref = format!("{namespace}/{pvc_name}");
+    let pvc_ref = [namespace, "/", pvc_name].concat();
 
     let Some(pvc) = view.pvc(namespace, pvc_name)? else {
         return Ok(match cfg.when_source_missing {
@@ -185,11 +185,11 @@ pub fn check(
     let driver = claim_driver(&pvc, view)?;
     let (driver, why) = match &driver {
         ClaimDriver::BoundVolume { driver, pv } => {
-            (driver, format!("PVC {pvc_ref} is bound to {pv}"))
+            (driver, ["PVC ", &pvc_ref, " is bound to ", pv].concat())
         }
         ClaimDriver::Provisioner { driver, class } => (
             driver,
-            format!("PVC {pvc_ref} is not bound yet and uses {class}"),
+            ["PVC ", &pvc_ref, " is not bound yet and uses ", class].concat(),
         ),
         ClaimDriver::Unknown(reason) => {
             return Ok(Outcome::warn(format!(

@@ -13,11 +13,10 @@
 
 use crate::cluster::ClusterView;
 use crate::model::{
-    NodeSelectorRequirement, NodeSelectorTerm, PersistentVolume, VolumeBindingMode,
-    annotation_is_true, keys,
+    NodeSelectorTerm, PersistentVolume, VolumeBindingMode, annotation_is_true, keys,
 };
 use crate::policy::LocalVolumesConfig;
-use crate::rules::allowed_topologies::list;
+use crate::rules::allowed_topologies::push_list;
 use crate::rules::{Check, For, Phase, Rule, RuleId, RuleSettings};
 use crate::rules::{Input, Operation, Outcome, RuleResult};
 
@@ -87,24 +86,27 @@ pub fn check(
 
 /// `kubernetes.io/hostname In [node-9] and rack In [rack1]`.
 pub(crate) fn describe_term(term: &NodeSelectorTerm) -> String {
-    let describe = |r: &NodeSelectorRequirement, field: bool| {
-        let key = if field {
-            format!("node {}", r.key)
-        } else {
-            r.key.clone()
-        };
-        if r.values.is_empty() {
-            format!("{key} {}", r.operator)
-        } else {
-            format!("{key} {} {}", r.operator, list(r.values.iter()))
+    // Written into one String (a warning on the request path builds it): a format! per
+    // requirement and a join cost several allocations each.
+    let mut out = String::new();
+    let requirements = (term.match_expressions.iter().map(|r| (r, false)))
+        .chain(term.match_fields.iter().map(|r| (r, true)));
+    for (i, (r, field)) in requirements.enumerate() {
+        if i > 0 {
+            out.push_str(" and ");
         }
-    };
-    term.match_expressions
-        .iter()
-        .map(|r| describe(r, false))
-        .chain(term.match_fields.iter().map(|r| describe(r, true)))
-        .collect::<Vec<_>>()
-        .join(" and ")
+        if field {
+            out.push_str("node ");
+        }
+        out.push_str(&r.key);
+        out.push(' ');
+        out.push_str(&r.operator);
+        if !r.values.is_empty() {
+            out.push(' ');
+            push_list(&mut out, r.values.iter());
+        }
+    }
+    out
 }
 
 /// This rule in the rule table ([`crate::rules::RULES`]).

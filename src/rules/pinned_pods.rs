@@ -357,25 +357,33 @@ fn class_of(requested: Option<&str>, view: &dyn ClusterView) -> Lookup<Option<Ar
 
 /// `claim a (StorageClass x)`, or `claims a (StorageClass x), b (StorageClass y)`.
 fn describe(waiting: &[Waiting]) -> String {
-    let list = waiting
-        .iter()
-        .map(|w| format!("{} (StorageClass {})", w.claim, w.class))
-        .collect::<Vec<_>>()
-        .join(", ");
-    if waiting.len() == 1 {
-        format!("claim {list}")
+    let mut out = String::from(if waiting.len() == 1 {
+        "claim "
     } else {
-        format!("claims {list}")
+        "claims "
+    });
+    for (i, w) in waiting.iter().enumerate() {
+        if i > 0 {
+            out.push_str(", ");
+        }
+        out.push_str(&w.claim);
+        out.push_str(" (StorageClass ");
+        out.push_str(&w.class);
+        out.push(')');
     }
+    out
 }
 
 /// A volume's node affinity as a person reads it: terms joined by `or`.
 fn requirement(pv: &PersistentVolume) -> String {
-    pv.node_selector_terms()
-        .iter()
-        .map(describe_term)
-        .collect::<Vec<_>>()
-        .join(" or ")
+    let mut out = String::new();
+    for (i, term) in pv.node_selector_terms().iter().enumerate() {
+        if i > 0 {
+            out.push_str(" or ");
+        }
+        out.push_str(&describe_term(term));
+    }
+    out
 }
 
 /// The bound volumes `node` cannot reach. A node the cache does not hold: none (it may be
