@@ -36,10 +36,16 @@ pub enum SyncState {
 /// (namespace, name); the namespace is empty for cluster-scoped objects.
 pub type ObjectKey = (String, String);
 
+/// The maps behind every lookup of the request path. foldhash rather than std's SipHash:
+/// a lookup hashes the namespace and the name, a few lookups per review, and SipHash was a
+/// percent of a review's instructions. Still seeded per process, so names chosen to collide
+/// cannot be prepared in advance.
+type Map<K, V> = HashMap<K, V, foldhash::quality::RandomState>;
+
 struct Inner<T> {
     state: SyncState,
     /// namespace → name → object; nested so lookups by `&str` need no allocation.
-    objects: HashMap<String, HashMap<String, Arc<T>>>,
+    objects: Map<String, Map<String, Arc<T>>>,
     /// index value → set of (namespace, name).
     index: BTreeMap<String, BTreeSet<ObjectKey>>,
     len: usize,
@@ -49,7 +55,7 @@ impl<T> Inner<T> {
     fn empty(state: SyncState) -> Self {
         Self {
             state,
-            objects: HashMap::new(),
+            objects: Map::default(),
             index: BTreeMap::new(),
             len: 0,
         }
