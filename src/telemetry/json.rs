@@ -171,20 +171,36 @@ fn needs_escape(byte: u8) -> bool {
 }
 
 /// How many leading bytes need no escaping. Sixteen bytes at a time, without an early exit
-/// inside a block, so the compiler vectorises the scan: log lines are mostly long plain text
-/// (a rule's warning), and a byte-at-a-time scan was most of the line's cost.
+/// inside a block, so the compiler vectorises the scan; the short tail (most field values are
+/// shorter than a block) is copied into a padded block and scanned the same way.
 fn plain_prefix(bytes: &[u8]) -> usize {
+    let (blocks, tail) = bytes.as_chunks::<16>();
     let mut checked = 0;
-    for block in bytes.chunks_exact(16) {
-        if block.iter().fold(false, |any, &b| any | needs_escape(b)) {
-            break;
+    for block in blocks {
+        if has_escape(block) {
+            return checked + first_escape(block);
         }
         checked += 16;
     }
-    bytes[checked..]
+    let mut padded = [b' '; 16];
+    padded[..tail.len()].copy_from_slice(tail);
+    if has_escape(&padded) {
+        checked + first_escape(tail)
+    } else {
+        bytes.len()
+    }
+}
+
+fn has_escape(block: &[u8; 16]) -> bool {
+    block.iter().fold(false, |any, &b| any | needs_escape(b))
+}
+
+/// The first byte of `block` to escape; `has_escape` said there is one.
+fn first_escape(block: &[u8]) -> usize {
+    block
         .iter()
         .position(|&b| needs_escape(b))
-        .map_or(bytes.len(), |at| checked + at)
+        .unwrap_or(block.len())
 }
 
 /// RFC 3339 in UTC with microseconds, as tracing-subscriber's default timer writes it.
