@@ -21,6 +21,8 @@
 //! A class annotated `storage-admission.io/allow-immediate-binding: "true"` is left alone.
 //! Only CREATE is judged: `volumeBindingMode` is immutable, so an UPDATE cannot change it.
 
+use jsonptr::Pointer;
+
 use crate::cluster::ClusterView;
 use crate::model::{StorageClass, VolumeBindingMode, annotation_is_true, keys};
 use crate::policy::{BindingModeAction, BindingModeConfig};
@@ -101,7 +103,7 @@ pub fn check(
 
     let mut outcome = match (cfg.mode, input.phase) {
         (BindingModeAction::Mutate, Phase::Mutating) => {
-            let path = patch::pointer(["volumeBindingMode"]);
+            let path = patch::fixed(const { Pointer::from_static("/volumeBindingMode") });
             let value = serde_json::Value::String("WaitForFirstConsumer".to_owned());
             let op = if sc.volume_binding_mode.is_some() {
                 patch::replace(path, value)

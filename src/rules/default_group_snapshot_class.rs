@@ -15,6 +15,7 @@
 
 use std::collections::BTreeMap;
 
+use jsonptr::Pointer;
 use serde_json::Value;
 
 use crate::cluster::ClusterView;
@@ -129,7 +130,7 @@ pub fn check(
     Ok(match defaults.as_slice() {
         [chosen] => outcome.with_mutation(
             vec![patch::add(
-                patch::pointer(["spec", "volumeGroupSnapshotClassName"]),
+                patch::fixed(const { Pointer::from_static("/spec/volumeGroupSnapshotClassName") }),
                 Value::String((*chosen).to_owned()),
             )],
             Some(format!(

@@ -17,6 +17,7 @@
 
 use std::sync::Arc;
 
+use jsonptr::Pointer;
 use serde_json::Value;
 
 use crate::cluster::{ClusterView, Lookup};
@@ -212,7 +213,7 @@ pub fn check(
     Ok(match defaults.as_slice() {
         [chosen] => Outcome::allow().with_mutation(
             vec![patch::add(
-                patch::pointer(["spec", "volumeSnapshotClassName"]),
+                patch::fixed(const { Pointer::from_static("/spec/volumeSnapshotClassName") }),
                 Value::String((*chosen).to_owned()),
             )],
             Some(format!(

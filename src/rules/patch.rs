@@ -2,7 +2,7 @@
 //! keys containing `/` are escaped (`~1`) correctly.
 
 use json_patch::{AddOperation, PatchOperation, ReplaceOperation};
-use jsonptr::PointerBuf;
+use jsonptr::{Pointer, PointerBuf};
 use serde_json::Value;
 
 use crate::model::ObjectMeta;
@@ -11,6 +11,14 @@ use crate::model::ObjectMeta;
 /// `/metadata/labels/a~1b`.
 pub fn pointer<'t>(tokens: impl IntoIterator<Item = &'t str>) -> PointerBuf {
     PointerBuf::from_tokens(tokens)
+}
+
+/// A pointer written out in the source: `fixed(const { Pointer::from_static("/spec/x") })`
+/// is checked when the program is built and costs one copy when the patch is, where
+/// [`pointer`] escapes token by token into a growing String (a thousand instructions for
+/// `/spec/nodeName`, on the request path).
+pub fn fixed(path: &'static Pointer) -> PointerBuf {
+    path.to_buf()
 }
 
 pub fn add(path: PointerBuf, value: Value) -> PatchOperation {
@@ -137,5 +145,14 @@ mod tests {
             assert_eq!(doc["metadata"]["labels"]["rack"], "r1");
         }
         assert!(set_labels(&meta(serde_json::json!({})), []).is_empty());
+    }
+
+    #[test]
+    fn a_fixed_pointer_is_the_one_its_tokens_make() {
+        assert_eq!(
+            fixed(const { Pointer::from_static("/spec/affinity/nodeAffinity") }),
+            pointer(["spec", "affinity", "nodeAffinity"])
+        );
+        assert_eq!(fixed(const { Pointer::from_static("/a~1b") }), pointer(["a/b"]));
     }
 }

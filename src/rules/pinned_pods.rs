@@ -36,6 +36,7 @@
 
 use std::sync::Arc;
 
+use jsonptr::Pointer;
 use serde_json::Value;
 
 use crate::cluster::{ClusterView, Lookup};
@@ -507,7 +508,7 @@ fn unpin(pod: &Pod, node: &str) -> Vec<json_patch::PatchOperation> {
     let term = || patch::object([("matchFields", Value::Array(vec![field()]))]);
     let required = || patch::object([("nodeSelectorTerms", Value::Array(vec![term()]))]);
     let remove = json_patch::PatchOperation::Remove(json_patch::RemoveOperation {
-        path: patch::pointer(["spec", "nodeName"]),
+        path: patch::fixed(const { Pointer::from_static("/spec/nodeName") }),
     });
     let mut ops = vec![remove];
     let affinity = pod.spec.affinity.as_ref();
@@ -515,25 +516,19 @@ fn unpin(pod: &Pod, node: &str) -> Vec<json_patch::PatchOperation> {
     let existing = node_affinity.and_then(|n| n.required.as_ref());
     match (affinity, node_affinity, existing) {
         (None, _, _) => ops.push(patch::add(
-            patch::pointer(["spec", "affinity"]),
+            patch::fixed(const { Pointer::from_static("/spec/affinity") }),
             patch::object([("nodeAffinity", patch::object([(REQUIRED, required())]))]),
         )),
         (Some(_), None, _) => ops.push(patch::add(
-            patch::pointer(["spec", "affinity", "nodeAffinity"]),
+            patch::fixed(const { Pointer::from_static("/spec/affinity/nodeAffinity") }),
             patch::object([(REQUIRED, required())]),
         )),
         (Some(_), Some(_), None) => ops.push(patch::add(
-            patch::pointer(["spec", "affinity", "nodeAffinity", REQUIRED]),
+            patch::fixed(const { Pointer::from_static("/spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution") }),
             required(),
         )),
         (Some(_), Some(_), Some(r)) if r.node_selector_terms.is_empty() => ops.push(patch::add(
-            patch::pointer([
-                "spec",
-                "affinity",
-                "nodeAffinity",
-                REQUIRED,
-                "nodeSelectorTerms",
-            ]),
+            patch::fixed(const { Pointer::from_static("/spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms") }),
             Value::Array(vec![term()]),
         )),
         (Some(_), Some(_), Some(r)) => {
