@@ -153,6 +153,9 @@ mod tests {
             fixed(const { Pointer::from_static("/spec/affinity/nodeAffinity") }),
             pointer(["spec", "affinity", "nodeAffinity"])
         );
-        assert_eq!(fixed(const { Pointer::from_static("/a~1b") }), pointer(["a/b"]));
+        assert_eq!(
+            fixed(const { Pointer::from_static("/a~1b") }),
+            pointer(["a/b"])
+        );
     }
 }
