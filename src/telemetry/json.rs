@@ -35,20 +35,26 @@ where
         // `dyn fmt::Write`, and a call through it per piece (a field has six) was half the
         // line's cost. (tracing does not dispatch an event from inside another on the same
         // thread; should that ever happen, the inner one gets a buffer of its own.)
-        LINE.with(|line| match line.try_borrow_mut() {
-            Ok(mut line) => {
-                line.clear();
-                render(&mut line, event)?;
-                writer.write_str(&line)
+        LINE.with(|kept| {
+            let mut fresh = String::new();
+            let mut kept = kept.try_borrow_mut();
+            let line = match kept.as_deref_mut() {
+                Ok(line) => line,
+                Err(_) => &mut fresh,
+            };
+            line.clear();
+            let written = render(line, event).and_then(|()| writer.write_str(line));
+            // A `trace` line carries a whole review (up to megabytes): not kept for good.
+            if line.capacity() > KEPT_LINE_BYTES {
+                *line = String::new();
             }
-            Err(_) => {
-                let mut line = String::new();
-                render(&mut line, event)?;
-                writer.write_str(&line)
-            }
+            written
         })
     }
 }
+
+/// The largest buffer a thread keeps between lines: a review line is well under 4 KB.
+const KEPT_LINE_BYTES: usize = 16 * 1024;
 
 thread_local! {
     /// The line being built on this thread, kept between events so it is not reallocated.
@@ -370,6 +376,16 @@ mod tests {
         let mut leap = String::new();
         write_timestamp(&mut leap, UNIX_EPOCH + Duration::new(951_782_400, 7_000)).unwrap();
         assert_eq!(leap, "2000-02-29T00:00:00.000007Z");
+    }
+
+    #[test]
+    fn a_huge_line_is_written_whole_and_its_buffer_not_kept() {
+        let payload = "x".repeat(4 * KEPT_LINE_BYTES);
+        let (ours, _) = both(|| tracing::info!(request = %payload, "review payload"));
+        assert_eq!(ours["request"].as_str().map(str::len), Some(payload.len()));
+        assert!(LINE.with(|line| line.borrow().capacity()) <= KEPT_LINE_BYTES);
+        let (ours, _) = both(|| tracing::info!("small"));
+        assert_eq!(ours["message"], "small");
     }
 
     #[test]
