@@ -35,6 +35,7 @@ pub mod controller;
 pub mod dev;
 pub mod explain;
 pub mod identity;
+pub mod json_string;
 pub mod leader;
 pub mod metrics;
 pub mod model;

@@ -72,7 +72,7 @@ impl ReviewedDocument {
                 merged.patch.clear();
             }
         }
-        let bytes = review::encode(&self.api_version, &self.uid, &merged)?;
+        let bytes = review::encode(&self.api_version, &self.uid, &merged);
         serde_json::from_slice(&bytes).map_err(|e| ReviewError::Encode(e.to_string()))
     }
 }

@@ -78,7 +78,7 @@ pub async fn handle(
         );
         lookup = Some(fetched);
     }
-    let body = review::encode(&api_version, &request.uid, &verdict)?;
+    let body = review::encode(&api_version, &request.uid, &verdict);
     Ok(Reviewed {
         request,
         verdict,
