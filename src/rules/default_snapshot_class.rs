@@ -200,10 +200,35 @@ pub fn check(
     };
 
     let classes = view.snapshot_classes_for_driver(driver)?;
-    let live: Vec<_> = classes
-        .iter()
-        .filter(|c| !c.metadata.is_being_deleted())
-        .collect();
+    let live = || classes.iter().filter(|c| !c.metadata.is_being_deleted());
+    let mut defaults = live()
+        .filter(|c| c.is_default())
+        .map(|c| c.metadata.name.as_str());
+    // The common case, one default, is settled without collecting anything; the note is
+    // concatenated rather than format!ted (a third of the rule's instructions, on a path that
+    // runs for every snapshot created without a class).
+    if let (Some(chosen), None) = (defaults.next(), defaults.next()) {
+        let note = [
+            "VolumeSnapshot ",
+            &snap_name,
+            ": volumeSnapshotClassName set to ",
+            chosen,
+            ", the default VolumeSnapshotClass of ",
+            driver,
+            " (",
+            &why,
+            ").",
+        ]
+        .concat();
+        return Ok(Outcome::allow().with_mutation(
+            vec![patch::add(
+                patch::fixed(const { Pointer::from_static("/spec/volumeSnapshotClassName") }),
+                Value::String(chosen.to_owned()),
+            )],
+            Some(note),
+        ));
+    }
+    let live: Vec<_> = live().collect();
     let defaults: Vec<&str> = live
         .iter()
         .filter(|c| c.is_default())
@@ -211,15 +236,6 @@ pub fn check(
         .collect();
 
     Ok(match defaults.as_slice() {
-        [chosen] => Outcome::allow().with_mutation(
-            vec![patch::add(
-                patch::fixed(const { Pointer::from_static("/spec/volumeSnapshotClassName") }),
-                Value::String((*chosen).to_owned()),
-            )],
-            Some(format!(
-                "VolumeSnapshot {snap_name}: volumeSnapshotClassName set to {chosen}, the default VolumeSnapshotClass of {driver} ({why})."
-            )),
-        ),
         [] => {
             let others = if live.is_empty() {
                 "it has no VolumeSnapshotClass at all".to_owned()
