@@ -7,6 +7,7 @@ use super::review::{AdmissionRequest, Body};
 use super::verdict::{Denial, RuleReport, RuleStatus, Verdict};
 use crate::cluster::{ClusterView, ResourceKind};
 use crate::policy::Policy;
+use crate::rules::gate::append;
 use crate::rules::{Check, Object, Operation, Phase, RULES, Rule, gate};
 
 /// Decides one review.
@@ -81,9 +82,9 @@ pub fn decide(
             continue; // unreachable: `object` was decoded as the check's kind
         };
         let gated = gate::gate(rule, policy, result);
-        denials.extend(gated.denials);
-        verdict.patch.extend(gated.patch);
-        verdict.warnings.extend(gated.warnings);
+        append(&mut denials, gated.denials);
+        append(&mut verdict.patch, gated.patch);
+        append(&mut verdict.warnings, gated.warnings);
         verdict.rules.push(RuleReport {
             rule: rule.id,
             status: gated.status,

@@ -112,12 +112,15 @@ impl StoreVisitor for Judge<'_> {
             );
             if gated.undecided {
                 self.audit.undecided.insert((reference.key(), self.rule.id));
-            } else if !gated.said.is_empty() {
-                self.audit.findings.push(Finding {
-                    rule: self.rule.id,
-                    object: reference,
-                    message: gated.said.join("\n"),
-                });
+            } else {
+                let said = gated.said();
+                if !said.is_empty() {
+                    self.audit.findings.push(Finding {
+                        rule: self.rule.id,
+                        object: reference,
+                        message: said.join("\n"),
+                    });
+                }
             }
         }
     }

@@ -70,8 +70,8 @@ pub fn plan(
                 if gated.undecided || gated.patch.is_empty() {
                     continue;
                 }
+                notes.extend_from_slice(gated.notes());
                 ops.extend(gated.patch);
-                notes.extend(gated.notes);
             }
             if ops.is_empty() {
                 return None;

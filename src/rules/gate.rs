@@ -49,6 +49,10 @@ pub fn applies(rule: &Rule, policy: &Policy, user: &UserInfo, namespace: Option<
 }
 
 /// A rule's result under the policy.
+///
+/// Every text is held once, in the field the webhook takes it from; the notes and what the
+/// rule said are read back from there. (Copies of each note and each warning were a tenth of
+/// a patched review's rule cost, for the audit and the backfill, which run in the controller.)
 #[derive(Debug, Clone, PartialEq)]
 pub struct Gated {
     pub status: RuleStatus,
@@ -56,15 +60,36 @@ pub struct Gated {
     pub denials: Vec<String>,
     /// The patch to apply (mode enforce only).
     pub patch: Vec<PatchOperation>,
-    /// What the applied patch does, in the rule's words (also among the warnings).
-    pub notes: Vec<String>,
-    /// Warnings as the webhook returns them, including what `warn` mode did not apply or deny.
+    /// Warnings as the webhook returns them: the rule's own warnings, then the notes of the
+    /// applied patch, then what `warn` mode did not apply or deny.
     pub warnings: Vec<String>,
-    /// What the rule itself said — its denials, then its warnings — whatever the mode: an
-    /// audit finding when not empty.
-    pub said: Vec<String>,
+    /// The rule's own warnings: `warnings[..own_warnings]`.
+    own_warnings: usize,
+    /// What the applied patch does, in the rule's words: `warnings[notes]`.
+    notes: std::ops::Range<usize>,
+    /// The rule's denials that did not stand (mode warn, or a rule that never denies), as the
+    /// rule wrote them; the warnings carry them reworded.
+    overruled: Vec<String>,
     /// The rule could not decide: the audit neither reports nor forgets its findings.
     pub undecided: bool,
+}
+
+impl Gated {
+    /// What the applied patch does, in the rule's words (also among the warnings).
+    pub fn notes(&self) -> &[String] {
+        &self.warnings[self.notes.clone()]
+    }
+
+    /// What the rule itself said — its denials, then its warnings — whatever the mode: an
+    /// audit finding when not empty.
+    pub fn said(&self) -> Vec<&str> {
+        self.denials
+            .iter()
+            .chain(&self.overruled)
+            .chain(&self.warnings[..self.own_warnings])
+            .map(String::as_str)
+            .collect()
+    }
 }
 
 /// Applies `rule`'s mode and `whenStateUnavailable` from `policy` to what it returned.
@@ -76,13 +101,22 @@ pub fn gate(rule: &Rule, policy: &Policy, result: RuleResult) -> Gated {
     }
 }
 
+/// Moves `items` to the end of `into`; into an empty Vec by taking it whole, not copying.
+pub(crate) fn append<T>(into: &mut Vec<T>, mut items: Vec<T>) {
+    if into.is_empty() {
+        *into = items;
+    } else {
+        into.append(&mut items);
+    }
+}
+
 fn settle(rule: &Rule, mode: Mode, outcome: Outcome) -> Gated {
     let Outcome {
         denials: rule_denials,
         mutations,
         warnings,
     } = outcome;
-    let said: Vec<String> = rule_denials.iter().chain(&warnings).cloned().collect();
+    let own_warnings = warnings.len();
     let mut gated = Gated {
         status: if warnings.is_empty() {
             RuleStatus::Allowed
@@ -91,17 +125,20 @@ fn settle(rule: &Rule, mode: Mode, outcome: Outcome) -> Gated {
         },
         denials: Vec::new(),
         patch: Vec::new(),
-        notes: Vec::new(),
         warnings,
-        said,
+        own_warnings,
+        notes: own_warnings..own_warnings,
+        overruled: Vec::new(),
         undecided: false,
     };
     let key = rule.policy_key;
     for mutation in mutations {
         if mode == Mode::Enforce {
-            gated.patch.extend(mutation.ops);
-            gated.notes.extend(mutation.note.clone());
-            gated.warnings.extend(mutation.note);
+            append(&mut gated.patch, mutation.ops);
+            if let Some(note) = mutation.note {
+                gated.warnings.push(note);
+                gated.notes.end += 1;
+            }
             gated.status = RuleStatus::Patched;
         } else {
             let what = mutation
@@ -125,9 +162,10 @@ fn settle(rule: &Rule, mode: Mode, outcome: Outcome) -> Gated {
             };
             gated.warnings.extend(
                 rule_denials
-                    .into_iter()
+                    .iter()
                     .map(|d| format!("would be denied ({why}, rules.{key}): {d}")),
             );
+            gated.overruled = rule_denials;
             gated.status = RuleStatus::Warned;
         }
     }
@@ -140,9 +178,10 @@ fn cannot_decide(rule: &Rule, when: WhenUnavailable, unavailable: &StateUnavaila
         status: RuleStatus::Unavailable,
         denials: Vec::new(),
         patch: Vec::new(),
-        notes: Vec::new(),
         warnings: Vec::new(),
-        said: Vec::new(),
+        own_warnings: 0,
+        notes: 0..0,
+        overruled: Vec::new(),
         undecided: true,
     };
     if when == WhenUnavailable::Deny && !rule.never_denies {
@@ -156,4 +195,68 @@ fn cannot_decide(rule: &Rule, when: WhenUnavailable, unavailable: &StateUnavaila
         ));
     }
     gated
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rules::default_snapshot_class::RULE;
+
+    fn op(path: &str) -> Vec<PatchOperation> {
+        vec![patch::add(patch::pointer([path]), serde_json::json!("v"))]
+    }
+
+    /// A rule that warns, patches twice (once silently) and denies.
+    fn outcome() -> Outcome {
+        Outcome::warn("w1")
+            .with_warning("w2")
+            .with_mutation(op("a"), Some("note a".into()))
+            .with_mutation(op("b"), None)
+            .with_mutation(op("c"), Some("note c".into()))
+            .with_denial("d1")
+    }
+
+    #[test]
+    fn enforce_keeps_the_denials_and_reads_notes_and_findings_from_the_warnings() {
+        let gated = settle(&RULE, Mode::Enforce, outcome());
+        assert_eq!(gated.status, RuleStatus::Denied);
+        assert_eq!(gated.denials, ["d1"]);
+        assert_eq!(gated.patch.len(), 3);
+        assert_eq!(gated.warnings, ["w1", "w2", "note a", "note c"]);
+        assert_eq!(gated.notes(), ["note a", "note c"]);
+        assert_eq!(gated.said(), ["d1", "w1", "w2"]);
+    }
+
+    #[test]
+    fn warn_mode_rewords_what_it_does_not_do_but_finds_what_the_rule_said() {
+        let gated = settle(&RULE, Mode::Warn, outcome());
+        assert_eq!(gated.status, RuleStatus::Warned);
+        assert!(gated.denials.is_empty() && gated.patch.is_empty());
+        assert_eq!(gated.notes(), [] as [String; 0]);
+        assert_eq!(gated.warnings.len(), 6, "{:?}", gated.warnings);
+        assert_eq!(
+            gated.warnings[2],
+            "not applied (policy rules.defaultSnapshotClass.mode is warn): note a"
+        );
+        assert_eq!(
+            gated.warnings[5],
+            "would be denied (policy mode is warn, rules.defaultSnapshotClass): d1"
+        );
+        assert_eq!(gated.said(), ["d1", "w1", "w2"]);
+    }
+
+    #[test]
+    fn a_rule_that_cannot_decide_says_nothing_to_the_audit() {
+        let gated = cannot_decide(
+            &RULE,
+            WhenUnavailable::Allow,
+            &StateUnavailable {
+                kind: crate::cluster::ResourceKind::PersistentVolumeClaim,
+                reason: "the cache is syncing".into(),
+            },
+        );
+        assert!(gated.undecided);
+        assert_eq!(gated.warnings.len(), 1);
+        assert!(gated.said().is_empty() && gated.notes().is_empty());
+    }
 }
