@@ -242,7 +242,12 @@ fn run(
                     document,
                     message: "no request.object".into(),
                 })?;
-        json_patch::patch(object, &mutate.patch).map_err(|e| OfflineError::Patch {
+        let patch =
+            crate::rules::patch::to_json_patch(&mutate.patch).map_err(|e| OfflineError::Patch {
+                document,
+                message: e.to_string(),
+            })?;
+        json_patch::patch(object, &patch).map_err(|e| OfflineError::Patch {
             document,
             message: e.to_string(),
         })?;
@@ -291,7 +296,8 @@ pub fn render_text(results: &[ReviewedDocument]) -> String {
             let _ = writeln!(out, "  warning: {warning}");
         }
         if r.allowed() && !r.mutate.patch.is_empty() {
-            let patch = serde_json::to_string(&r.mutate.patch).unwrap_or_default();
+            let mut patch = String::new();
+            crate::rules::patch::push_json(&mut patch, &r.mutate.patch);
             let _ = writeln!(out, "  patch: {patch}");
         }
     }

@@ -112,7 +112,9 @@ fuzz_target!(|input: Input| {
 
     // 1. The patch applies to the object it was made for.
     let mut patched = object.clone();
-    if let Err(e) = json_patch::patch(&mut patched, &mutated.verdict.patch) {
+    let ops = storage_admission::rules::patch::to_json_patch(&mutated.verdict.patch)
+        .unwrap_or_else(|e| panic!("a patch value is not valid JSON: {e}"));
+    if let Err(e) = json_patch::patch(&mut patched, &ops) {
         panic!(
             "patch does not apply: {e}\nobject: {object}\npatch: {}",
             serde_json::to_string(&mutated.verdict.patch).unwrap_or_default()

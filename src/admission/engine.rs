@@ -176,7 +176,11 @@ mod tests {
         );
         assert!(!verdict.patch.is_empty(), "{verdict:?}");
         let mut object = serde_json::json!({"kind": "Node"});
-        json_patch::patch(&mut object, &verdict.patch).unwrap();
+        json_patch::patch(
+            &mut object,
+            &crate::rules::patch::to_json_patch(&verdict.patch).unwrap(),
+        )
+        .unwrap();
         assert_eq!(
             object["metadata"]["labels"]["topology.kubernetes.io/zone"],
             "east"

@@ -8,8 +8,6 @@ use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
 
-use json_patch::PatchOperation;
-
 use super::verdict::{Denial, Verdict};
 use crate::cluster::ResourceKind;
 use crate::json_string::push_quoted;
@@ -429,78 +427,6 @@ fn with_uid(
     Ok((api_version, request))
 }
 
-/// The patch as `serde_json` serialises it (json-patch's `{"op", "path"|"from", "value"}`),
-/// written with the escaper the rest of the response uses.
-fn push_patch(out: &mut String, ops: &[PatchOperation]) {
-    out.push('[');
-    for (i, op) in ops.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        let (name, from, path, value) = match op {
-            PatchOperation::Add(op) => ("add", None, &op.path, Some(&op.value)),
-            PatchOperation::Remove(op) => ("remove", None, &op.path, None),
-            PatchOperation::Replace(op) => ("replace", None, &op.path, Some(&op.value)),
-            PatchOperation::Move(op) => ("move", Some(&op.from), &op.path, None),
-            PatchOperation::Copy(op) => ("copy", Some(&op.from), &op.path, None),
-            PatchOperation::Test(op) => ("test", None, &op.path, Some(&op.value)),
-        };
-        out.push_str("{\"op\":\"");
-        out.push_str(name);
-        out.push('"');
-        if let Some(from) = from {
-            out.push_str(",\"from\":");
-            push_quoted(out, from.as_str());
-        }
-        out.push_str(",\"path\":");
-        push_quoted(out, path.as_str());
-        if let Some(value) = value {
-            out.push_str(",\"value\":");
-            push_value(out, value);
-        }
-        out.push('}');
-    }
-    out.push(']');
-}
-
-/// A JSON value as `serde_json` writes it compactly.
-fn push_value(out: &mut String, value: &serde_json::Value) {
-    use serde_json::Value;
-    match value {
-        Value::Null => out.push_str("null"),
-        Value::Bool(true) => out.push_str("true"),
-        Value::Bool(false) => out.push_str("false"),
-        // Number's Display is its serialisation (itoa, or ryu for a float, always finite).
-        Value::Number(n) => {
-            use std::fmt::Write as _;
-            let _ = write!(out, "{n}"); // writing to a String cannot fail
-        }
-        Value::String(s) => push_quoted(out, s),
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                push_value(out, item);
-            }
-            out.push(']');
-        }
-        Value::Object(members) => {
-            out.push('{');
-            for (i, (key, item)) in members.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                push_quoted(out, key);
-                out.push(':');
-                push_value(out, item);
-            }
-            out.push('}');
-        }
-    }
-}
-
 /// Encodes the response to a review: `{"apiVersion", "kind", "response": {"uid", "allowed",
 /// "status"?, "patchType"?, "patch"?, "warnings"?}}`.
 ///
@@ -514,7 +440,7 @@ pub fn encode(api_version: &str, uid: &str, verdict: &Verdict) -> Vec<u8> {
     let patch = if verdict.allowed && !verdict.patch.is_empty() {
         // Sized up front: growing a buffer from empty is a chain of reallocations per review.
         let mut json = String::with_capacity(PATCH_OP_BYTES * verdict.patch.len());
-        push_patch(&mut json, &verdict.patch);
+        crate::rules::patch::push_json(&mut json, &verdict.patch);
         Some(json)
     } else {
         None
@@ -780,51 +706,6 @@ mod tests {
             ];
             let at: Vec<_> = order.iter().filter_map(|f| text.find(f)).collect();
             assert!(at.windows(2).all(|w| w[0] < w[1]), "{text}");
-        }
-    }
-
-    #[test]
-    fn a_patch_is_written_as_serde_json_writes_it() {
-        use json_patch::{
-            AddOperation, CopyOperation, MoveOperation, RemoveOperation, ReplaceOperation,
-            TestOperation,
-        };
-        use serde_json::json;
-        let path = |p: &str| jsonptr::PointerBuf::parse(p).unwrap();
-        let value = json!({
-            "z": [1, -2, 3.5, 1e300, 0.1, u64::MAX, i64::MIN, null, true, false],
-            "a": {"say \"hi\"\n": "ünï\u{1}code ✓", "empty": {}, "none": []},
-            "m": "x".repeat(40),
-        });
-        let ops = [
-            PatchOperation::Add(AddOperation {
-                path: path("/spec/a~1b/0"),
-                value: value.clone(),
-            }),
-            PatchOperation::Remove(RemoveOperation {
-                path: path("/spec/nodeName"),
-            }),
-            PatchOperation::Replace(ReplaceOperation {
-                path: path("/a"),
-                value: json!("b"),
-            }),
-            PatchOperation::Move(MoveOperation {
-                from: path("/a"),
-                path: path("/b"),
-            }),
-            PatchOperation::Copy(CopyOperation {
-                from: path("/b"),
-                path: path("/c~0\""),
-            }),
-            PatchOperation::Test(TestOperation {
-                path: path(""),
-                value,
-            }),
-        ];
-        for ops in [&ops[..], &ops[..1], &[]] {
-            let mut ours = String::new();
-            push_patch(&mut ours, ops);
-            assert_eq!(ours, serde_json::to_string(ops).unwrap());
         }
     }
 }

@@ -2,7 +2,7 @@
 //! module, so the codec (`review`) and the engine (`engine`) both depend on it and not on each
 //! other.
 
-use json_patch::PatchOperation;
+use crate::rules::patch::Op;
 
 use crate::rules::RuleId;
 pub use crate::rules::RuleStatus;
@@ -26,7 +26,7 @@ pub struct RuleReport {
 pub struct Verdict {
     pub allowed: bool,
     pub denial: Option<Denial>,
-    pub patch: Vec<PatchOperation>,
+    pub patch: Vec<Op>,
     pub warnings: Vec<String>,
     pub rules: Vec<RuleReport>,
 }

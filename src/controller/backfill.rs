@@ -70,8 +70,17 @@ pub fn plan(
                 if gated.undecided || gated.patch.is_empty() {
                     continue;
                 }
+                // Valid JSON by construction (patch::Json); should that ever break, the node
+                // is left alone and the log says why, rather than half a patch sent.
+                let patch = match patch::to_json_patch(&gated.patch) {
+                    Ok(patch) => patch,
+                    Err(error) => {
+                        tracing::error!(node = %node.metadata.name, rule = %rule.id, %error, "a rule's patch is not valid JSON; not applied");
+                        return None;
+                    }
+                };
                 notes.extend_from_slice(gated.notes());
-                ops.extend(gated.patch);
+                ops.extend(patch);
             }
             if ops.is_empty() {
                 return None;

@@ -104,7 +104,7 @@ pub fn check(
     let mut outcome = match (cfg.mode, input.phase) {
         (BindingModeAction::Mutate, Phase::Mutating) => {
             let path = patch::fixed(const { Pointer::from_static("/volumeBindingMode") });
-            let value = serde_json::Value::String("WaitForFirstConsumer".to_owned());
+            let value = patch::Json::string("WaitForFirstConsumer");
             let op = if sc.volume_binding_mode.is_some() {
                 patch::replace(path, value)
             } else {

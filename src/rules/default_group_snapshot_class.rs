@@ -16,12 +16,12 @@
 use std::collections::BTreeMap;
 
 use jsonptr::Pointer;
-use serde_json::Value;
 
 use crate::cluster::ClusterView;
 use crate::model::{VolumeGroupSnapshot, keys};
 use crate::policy::{DefaultGroupSnapshotClassConfig, WarnOrDeny};
 use crate::rules::default_snapshot_class::{ClaimDriver, claim_driver};
+use crate::rules::patch::Json;
 use crate::rules::{Audited, Check, For, Rule, RuleId, RuleSettings};
 use crate::rules::{Input, Operation, Outcome, Phase, RuleResult, patch};
 
@@ -131,7 +131,7 @@ pub fn check(
         [chosen] => outcome.with_mutation(
             vec![patch::add(
                 patch::fixed(const { Pointer::from_static("/spec/volumeGroupSnapshotClassName") }),
-                Value::String((*chosen).to_owned()),
+                Json::string(chosen),
             )],
             Some(format!(
                 "VolumeGroupSnapshot {name}: volumeGroupSnapshotClassName set to {chosen}, the default VolumeGroupSnapshotClass of {driver} (claims {}).",
@@ -202,7 +202,7 @@ pub const RULE: Rule = Rule {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     use super::*;
     use crate::cluster::ClusterIndex;
@@ -262,7 +262,11 @@ mod tests {
             return None;
         };
         let mut doc = json!({"spec": {"source": {}}});
-        json_patch::patch(&mut doc, &m.ops).unwrap();
+        json_patch::patch(
+            &mut doc,
+            &crate::rules::patch::to_json_patch(&m.ops).unwrap(),
+        )
+        .unwrap();
         Some(doc["spec"]["volumeGroupSnapshotClassName"].clone())
     }
 

@@ -18,11 +18,11 @@
 use std::sync::Arc;
 
 use jsonptr::Pointer;
-use serde_json::Value;
 
 use crate::cluster::{ClusterView, Lookup};
 use crate::model::{PersistentVolumeClaim, StorageClass, VolumeSnapshot, keys};
 use crate::policy::{DefaultSnapshotClassConfig, WarnOrDeny};
+use crate::rules::patch::Json;
 use crate::rules::{Audited, Check, For, Rule, RuleId, RuleSettings};
 use crate::rules::{Input, Operation, Outcome, Phase, RuleResult, patch};
 
@@ -223,7 +223,7 @@ pub fn check(
         return Ok(Outcome::allow().with_mutation(
             vec![patch::add(
                 patch::fixed(const { Pointer::from_static("/spec/volumeSnapshotClassName") }),
-                Value::String(chosen.to_owned()),
+                Json::string(chosen),
             )],
             Some(note),
         ));
@@ -297,7 +297,7 @@ pub const RULE: Rule = Rule {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     use super::*;
     use crate::cluster::ClusterIndex;
@@ -342,7 +342,11 @@ mod tests {
             return None;
         };
         let mut doc = json!({"spec": {"source": {}}});
-        json_patch::patch(&mut doc, &m.ops).unwrap();
+        json_patch::patch(
+            &mut doc,
+            &crate::rules::patch::to_json_patch(&m.ops).unwrap(),
+        )
+        .unwrap();
         Some(doc["spec"]["volumeSnapshotClassName"].clone())
     }
 

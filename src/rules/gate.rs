@@ -4,7 +4,7 @@
 //! rule that could not decide. Each caller takes from the [`Gated`] result what it acts on: the
 //! webhook all of it, the audit what the rule said (its findings), the backfill the patch.
 
-use json_patch::PatchOperation;
+use super::patch::Op;
 
 use super::{Outcome, Rule, RuleResult, patch};
 use crate::cluster::StateUnavailable;
@@ -59,7 +59,7 @@ pub struct Gated {
     /// Denials that stand (mode enforce, a rule that may deny).
     pub denials: Vec<String>,
     /// The patch to apply (mode enforce only).
-    pub patch: Vec<PatchOperation>,
+    pub patch: Vec<Op>,
     /// Warnings as the webhook returns them: the rule's own warnings, then the notes of the
     /// applied patch, then what `warn` mode did not apply or deny.
     pub warnings: Vec<String>,
@@ -202,7 +202,7 @@ mod tests {
     use super::*;
     use crate::rules::default_snapshot_class::RULE;
 
-    fn op(path: &str) -> Vec<PatchOperation> {
+    fn op(path: &str) -> Vec<Op> {
         vec![patch::add(patch::pointer([path]), serde_json::json!("v"))]
     }
 

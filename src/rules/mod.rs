@@ -45,7 +45,7 @@ pub mod default_group_snapshot_class;
 pub mod group_snapshot_class_defaults;
 pub mod group_snapshot_validation;
 
-use json_patch::PatchOperation;
+use patch::Op;
 
 use crate::cluster::StateUnavailable;
 use crate::policy::{self, Exemptions, Policy, WhenUnavailable};
@@ -203,7 +203,7 @@ pub struct Input<'a, T> {
 /// A patch a rule wants, with what it means for a person.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Mutation {
-    pub ops: Vec<PatchOperation>,
+    pub ops: Vec<Op>,
     /// Said as a warning when the patch is applied (`None`: applied silently). In `warn` mode
     /// the patch is not applied and the warning says what it would have done.
     pub note: Option<String>,
@@ -248,7 +248,7 @@ impl Outcome {
         self
     }
 
-    pub fn with_mutation(mut self, ops: Vec<PatchOperation>, note: Option<String>) -> Self {
+    pub fn with_mutation(mut self, ops: Vec<Op>, note: Option<String>) -> Self {
         if !ops.is_empty() {
             self.mutations.push(Mutation { ops, note });
         }

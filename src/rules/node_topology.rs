@@ -21,12 +21,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use serde_json::Value;
-
 use crate::cluster::ClusterView;
 use crate::model::labels::check_label_value;
 use crate::model::{Node, keys};
 use crate::policy::{LabelSource, NodeTopologyConfig};
+use crate::rules::patch::Json;
 use crate::rules::{Check, For, Phase, Rule, RuleId, RuleSettings};
 use crate::rules::{Input, Operation, Outcome, RuleResult, patch};
 
@@ -211,7 +210,7 @@ pub fn check(
     ops.extend(plan.replace.iter().map(|(k, v)| {
         patch::replace(
             patch::pointer(["metadata", "labels", k.as_str()]),
-            Value::String(v.clone()),
+            Json::string(v),
         )
     }));
     if !ops.is_empty() {
@@ -290,7 +289,11 @@ mod tests {
     fn patched(n: serde_json::Value, out: &Outcome) -> serde_json::Value {
         let mut doc = n;
         for m in &out.mutations {
-            json_patch::patch(&mut doc, &m.ops).unwrap();
+            json_patch::patch(
+                &mut doc,
+                &crate::rules::patch::to_json_patch(&m.ops).unwrap(),
+            )
+            .unwrap();
         }
         doc
     }

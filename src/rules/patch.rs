@@ -1,11 +1,170 @@
 //! Building JSON patch operations. Pointers are built from tokens, so label and annotation
 //! keys containing `/` are escaped (`~1`) correctly.
+//!
+//! An operation's value is held as JSON text ([`Json`]), rendered when the rule makes it: on
+//! the request path a patch is only ever written out, so building it as a
+//! `serde_json::Value` tree, serialising the tree and freeing it was pure cost (on a patched
+//! Pod review, the node affinity's tree took about 11,000 instructions, `benches/profile.sh`).
+//! Where a patch is applied — `review` files, the backfill, tests — [`to_json_patch`] turns it
+//! into json-patch's operations.
 
-use json_patch::{AddOperation, PatchOperation, ReplaceOperation};
+use std::fmt;
+
+use json_patch::{AddOperation, PatchOperation, RemoveOperation, ReplaceOperation, TestOperation};
 use jsonptr::{Pointer, PointerBuf};
 use serde_json::Value;
 
+use crate::json_string::push_quoted;
 use crate::model::ObjectMeta;
+
+/// One JSON patch operation (RFC 6902), of the kinds the rules and the backfill make.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Op {
+    Add { path: PointerBuf, value: Json },
+    Replace { path: PointerBuf, value: Json },
+    Remove { path: PointerBuf },
+    Test { path: PointerBuf, value: Json },
+}
+
+impl Op {
+    /// The operation's name, path and value, as its JSON object has them.
+    pub fn parts(&self) -> (&'static str, &PointerBuf, Option<&Json>) {
+        match self {
+            Self::Add { path, value } => ("add", path, Some(value)),
+            Self::Replace { path, value } => ("replace", path, Some(value)),
+            Self::Remove { path } => ("remove", path, None),
+            Self::Test { path, value } => ("test", path, Some(value)),
+        }
+    }
+}
+
+/// A JSON value as compact JSON text. Valid by construction: made from a `serde_json::Value`,
+/// a string, or objects and arrays of other `Json` values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Json(String);
+
+impl Json {
+    /// A JSON string.
+    pub fn string(value: &str) -> Self {
+        let mut text = String::with_capacity(value.len() + 2);
+        push_quoted(&mut text, value);
+        Self(text)
+    }
+
+    /// An object of the members, in the order given (serde_json's `Map` sorts its keys: give
+    /// them sorted for the same text).
+    pub fn object<'k>(members: impl IntoIterator<Item = (&'k str, Json)>) -> Self {
+        let mut text = String::from("{");
+        for (i, (key, value)) in members.into_iter().enumerate() {
+            if i > 0 {
+                text.push(',');
+            }
+            push_quoted(&mut text, key);
+            text.push(':');
+            text.push_str(&value.0);
+        }
+        text.push('}');
+        Self(text)
+    }
+
+    /// An array of the items.
+    pub fn array(items: impl IntoIterator<Item = Json>) -> Self {
+        let mut text = String::from("[");
+        for (i, item) in items.into_iter().enumerate() {
+            if i > 0 {
+                text.push(',');
+            }
+            text.push_str(&item.0);
+        }
+        text.push(']');
+        Self(text)
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The value, parsed back.
+    pub fn to_value(&self) -> Result<Value, serde_json::Error> {
+        serde_json::from_str(&self.0)
+    }
+}
+
+impl From<Value> for Json {
+    fn from(value: Value) -> Self {
+        // Value's Display is its compact serialisation, and cannot fail.
+        Self(value.to_string())
+    }
+}
+
+impl fmt::Display for Json {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// As json-patch's operations serialise: `{"op", "path", "value"?}`.
+impl serde::Serialize for Op {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::{Error as _, SerializeStruct as _};
+        let (name, path, value) = self.parts();
+        let mut op = serializer.serialize_struct("Op", if value.is_some() { 3 } else { 2 })?;
+        op.serialize_field("op", name)?;
+        op.serialize_field("path", path)?;
+        if let Some(value) = value {
+            let raw = serde_json::value::RawValue::from_string(value.0.clone())
+                .map_err(S::Error::custom)?;
+            op.serialize_field("value", &raw)?;
+        }
+        op.end()
+    }
+}
+
+/// The operations as json-patch's, to apply them to a document or send them with kube.
+pub fn to_json_patch(ops: &[Op]) -> Result<Vec<PatchOperation>, serde_json::Error> {
+    ops.iter()
+        .map(|op| {
+            Ok(match op {
+                Op::Add { path, value } => PatchOperation::Add(AddOperation {
+                    path: path.clone(),
+                    value: value.to_value()?,
+                }),
+                Op::Replace { path, value } => PatchOperation::Replace(ReplaceOperation {
+                    path: path.clone(),
+                    value: value.to_value()?,
+                }),
+                Op::Remove { path } => {
+                    PatchOperation::Remove(RemoveOperation { path: path.clone() })
+                }
+                Op::Test { path, value } => PatchOperation::Test(TestOperation {
+                    path: path.clone(),
+                    value: value.to_value()?,
+                }),
+            })
+        })
+        .collect()
+}
+
+/// The operations as one JSON array, as the webhook's response carries them (before base64).
+pub fn push_json(out: &mut String, ops: &[Op]) {
+    out.push('[');
+    for (i, op) in ops.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        let (name, path, value) = op.parts();
+        out.push_str("{\"op\":\"");
+        out.push_str(name);
+        out.push_str("\",\"path\":");
+        push_quoted(out, path.as_str());
+        if let Some(value) = value {
+            out.push_str(",\"value\":");
+            out.push_str(value.as_str());
+        }
+        out.push('}');
+    }
+    out.push(']');
+}
 
 /// A JSON pointer from unescaped tokens: `pointer(["metadata", "labels", "a/b"])` is
 /// `/metadata/labels/a~1b`.
@@ -21,24 +180,22 @@ pub fn fixed(path: &'static Pointer) -> PointerBuf {
     path.to_buf()
 }
 
-pub fn add(path: PointerBuf, value: Value) -> PatchOperation {
-    PatchOperation::Add(AddOperation { path, value })
-}
-
-pub fn replace(path: PointerBuf, value: Value) -> PatchOperation {
-    PatchOperation::Replace(ReplaceOperation { path, value })
-}
-
-/// A JSON object from its members, moved in. `json!` would serialise every `Value` it is
-/// given into a fresh copy (a deep copy per nesting level: on a patched Pod review, a tenth of
-/// the whole review's instructions, `benches/profile.sh`).
-pub fn object<const N: usize>(members: [(&str, Value); N]) -> Value {
-    // Inserted one by one: collecting sorts the members into a Vec first.
-    let mut object = serde_json::Map::new();
-    for (key, value) in members {
-        object.insert(key.to_owned(), value);
+pub fn add(path: PointerBuf, value: impl Into<Json>) -> Op {
+    Op::Add {
+        path,
+        value: value.into(),
     }
-    Value::Object(object)
+}
+
+pub fn replace(path: PointerBuf, value: impl Into<Json>) -> Op {
+    Op::Replace {
+        path,
+        value: value.into(),
+    }
+}
+
+pub fn remove(path: PointerBuf) -> Op {
+    Op::Remove { path }
 }
 
 /// Operations that set `metadata.labels[key] = value` for each pair on the object whose
@@ -47,41 +204,31 @@ pub fn object<const N: usize>(members: [(&str, Value); N]) -> Value {
 pub fn set_labels<'a>(
     meta: &ObjectMeta,
     labels: impl IntoIterator<Item = (&'a str, &'a str)>,
-) -> Vec<PatchOperation> {
+) -> Vec<Op> {
     let mut ops = Vec::new();
     let mut created = meta.labels.is_some();
     for (key, value) in labels {
         if !created {
             if !meta.in_object {
-                ops.push(add(
-                    pointer(["metadata"]),
-                    Value::Object(Default::default()),
-                ));
+                ops.push(add(pointer(["metadata"]), Json::object([])));
             }
-            ops.push(add(
-                pointer(["metadata", "labels"]),
-                Value::Object(Default::default()),
-            ));
+            ops.push(add(pointer(["metadata", "labels"]), Json::object([])));
             created = true;
         }
         ops.push(add(
             pointer(["metadata", "labels", key]),
-            Value::String(value.to_owned()),
+            Json::string(value),
         ));
     }
     ops
 }
 
 /// A short human description of operations, for warn mode: `add /spec/x = "y"`.
-pub fn describe(ops: &[PatchOperation]) -> String {
+pub fn describe(ops: &[Op]) -> String {
     ops.iter()
-        .map(|op| match op {
-            PatchOperation::Add(o) => format!("add {} = {}", o.path, o.value),
-            PatchOperation::Replace(o) => format!("replace {} = {}", o.path, o.value),
-            PatchOperation::Remove(o) => format!("remove {}", o.path),
-            PatchOperation::Move(o) => format!("move {} to {}", o.from, o.path),
-            PatchOperation::Copy(o) => format!("copy {} to {}", o.from, o.path),
-            PatchOperation::Test(o) => format!("test {} = {}", o.path, o.value),
+        .map(|op| match op.parts() {
+            (name, path, Some(value)) => format!("{name} {path} = {value}"),
+            (name, path, None) => format!("{name} {path}"),
         })
         .collect::<Vec<_>>()
         .join(", ")
@@ -106,7 +253,9 @@ mod tests {
             &meta(serde_json::json!({"metadata": {"name": "n"}})),
             [("topology.kubernetes.io/zone", "cn-hangzhou-b")],
         );
-        let json = serde_json::to_value(&ops).unwrap();
+        let mut text = String::new();
+        push_json(&mut text, &ops);
+        let json: Value = serde_json::from_str(&text).unwrap();
         assert_eq!(
             json,
             serde_json::json!([
@@ -115,7 +264,7 @@ mod tests {
             ])
         );
         let mut doc = serde_json::json!({"metadata": {"name": "n"}});
-        json_patch::patch(&mut doc, &ops).unwrap();
+        json_patch::patch(&mut doc, &to_json_patch(&ops).unwrap()).unwrap();
         assert_eq!(
             doc["metadata"]["labels"]["topology.kubernetes.io/zone"],
             "cn-hangzhou-b"
@@ -141,7 +290,7 @@ mod tests {
                 "add /metadata = {}, add /metadata/labels = {}, add /metadata/labels/rack = \"r1\""
             );
             let mut doc = object;
-            json_patch::patch(&mut doc, &ops).unwrap();
+            json_patch::patch(&mut doc, &to_json_patch(&ops).unwrap()).unwrap();
             assert_eq!(doc["metadata"]["labels"]["rack"], "r1");
         }
         assert!(set_labels(&meta(serde_json::json!({})), []).is_empty());
@@ -156,6 +305,55 @@ mod tests {
         assert_eq!(
             fixed(const { Pointer::from_static("/a~1b") }),
             pointer(["a/b"])
+        );
+    }
+
+    #[test]
+    fn json_values_are_the_text_serde_json_writes() {
+        let value = serde_json::json!({
+            "a": {"say \"hi\"\n": "ünï\u{1}code ✓", "empty": {}, "none": []},
+            "m": "x".repeat(40),
+            "z": [1, -2, 3.5, 1e300, 0.1, u64::MAX, i64::MIN, null, true, false],
+        });
+        assert_eq!(Json::from(value.clone()).as_str(), value.to_string());
+        let built = Json::object([
+            (
+                "a",
+                Json::object([
+                    ("empty", Json::object([])),
+                    ("none", Json::array([])),
+                    ("say \"hi\"\n", Json::string("ünï\u{1}code ✓")),
+                ]),
+            ),
+            ("m", Json::string(&"x".repeat(40))),
+            ("z", Json::from(value["z"].clone())),
+        ]);
+        assert_eq!(built.as_str(), value.to_string());
+        assert_eq!(built.to_value().unwrap(), value);
+    }
+
+    #[test]
+    fn a_patch_is_written_as_serde_json_writes_json_patchs_operations() {
+        let value = Json::from(serde_json::json!({"k": ["v", 1, null]}));
+        let ops = [
+            add(pointer(["spec", "a/b", "0"]), value.clone()),
+            remove(fixed(const { Pointer::from_static("/spec/nodeName") })),
+            replace(pointer(["a"]), Json::string("b\"")),
+            Op::Test {
+                path: pointer([]),
+                value,
+            },
+        ];
+        for ops in [&ops[..], &ops[..1], &[]] {
+            let mut ours = String::new();
+            push_json(&mut ours, ops);
+            let theirs = serde_json::to_string(&to_json_patch(ops).unwrap()).unwrap();
+            assert_eq!(ours, theirs);
+            assert_eq!(serde_json::to_string(ops).unwrap(), theirs, "Serialize");
+        }
+        assert_eq!(
+            describe(&ops[..3]),
+            "add /spec/a~1b/0 = {\"k\":[\"v\",1,null]}, remove /spec/nodeName, replace /a = \"b\\\"\""
         );
     }
 }

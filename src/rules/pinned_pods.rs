@@ -37,7 +37,6 @@
 use std::sync::Arc;
 
 use jsonptr::Pointer;
-use serde_json::Value;
 
 use crate::cluster::{ClusterView, Lookup};
 use crate::model::{
@@ -46,6 +45,7 @@ use crate::model::{
 };
 use crate::policy::{AdmitOrWarn, PinnedPodsAction, PinnedPodsConfig};
 use crate::rules::local_volumes::describe_term;
+use crate::rules::patch::{Json, Op};
 use crate::rules::{Audited, Check, For, Rule, RuleId, RuleSettings};
 use crate::rules::{Input, Operation, Outcome, Phase, RuleResult, patch};
 
@@ -497,31 +497,34 @@ fn schedulable_with(pod: &Pod, pv: &PersistentVolume, view: &dyn ClusterView) ->
 /// The patch that moves `node` from `spec.nodeName` to a required node-affinity requirement
 /// `metadata.name In [node]`, added to each required term the pod has (each keeps its own
 /// requirements), or as a new term; every missing parent is created.
-fn unpin(pod: &Pod, node: &str) -> Vec<json_patch::PatchOperation> {
-    let field = || {
-        patch::object([
-            ("key", Value::from("metadata.name")),
-            ("operator", Value::from("In")),
-            ("values", Value::Array(vec![Value::from(node)])),
+fn unpin(pod: &Pod, node: &str) -> Vec<Op> {
+    let requirement = |key: &str, operator: &str, values: &[&str]| {
+        Json::object([
+            ("key", Json::string(key)),
+            ("operator", Json::string(operator)),
+            (
+                "values",
+                Json::array(values.iter().map(|v| Json::string(v))),
+            ),
         ])
     };
-    let term = || patch::object([("matchFields", Value::Array(vec![field()]))]);
-    let required = || patch::object([("nodeSelectorTerms", Value::Array(vec![term()]))]);
-    let remove = json_patch::PatchOperation::Remove(json_patch::RemoveOperation {
-        path: patch::fixed(const { Pointer::from_static("/spec/nodeName") }),
-    });
-    let mut ops = vec![remove];
+    let field = || requirement("metadata.name", "In", &[node]);
+    let term = || Json::object([("matchFields", Json::array([field()]))]);
+    let required = || Json::object([("nodeSelectorTerms", Json::array([term()]))]);
+    let mut ops = vec![patch::remove(patch::fixed(
+        const { Pointer::from_static("/spec/nodeName") },
+    ))];
     let affinity = pod.spec.affinity.as_ref();
     let node_affinity = affinity.and_then(|a| a.node_affinity.as_ref());
     let existing = node_affinity.and_then(|n| n.required.as_ref());
     match (affinity, node_affinity, existing) {
         (None, _, _) => ops.push(patch::add(
             patch::fixed(const { Pointer::from_static("/spec/affinity") }),
-            patch::object([("nodeAffinity", patch::object([(REQUIRED, required())]))]),
+            Json::object([("nodeAffinity", Json::object([(REQUIRED, required())]))]),
         )),
         (Some(_), None, _) => ops.push(patch::add(
             patch::fixed(const { Pointer::from_static("/spec/affinity/nodeAffinity") }),
-            patch::object([(REQUIRED, required())]),
+            Json::object([(REQUIRED, required())]),
         )),
         (Some(_), Some(_), None) => ops.push(patch::add(
             patch::fixed(const { Pointer::from_static("/spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution") }),
@@ -529,23 +532,19 @@ fn unpin(pod: &Pod, node: &str) -> Vec<json_patch::PatchOperation> {
         )),
         (Some(_), Some(_), Some(r)) if r.node_selector_terms.is_empty() => ops.push(patch::add(
             patch::fixed(const { Pointer::from_static("/spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms") }),
-            Value::Array(vec![term()]),
+            Json::array([term()]),
         )),
         (Some(_), Some(_), Some(r)) => {
             for (i, t) in r.node_selector_terms.iter().enumerate() {
                 // The whole list, so a term with or without `matchFields` is written the same.
-                let fields: Vec<Value> = t
+                let fields = t
                     .match_fields
                     .iter()
                     .map(|f| {
-                        patch::object([
-                            ("key", Value::from(f.key.as_str())),
-                            ("operator", Value::from(f.operator.as_str())),
-                            ("values", f.values.iter().map(String::as_str).collect()),
-                        ])
+                        let values: Vec<&str> = f.values.iter().map(String::as_str).collect();
+                        requirement(&f.key, &f.operator, &values)
                     })
-                    .chain([field()])
-                    .collect();
+                    .chain([field()]);
                 let index = i.to_string();
                 ops.push(patch::add(
                     patch::pointer([
@@ -557,7 +556,7 @@ fn unpin(pod: &Pod, node: &str) -> Vec<json_patch::PatchOperation> {
                         &index,
                         "matchFields",
                     ]),
-                    Value::Array(fields),
+                    Json::array(fields),
                 ));
             }
         }
@@ -586,7 +585,7 @@ pub const RULE: Rule = Rule {
 
 #[cfg(test)]
 mod tests {
-    use serde_json::json;
+    use serde_json::{Value, json};
 
     use super::*;
     use crate::cluster::ClusterIndex;
@@ -652,7 +651,11 @@ mod tests {
         let pod: Pod = serde_json::from_value(doc.clone()).unwrap();
         let out = create(&pod, Phase::Mutating, PinnedPodsAction::Mutate);
         assert_eq!(out.mutations.len(), 1, "{out:?}");
-        json_patch::patch(&mut doc, &out.mutations[0].ops).unwrap();
+        json_patch::patch(
+            &mut doc,
+            &crate::rules::patch::to_json_patch(&out.mutations[0].ops).unwrap(),
+        )
+        .unwrap();
         let after: Pod = serde_json::from_value(doc.clone()).unwrap();
         (out, doc, after)
     }
@@ -1126,7 +1129,11 @@ mod tests {
             ]
         );
         // The validating phase sees the patched pod: no second warning about the node.
-        json_patch::patch(&mut doc, &out.mutations[0].ops).unwrap();
+        json_patch::patch(
+            &mut doc,
+            &crate::rules::patch::to_json_patch(&out.mutations[0].ops).unwrap(),
+        )
+        .unwrap();
         let unpinned: Pod = serde_json::from_value(doc).unwrap();
         assert!(
             warn_missing(&unpinned, Phase::Validating, &demo())
