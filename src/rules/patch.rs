@@ -53,8 +53,15 @@ impl Json {
 
     /// An object of the members, in the order given (serde_json's `Map` sorts its keys: give
     /// them sorted for the same text).
-    pub fn object<'k>(members: impl IntoIterator<Item = (&'k str, Json)>) -> Self {
-        let mut text = String::from("{");
+    pub fn object<const N: usize>(members: [(&str, Json); N]) -> Self {
+        // Sized from its parts, so each level of a nested value is one allocation (pushed onto
+        // a String from "{", an object grew a dozen times).
+        let len = members
+            .iter()
+            .map(|(key, value)| key.len() + value.0.len() + 4)
+            .sum::<usize>();
+        let mut text = String::with_capacity(len + 2);
+        text.push('{');
         for (i, (key, value)) in members.into_iter().enumerate() {
             if i > 0 {
                 text.push(',');
@@ -69,8 +76,11 @@ impl Json {
 
     /// An array of the items.
     pub fn array(items: impl IntoIterator<Item = Json>) -> Self {
-        let mut text = String::from("[");
-        for (i, item) in items.into_iter().enumerate() {
+        let items: Vec<Json> = items.into_iter().collect();
+        let len = items.iter().map(|item| item.0.len() + 1).sum::<usize>();
+        let mut text = String::with_capacity(len + 2);
+        text.push('[');
+        for (i, item) in items.iter().enumerate() {
             if i > 0 {
                 text.push(',');
             }
