@@ -267,7 +267,7 @@ async fn review_inner(
                 None if !verdict.warnings.is_empty() || !verdict.patch.is_empty() => {
                     review_event!(
                         tracing::Level::INFO,
-                        warnings = %crate::telemetry::Warnings(&verdict.warnings),
+                        warnings = &*crate::telemetry::warnings_field(&verdict.warnings),
                         patch_ops = verdict.patch.len(),
                         "admitted"
                     )

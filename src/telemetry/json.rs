@@ -272,9 +272,9 @@ mod tests {
         let warnings = vec!["say \"hi\" to the class".to_owned(), "ünïcode ✓".to_owned()];
         let (ours, theirs) = both(|| {
             tracing::info!(
-                warnings = %crate::telemetry::Warnings(&warnings),
-                one = %crate::telemetry::Warnings(&warnings[..1]),
-                none = %crate::telemetry::Warnings(&[]),
+                warnings = &*crate::telemetry::warnings_field(&warnings),
+                one = &*crate::telemetry::warnings_field(&warnings[..1]),
+                none = &*crate::telemetry::warnings_field(&[]),
                 "admitted"
             );
         });

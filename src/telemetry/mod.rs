@@ -48,18 +48,13 @@ pub fn dropped_lines() -> u64 {
 /// A review's warnings as one log field: each warning as written, separated by ` | `. A
 /// `?Vec` field would render Rust's debug list (`["…"]`, every quote escaped twice in JSON),
 /// escaping each character on the way; one warning is by far the common case, and reads best
-/// as itself.
-pub struct Warnings<'a>(pub &'a [String]);
-
-impl std::fmt::Display for Warnings<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        for (i, warning) in self.0.iter().enumerate() {
-            if i > 0 {
-                f.write_str(" | ")?;
-            }
-            f.write_str(warning)?;
-        }
-        Ok(())
+/// as itself. A plain `&str` field, not a `Display` one: the line's formatter copies a string
+/// as it is, where a `Display` value goes through the formatting machinery first.
+pub fn warnings_field(warnings: &[String]) -> std::borrow::Cow<'_, str> {
+    match warnings {
+        [] => "".into(),
+        [one] => one.as_str().into(),
+        many => many.join(" | ").into(),
     }
 }
 
