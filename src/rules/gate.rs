@@ -24,6 +24,21 @@ pub enum RuleStatus {
 }
 
 impl RuleStatus {
+    /// Every status, in the order of [`RuleStatus::index`].
+    pub const ALL: [Self; 6] = [
+        Self::Allowed,
+        Self::Warned,
+        Self::Patched,
+        Self::Denied,
+        Self::Unavailable,
+        Self::Invalid,
+    ];
+
+    /// The status's place in [`RuleStatus::ALL`].
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Allowed => "allowed",

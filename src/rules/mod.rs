@@ -74,11 +74,13 @@ impl RuleId {
         table::find(self.0)
     }
 
+    /// The rule's place in [`RULES`] (`None` only for an id no rule has).
+    pub fn index(self) -> Option<usize> {
+        RULES.iter().position(|r| r.id == self)
+    }
+
     fn position(self) -> usize {
-        RULES
-            .iter()
-            .position(|r| r.id == self)
-            .unwrap_or(usize::MAX)
+        self.index().unwrap_or(usize::MAX)
     }
 }
 
