@@ -100,6 +100,49 @@ impl Json {
     }
 }
 
+/// A value with one string left open, built once and filled per use: one allocation where
+/// building the value each time takes one per object, array and string of it (a pinned pod's
+/// node affinity, five levels around the node's name, cost 6,500 instructions built each
+/// time). Built with the [`Json`] builders around a marker string, so it is valid JSON
+/// whatever is filled in.
+#[derive(Debug)]
+pub struct Template {
+    build: fn(Json) -> Json,
+    /// The value's text before and after the open string; `None` if the builder dropped the
+    /// marker, in which case every use builds the value (slower, still right).
+    around: Option<(String, String)>,
+}
+
+impl Template {
+    pub fn new(build: fn(Json) -> Json) -> Self {
+        // No name or label value contains NUL: the marker cannot occur in a real value.
+        let marker = Json::string("\0open\0");
+        let text = build(marker.clone()).0;
+        let around = text
+            .split_once(marker.as_str())
+            .filter(|(_, after)| !after.contains(marker.as_str()))
+            .map(|(before, after)| (before.to_owned(), after.to_owned()));
+        Self { build, around }
+    }
+
+    /// Whether the value is filled in place (the builder used the open string once).
+    pub fn fills_in_place(&self) -> bool {
+        self.around.is_some()
+    }
+
+    /// The value with `value` as the open string.
+    pub fn fill(&self, value: &str) -> Json {
+        let Some((before, after)) = &self.around else {
+            return (self.build)(Json::string(value));
+        };
+        let mut text = String::with_capacity(before.len() + value.len() + 2 + after.len());
+        text.push_str(before);
+        push_quoted(&mut text, value);
+        text.push_str(after);
+        Json(text)
+    }
+}
+
 impl From<Value> for Json {
     fn from(value: Value) -> Self {
         // Value's Display is its compact serialisation, and cannot fail.
@@ -365,5 +408,30 @@ mod tests {
             describe(&ops[..3]),
             "add /spec/a~1b/0 = {\"k\":[\"v\",1,null]}, remove /spec/nodeName, replace /a = \"b\\\"\""
         );
+    }
+
+    #[test]
+    fn a_template_filled_is_the_value_built_around_the_string() {
+        fn build(open: Json) -> Json {
+            Json::object([(
+                "a",
+                Json::array([Json::object([("values", Json::array([open]))])]),
+            )])
+        }
+        let template = Template::new(build);
+        assert!(template.around.is_some());
+        for value in ["n1", "say \"hi\"\n", "", "\0open\0"] {
+            assert_eq!(
+                template.fill(value),
+                build(Json::string(value)),
+                "{value:?}"
+            );
+        }
+        // A builder that drops the open string, or uses it twice, is built on every use.
+        let twice = Template::new(|open| Json::array([open.clone(), open]));
+        assert!(twice.around.is_none());
+        assert_eq!(twice.fill("x").as_str(), r#"["x","x"]"#);
+        let dropped = Template::new(|_| Json::object([]));
+        assert_eq!(dropped.fill("x").as_str(), "{}");
     }
 }

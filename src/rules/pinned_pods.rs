@@ -34,7 +34,7 @@
 //! The audit reports existing Pending pods of case 1 (asked as an UPDATE of the pod by
 //! itself): their fix is to recreate the pod without `nodeName`.
 
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
 
 use jsonptr::Pointer;
 
@@ -45,7 +45,7 @@ use crate::model::{
 };
 use crate::policy::{AdmitOrWarn, PinnedPodsAction, PinnedPodsConfig};
 use crate::rules::local_volumes::describe_term;
-use crate::rules::patch::{Json, Op};
+use crate::rules::patch::{Json, Op, Template};
 use crate::rules::{Audited, Check, For, Rule, RuleId, RuleSettings};
 use crate::rules::{Input, Operation, Outcome, Phase, RuleResult, patch};
 
@@ -508,23 +508,45 @@ fn schedulable_with(pod: &Pod, pv: &PersistentVolume, view: &dyn ClusterView) ->
     Ok(false)
 }
 
+/// A node selector requirement as patch JSON.
+fn selector_requirement(key: &str, operator: &str, values: impl IntoIterator<Item = Json>) -> Json {
+    Json::object([
+        ("key", Json::string(key)),
+        ("operator", Json::string(operator)),
+        ("values", Json::array(values)),
+    ])
+}
+
+/// `metadata.name In [node]`, the node-affinity requirement that stands for `spec.nodeName`.
+fn field(node: Json) -> Json {
+    selector_requirement("metadata.name", "In", [node])
+}
+
+fn term(node: Json) -> Json {
+    Json::object([("matchFields", Json::array([field(node)]))])
+}
+
+fn required(node: Json) -> Json {
+    Json::object([("nodeSelectorTerms", Json::array([term(node)]))])
+}
+
+// The patch values that differ only by the node, built once (see patch::Template).
+static AFFINITY: LazyLock<Template> = LazyLock::new(|| {
+    Template::new(|node| {
+        Json::object([("nodeAffinity", Json::object([(REQUIRED, required(node))]))])
+    })
+});
+static NODE_AFFINITY: LazyLock<Template> =
+    LazyLock::new(|| Template::new(|node| Json::object([(REQUIRED, required(node))])));
+static REQUIRED_TERMS: LazyLock<Template> = LazyLock::new(|| Template::new(required));
+static TERMS: LazyLock<Template> =
+    LazyLock::new(|| Template::new(|node| Json::array([term(node)])));
+static FIELD: LazyLock<Template> = LazyLock::new(|| Template::new(field));
+
 /// The patch that moves `node` from `spec.nodeName` to a required node-affinity requirement
 /// `metadata.name In [node]`, added to each required term the pod has (each keeps its own
 /// requirements), or as a new term; every missing parent is created.
 fn unpin(pod: &Pod, node: &str) -> Vec<Op> {
-    let requirement = |key: &str, operator: &str, values: &[&str]| {
-        Json::object([
-            ("key", Json::string(key)),
-            ("operator", Json::string(operator)),
-            (
-                "values",
-                Json::array(values.iter().map(|v| Json::string(v))),
-            ),
-        ])
-    };
-    let field = || requirement("metadata.name", "In", &[node]);
-    let term = || Json::object([("matchFields", Json::array([field()]))]);
-    let required = || Json::object([("nodeSelectorTerms", Json::array([term()]))]);
     let mut ops = vec![patch::remove(patch::fixed(
         const { Pointer::from_static("/spec/nodeName") },
     ))];
@@ -534,19 +556,19 @@ fn unpin(pod: &Pod, node: &str) -> Vec<Op> {
     match (affinity, node_affinity, existing) {
         (None, _, _) => ops.push(patch::add(
             patch::fixed(const { Pointer::from_static("/spec/affinity") }),
-            Json::object([("nodeAffinity", Json::object([(REQUIRED, required())]))]),
+            AFFINITY.fill(node),
         )),
         (Some(_), None, _) => ops.push(patch::add(
             patch::fixed(const { Pointer::from_static("/spec/affinity/nodeAffinity") }),
-            Json::object([(REQUIRED, required())]),
+            NODE_AFFINITY.fill(node),
         )),
         (Some(_), Some(_), None) => ops.push(patch::add(
             patch::fixed(const { Pointer::from_static("/spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution") }),
-            required(),
+            REQUIRED_TERMS.fill(node),
         )),
         (Some(_), Some(_), Some(r)) if r.node_selector_terms.is_empty() => ops.push(patch::add(
             patch::fixed(const { Pointer::from_static("/spec/affinity/nodeAffinity/requiredDuringSchedulingIgnoredDuringExecution/nodeSelectorTerms") }),
-            Json::array([term()]),
+            TERMS.fill(node),
         )),
         (Some(_), Some(_), Some(r)) => {
             for (i, t) in r.node_selector_terms.iter().enumerate() {
@@ -555,10 +577,9 @@ fn unpin(pod: &Pod, node: &str) -> Vec<Op> {
                     .match_fields
                     .iter()
                     .map(|f| {
-                        let values: Vec<&str> = f.values.iter().map(String::as_str).collect();
-                        requirement(&f.key, &f.operator, &values)
+                        selector_requirement(&f.key, &f.operator, f.values.iter().map(|v| Json::string(v)))
                     })
-                    .chain([field()]);
+                    .chain([FIELD.fill(node)]);
                 let index = i.to_string();
                 ops.push(patch::add(
                     patch::pointer([
@@ -703,6 +724,17 @@ mod tests {
         );
         assert!(note.len() < 250, "{} chars: {note}", note.len());
         assert!(out.denials.is_empty() && out.warnings.is_empty());
+    }
+
+    #[test]
+    fn every_affinity_template_fills_in_place() {
+        for template in [&AFFINITY, &NODE_AFFINITY, &REQUIRED_TERMS, &TERMS, &FIELD] {
+            assert!(template.fills_in_place(), "{:?}", **template);
+        }
+        assert_eq!(
+            AFFINITY.fill("n\"1").to_value().unwrap(),
+            json!({"nodeAffinity": {REQUIRED: {"nodeSelectorTerms": [{"matchFields": [by_name("n\"1")]}]}}})
+        );
     }
 
     #[test]
