@@ -58,27 +58,31 @@ impl fmt::Write for Escaped<'_> {
     }
 }
 
-/// Which bytes need escaping, as a table: one load per byte in the short scans, where three
-/// comparisons cost twice as much.
+/// Which bytes need escaping, as a table: one load per byte when looking for the first one,
+/// where three comparisons cost twice as much.
 const NEEDS_ESCAPE: [bool; 256] = {
     let mut table = [false; 256];
     let mut byte = 0;
     while byte < 256 {
+        // The bytes `has_escape` flags.
         table[byte] = byte < 0x20 || byte == b'"' as usize || byte == b'\\' as usize;
         byte += 1;
     }
     table
 };
 
-fn needs_escape(byte: u8) -> bool {
-    byte < 0x20 || byte == b'"' || byte == b'\\'
-}
-
 /// How many leading bytes need no escaping.
 fn plain_prefix(bytes: &[u8]) -> usize {
-    // Short values (field names, kinds) one byte at a time: a block's set-up would cost more.
+    // Short values (field names, kinds) are checked as one block padded with spaces, and only
+    // scanned byte by byte when they hold something to escape.
     let Some(last) = bytes.last_chunk::<16>() else {
-        return first_escape(bytes);
+        let mut padded = [b' '; 16];
+        padded[..bytes.len()].copy_from_slice(bytes);
+        return if has_escape(&padded) {
+            first_escape(bytes)
+        } else {
+            bytes.len()
+        };
     };
     let (blocks, _) = bytes.as_chunks::<16>();
     for (i, block) in blocks.iter().enumerate() {
@@ -96,12 +100,17 @@ fn plain_prefix(bytes: &[u8]) -> usize {
     }
 }
 
-/// Whether any of sixteen bytes needs escaping. Kept out of line: on its own the compiler
-/// makes it a dozen vector instructions; inlined into the loop it was compiled into a mix of
-/// vector and byte compares that cost more than a byte loop (measured with callgrind).
-#[inline(never)]
+/// Whether any of sixteen bytes needs escaping. Written as an OR of byte flags, which the
+/// compiler turns into a few vector compares wherever it is inlined; a `fold` over `bool`s was
+/// compiled into a mix of vector and byte compares when inlined into the loop, dearer than a
+/// byte loop (measured with callgrind).
+#[inline]
 fn has_escape(block: &[u8; 16]) -> bool {
-    block.iter().fold(false, |any, &b| any | needs_escape(b))
+    let mut any = 0u8;
+    for &b in block {
+        any |= u8::from(b < 0x20) | u8::from(b == b'"') | u8::from(b == b'\\');
+    }
+    any != 0
 }
 
 /// The first byte of `bytes` to escape, or its length.
