@@ -16,7 +16,7 @@ use super::{Diagnosis, ExplainError, ObjectRef, Target, Waiting, run_rule};
 use crate::cluster::{ClusterIndex, ClusterView, ResourceKind, StateUnavailable};
 use crate::model::{LabelSelector, VolumeGroupSnapshot};
 use crate::policy::Policy;
-use crate::rules::default_snapshot_class::{ClaimDriver, claim_driver};
+use crate::rules::default_snapshot_class::claim_driver;
 use crate::rules::{default_group_snapshot_class, group_snapshot_validation};
 
 pub const NOT_FOUND: &str = "group.not-found";
@@ -353,14 +353,12 @@ fn selected(
         if pvc.bound_volume().is_none() {
             unbound.push(pvc.metadata.name.clone());
         }
-        match claim_driver(pvc, view)? {
-            ClaimDriver::BoundVolume { driver, .. } | ClaimDriver::Provisioner { driver, .. } => {
-                drivers
-                    .entry(driver)
-                    .or_default()
-                    .push(pvc.metadata.name.clone());
-            }
-            ClaimDriver::Unknown(_) => unknown.push(pvc.metadata.name.as_str()),
+        match claim_driver(pvc, view)?.driver() {
+            Some(driver) => drivers
+                .entry(driver.to_owned())
+                .or_default()
+                .push(pvc.metadata.name.clone()),
+            None => unknown.push(pvc.metadata.name.as_str()),
         }
     }
     let names: Vec<&str> = claims.iter().map(|c| c.metadata.name.as_str()).collect();

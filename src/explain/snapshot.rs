@@ -156,11 +156,10 @@ pub(super) fn diagnose(
         );
         return Ok(d);
     };
-    let driver_text = match &driver {
-        ClaimDriver::BoundVolume { driver, .. } | ClaimDriver::Provisioner { driver, .. } => {
-            format!("CSI driver {driver}")
-        }
-        ClaimDriver::Unknown(why) => format!("CSI driver unknown: {why}"),
+    let driver_text = match (driver.driver(), &driver) {
+        (Some(name), _) => format!("CSI driver {name}"),
+        (None, ClaimDriver::Unknown(why)) => format!("CSI driver unknown: {why}"),
+        (None, _) => "CSI driver unknown".to_owned(),
     };
     d.step(
         pvc_ref,
@@ -312,8 +311,7 @@ fn named_class(
         return Ok(());
     };
     d.step(class_ref, format!("driver {}", class.driver));
-    if let ClaimDriver::BoundVolume { driver, .. } | ClaimDriver::Provisioner { driver, .. } =
-        driver
+    if let Some(driver) = driver.driver()
         && !class.driver.is_empty()
         && class.driver != *driver
     {
@@ -342,9 +340,7 @@ fn default_class(
     let outcome = run_rule(&default_snapshot_class::RULE, snap, view, policy)
         .transpose()?
         .unwrap_or_default();
-    let (ClaimDriver::BoundVolume { driver, .. } | ClaimDriver::Provisioner { driver, .. }) =
-        driver
-    else {
+    let Some(driver) = driver.driver() else {
         return Ok(());
     };
     let classes = view.snapshot_classes_for_driver(driver)?;

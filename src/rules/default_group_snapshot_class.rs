@@ -74,11 +74,11 @@ pub fn check(
         if pvc.bound_volume().is_none() {
             unbound.push(claim);
         }
-        match claim_driver(pvc, view)? {
-            ClaimDriver::BoundVolume { driver, .. } | ClaimDriver::Provisioner { driver, .. } => {
-                by_driver.entry(driver).or_default().push(claim)
-            }
-            ClaimDriver::Unknown(reason) => unknown.push(format!("{claim} ({reason})")),
+        let driver = claim_driver(pvc, view)?;
+        match (driver.driver(), &driver) {
+            (Some(name), _) => by_driver.entry(name.to_owned()).or_default().push(claim),
+            (None, ClaimDriver::Unknown(reason)) => unknown.push(format!("{claim} ({reason})")),
+            (None, _) => unknown.push(claim.to_owned()),
         }
     }
 

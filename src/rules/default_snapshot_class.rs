@@ -20,7 +20,7 @@ use std::sync::Arc;
 use jsonptr::Pointer;
 
 use crate::cluster::{ClusterView, Lookup};
-use crate::model::{PersistentVolumeClaim, StorageClass, VolumeSnapshot, keys};
+use crate::model::{PersistentVolume, PersistentVolumeClaim, StorageClass, VolumeSnapshot, keys};
 use crate::policy::{DefaultSnapshotClassConfig, WarnOrDeny};
 use crate::rules::patch::Json;
 use crate::rules::{Audited, Check, For, Rule, RuleId, RuleSettings};
@@ -105,14 +105,26 @@ pub(crate) fn claim_class(
 }
 
 /// The CSI driver behind a claim, and where it was read from.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub(crate) enum ClaimDriver {
-    /// The driver of the bound PV (`spec.csi.driver`).
-    BoundVolume { driver: String, pv: String },
+    /// Bound to this PV, a CSI volume: its driver is `spec.csi.driver`. (The PV itself, not
+    /// copies of its names: this is asked for every snapshot created without a class.)
+    BoundVolume(Arc<PersistentVolume>),
     /// Not bound yet: the provisioner of its StorageClass (`describe` says which).
     Provisioner { driver: String, class: String },
     /// Cannot tell; the text completes "cannot tell the CSI driver of PVC x: ...".
     Unknown(String),
+}
+
+impl ClaimDriver {
+    /// The driver, when it can be told.
+    pub(crate) fn driver(&self) -> Option<&str> {
+        match self {
+            Self::BoundVolume(pv) => pv.csi_driver(),
+            Self::Provisioner { driver, .. } => Some(driver),
+            Self::Unknown(_) => None,
+        }
+    }
 }
 
 pub(crate) fn claim_driver(
@@ -123,10 +135,7 @@ pub(crate) fn claim_driver(
         && let Some(pv) = view.pv(pv_name)?
     {
         return Ok(match pv.csi_driver() {
-            Some(driver) => ClaimDriver::BoundVolume {
-                driver: driver.to_owned(),
-                pv: pv_name.to_owned(),
-            },
+            Some(_) => ClaimDriver::BoundVolume(pv),
             None => ClaimDriver::Unknown(format!(
                 "its PersistentVolume {pv_name} is not a CSI volume, and only CSI volumes can be snapshotted"
             )),
@@ -185,12 +194,19 @@ pub fn check(
     let driver = claim_driver(&pvc, view)?;
     // Why this driver, as the parts of a sentence: joined into the one message that is made.
     let (driver, why) = match &driver {
-        ClaimDriver::BoundVolume { driver, pv } => (
-            driver,
-            ["PVC ", namespace, "/", pvc_name, " is bound to ", pv],
+        ClaimDriver::BoundVolume(pv) => (
+            pv.csi_driver().unwrap_or_default(),
+            [
+                "PVC ",
+                namespace,
+                "/",
+                pvc_name,
+                " is bound to ",
+                &pv.metadata.name,
+            ],
         ),
         ClaimDriver::Provisioner { driver, class } => (
-            driver,
+            driver.as_str(),
             [
                 "PVC ",
                 namespace,
