@@ -427,7 +427,7 @@ impl ClusterView for ClusterIndex {
     fn node_label_values(&self, key: &str) -> Lookup<BTreeMap<String, usize>> {
         Ok(self
             .nodes
-            .index_counts(&format!("{LABEL}{key}="))?
+            .index_counts(&[LABEL, key, "="].concat())?
             .into_iter()
             .collect())
     }
@@ -438,7 +438,7 @@ impl ClusterView for ClusterIndex {
             .map(|r| {
                 r.values
                     .iter()
-                    .map(|v| format!("{LABEL}{}={v}", r.key))
+                    .map(|v| [LABEL, &r.key, "=", v].concat())
                     .collect()
             })
             .collect();
@@ -487,7 +487,7 @@ impl ClusterView for ClusterIndex {
         // Every positive requirement names index values; the smallest narrows the candidates
         // and the whole selector then filters them. `NotIn` and `DoesNotExist` cannot narrow:
         // with nothing else, the candidates are the namespace's claims (never the cluster's).
-        let label = |k: &str, v: &str| format!("{NS_LABEL}{namespace}/{k}={v}");
+        let label = |k: &str, v: &str| [NS_LABEL, namespace, "/", k, "=", v].concat();
         let mut groups: Vec<Vec<String>> = selector
             .match_labels
             .iter()
@@ -496,7 +496,7 @@ impl ClusterView for ClusterIndex {
         for r in &selector.match_expressions {
             match r.operator.as_str() {
                 "In" => groups.push(r.values.iter().map(|v| label(&r.key, v)).collect()),
-                "Exists" => groups.push(vec![format!("{NS_LABEL_KEY}{namespace}/{}", r.key)]),
+                "Exists" => groups.push(vec![[NS_LABEL_KEY, namespace, "/", &r.key].concat()]),
                 _ => {}
             }
         }
