@@ -83,6 +83,12 @@ impl ObjectMeta {
         }
     }
 
+    /// [`ObjectMeta::qualified_name`] as a `Display` value, for messages that are only
+    /// sometimes made: nothing is allocated until one is.
+    pub fn qualified(&self) -> Qualified<'_> {
+        Qualified(self)
+    }
+
     /// `namespace/name` for namespaced objects, `name` for cluster-scoped ones.
     pub fn qualified_name(&self) -> String {
         match self.namespace.as_deref() {
@@ -90,6 +96,15 @@ impl ObjectMeta {
             Some(ns) if !ns.is_empty() && !self.name.is_empty() => [ns, "/", &self.name].concat(),
             Some(ns) if !ns.is_empty() => format!("{ns}/{}", self.display_name()),
             _ => self.display_name(),
+        }
+    }
+
+    /// The qualified name as `[namespace, "/", name]`, when both are set: the parts of a
+    /// message built with `concat`.
+    pub fn qualified_parts(&self) -> Option<[&str; 3]> {
+        match self.namespace.as_deref() {
+            Some(ns) if !ns.is_empty() && !self.name.is_empty() => Some([ns, "/", &self.name]),
+            _ => None,
         }
     }
 
@@ -192,6 +207,26 @@ where
 
 crate::model::map_only!(ObjectMeta, OwnerReference);
 
+/// See [`ObjectMeta::qualified`].
+pub struct Qualified<'a>(&'a ObjectMeta);
+
+impl std::fmt::Display for Qualified<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let meta = self.0;
+        if let Some(ns) = meta.namespace.as_deref().filter(|ns| !ns.is_empty()) {
+            f.write_str(ns)?;
+            f.write_str("/")?;
+        }
+        if !meta.name.is_empty() {
+            return f.write_str(&meta.name);
+        }
+        match &meta.generate_name {
+            Some(prefix) => write!(f, "{prefix}*"),
+            None => f.write_str("<unnamed>"),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,5 +293,29 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(meta.qualified_name(), "apps/restore-*");
+    }
+
+    #[test]
+    fn the_qualified_display_and_parts_say_what_qualified_name_says() {
+        let meta = |ns: Option<&str>, name: &str, generate: Option<&str>| ObjectMeta {
+            namespace: ns.map(Into::into),
+            name: name.into(),
+            generate_name: generate.map(Into::into),
+            ..Default::default()
+        };
+        for m in [
+            meta(Some("apps"), "db", None),
+            meta(Some("apps"), "", Some("restore-")),
+            meta(Some(""), "n1", None),
+            meta(None, "n1", None),
+            meta(None, "", None),
+            meta(Some("apps"), "", None),
+        ] {
+            assert_eq!(m.qualified().to_string(), m.qualified_name(), "{m:?}");
+            if let Some(parts) = m.qualified_parts() {
+                assert_eq!(parts.concat(), m.qualified_name());
+            }
+        }
+        assert!(meta(None, "n1", None).qualified_parts().is_none());
     }
 }
