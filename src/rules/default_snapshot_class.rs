@@ -177,7 +177,8 @@ pub fn check(
         return Ok(Outcome::allow());
     };
     let namespace = snap.metadata.namespace.as_deref().unwrap_or_default();
-    let snap_name = snap.metadata.qualified_name();
+    // Displayed in a message only when one is made; the note below concatenates its parts.
+    let snap_name = snap.metadata.qualified();
 
     let Some(pvc) = view.pvc(namespace, pvc_name)? else {
         return Ok(match cfg.when_source_missing {
@@ -233,9 +234,19 @@ pub fn check(
     // runs for every snapshot created without a class).
     if let (Some(chosen), None) = (defaults.next(), defaults.next()) {
         let [w1, w2, w3, w4, w5, w6] = why;
+        let whole;
+        let [s1, s2, s3] = match snap.metadata.qualified_parts() {
+            Some(parts) => parts,
+            None => {
+                whole = snap.metadata.qualified_name();
+                [whole.as_str(), "", ""]
+            }
+        };
         let note = [
             "VolumeSnapshot ",
-            &snap_name,
+            s1,
+            s2,
+            s3,
             ": volumeSnapshotClassName set to ",
             chosen,
             ", the default VolumeSnapshotClass of ",
