@@ -433,9 +433,9 @@ fn with_uid(
 /// Written piece by piece rather than through a derived `Serialize`: the patch is base64,
 /// whose alphabet needs no JSON escaping, so it is encoded straight into the body instead of
 /// into a String that serde_json would then scan byte by byte (on a patched Pod review, a
-/// fifth of the response's cost). Every text, the patch's JSON included, is written by
-/// [`crate::json_string`], byte for byte as serde_json would write it, at a fraction of the
-/// cost.
+/// fifth of the response's cost). Every text is written by [`crate::json_string`], byte for
+/// byte as serde_json would write it, at a fraction of the cost; the patch by
+/// [`crate::rules::patch::push_json`], its values already JSON text.
 pub fn encode(api_version: &str, uid: &str, verdict: &Verdict) -> Vec<u8> {
     let patch = if verdict.allowed && !verdict.patch.is_empty() {
         // Sized up front: growing a buffer from empty is a chain of reallocations per review.
