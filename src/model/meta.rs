@@ -91,11 +91,10 @@ impl ObjectMeta {
 
     /// `namespace/name` for namespaced objects, `name` for cluster-scoped ones.
     pub fn qualified_name(&self) -> String {
-        match self.namespace.as_deref() {
+        match self.qualified_parts() {
             // Concatenated in one allocation: every message of every rule starts with it.
-            Some(ns) if !ns.is_empty() && !self.name.is_empty() => [ns, "/", &self.name].concat(),
-            Some(ns) if !ns.is_empty() => format!("{ns}/{}", self.display_name()),
-            _ => self.display_name(),
+            Some(parts) => parts.concat(),
+            None => self.qualified().to_string(),
         }
     }
 
@@ -303,14 +302,15 @@ mod tests {
             generate_name: generate.map(Into::into),
             ..Default::default()
         };
-        for m in [
-            meta(Some("apps"), "db", None),
-            meta(Some("apps"), "", Some("restore-")),
-            meta(Some(""), "n1", None),
-            meta(None, "n1", None),
-            meta(None, "", None),
-            meta(Some("apps"), "", None),
+        for (m, expected) in [
+            (meta(Some("apps"), "db", None), "apps/db"),
+            (meta(Some("apps"), "", Some("restore-")), "apps/restore-*"),
+            (meta(Some(""), "n1", None), "n1"),
+            (meta(None, "n1", None), "n1"),
+            (meta(None, "", None), "<unnamed>"),
+            (meta(Some("apps"), "", None), "apps/<unnamed>"),
         ] {
+            assert_eq!(m.qualified_name(), expected, "{m:?}");
             assert_eq!(m.qualified().to_string(), m.qualified_name(), "{m:?}");
             if let Some(parts) = m.qualified_parts() {
                 assert_eq!(parts.concat(), m.qualified_name());
