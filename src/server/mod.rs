@@ -2,6 +2,7 @@
 //! (`/livez`, `/readyz`, `/metrics`), policy and certificate reload, and graceful shutdown.
 
 pub mod admin;
+mod batched;
 mod linger;
 pub mod reload;
 pub mod router;

@@ -17,6 +17,7 @@ use tokio::sync::{Notify, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tower::ServiceExt;
 
+use super::batched::BatchedWrites;
 use super::linger::LingeringClose;
 use crate::metrics::Metrics;
 
@@ -117,6 +118,8 @@ pub async fn serve_https(
                             request
                         }
                     }));
+                    // Responses written between two flushes leave in one TLS record.
+                    let stream = BatchedWrites::new(stream);
                     let conn = builder.serve_connection(TokioIo::new(stream), service);
                     // hyper's header-read timeout starts only once the auto builder has seen
                     // enough bytes to tell HTTP/1.1 from the HTTP/2 preface, and HTTP/2 has none
