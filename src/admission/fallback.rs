@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use crate::cluster::fetch::{FetchFailure, Fetched};
 use crate::cluster::{ClusterView, Lookup, ResourceKind, StateUnavailable};
 use crate::model::{
-    Node, NodeSelectorTerm, PersistentVolume, PersistentVolumeClaim, StorageClass,
+    Node, NodeConstraint, PersistentVolume, PersistentVolumeClaim, StorageClass,
     TopologyRequirement, VolumeSnapshot, VolumeSnapshotClass, VolumeSnapshotContent,
 };
 
@@ -133,8 +133,8 @@ impl ClusterView for Lookaside<'_> {
     fn count_nodes_matching_topology(&self, term: &[TopologyRequirement]) -> Lookup<usize> {
         self.base.count_nodes_matching_topology(term)
     }
-    fn any_node_matches_selector(&self, term: &NodeSelectorTerm) -> Lookup<bool> {
-        self.base.any_node_matches_selector(term)
+    fn any_node_satisfies(&self, constraint: &NodeConstraint<'_>) -> Lookup<bool> {
+        self.base.any_node_satisfies(constraint)
     }
     fn pvcs_matching(
         &self,

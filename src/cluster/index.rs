@@ -10,7 +10,7 @@ use crate::model::{
     VolumeGroupSnapshotContent,
 };
 use crate::model::{
-    Node, NodeSelectorTerm, ObjectMeta, PersistentVolume, PersistentVolumeClaim, Pod, StorageClass,
+    Node, NodeConstraint, ObjectMeta, PersistentVolume, PersistentVolumeClaim, Pod, StorageClass,
     TopologyRequirement, VolumeSnapshot, VolumeSnapshotClass, VolumeSnapshotContent,
 };
 
@@ -445,37 +445,32 @@ impl ClusterView for ClusterIndex {
         self.nodes.count_matching(&groups)
     }
 
-    fn any_node_matches_selector(&self, term: &NodeSelectorTerm) -> Lookup<bool> {
-        // Narrow to candidates through the label index when the term has an `In` expression
-        // or names nodes; only a term made solely of other operators needs a scan, and that
-        // stops at the first node that matches.
-        let candidates: Option<Vec<Arc<Node>>> = if let Some(by_name) = term
-            .match_fields
-            .iter()
-            .find(|f| f.key == "metadata.name" && f.operator == "In")
-        {
+    fn any_node_satisfies(&self, constraint: &NodeConstraint<'_>) -> Lookup<bool> {
+        // Narrow to candidates by name or through the label index when the constraint names
+        // nodes or requires label values; only one made solely of other operators needs a
+        // scan, and that stops at the first node that matches.
+        let candidates: Option<Vec<Arc<Node>>> = if let Some(names) = constraint.names() {
             let mut nodes = Vec::new();
-            for name in &by_name.values {
+            for name in names {
                 nodes.extend(self.nodes.get("", name)?);
             }
             Some(nodes)
-        } else if let Some(expr) = term.match_expressions.iter().find(|e| e.operator == "In") {
+        } else if let Some((key, values)) = constraint.label_values() {
             let mut nodes = Vec::new();
-            for value in &expr.values {
-                nodes.extend(
-                    self.nodes
-                        .by_index(&[LABEL, &expr.key, "=", value].concat())?,
-                );
+            for value in values {
+                nodes.extend(self.nodes.by_index(&[LABEL, key, "=", value].concat())?);
             }
             Some(nodes)
         } else {
             None
         };
         match candidates {
-            Some(nodes) => Ok(nodes.iter().any(|n| term.matches(n.name(), n.labels()))),
-            None => self
-                .nodes
-                .scan(|mut it| Iterator::any(&mut it, |n| term.matches(n.name(), n.labels()))),
+            Some(nodes) => Ok(nodes
+                .iter()
+                .any(|n| constraint.matches(n.name(), n.labels()))),
+            None => self.nodes.scan(|mut it| {
+                Iterator::any(&mut it, |n| constraint.matches(n.name(), n.labels()))
+            }),
         }
     }
 
@@ -563,6 +558,7 @@ impl ClusterView for ClusterIndex {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::NodeSelectorTerm;
     use crate::testing::{SnapshotClassExt, labelled_node as node, snapshot_class};
 
     fn req(key: &str, values: &[&str]) -> TopologyRequirement {
@@ -618,7 +614,12 @@ mod tests {
             node("n1", &[("zone", "b")]),
             node("n2", &[("zone", "c"), ("disk", "ssd")]),
         ]);
-        let any = |json| index.any_node_matches_selector(&term(json)).unwrap();
+        let any = |json| {
+            let term = term(json);
+            index
+                .any_node_satisfies(&NodeConstraint::term(&&term))
+                .unwrap()
+        };
         // Narrowed by the label index (`In`) or by name (`metadata.name`).
         assert!(any(
             serde_json::json!({"matchExpressions": [{"key": "zone", "operator": "In", "values": ["c"]}]})

@@ -25,7 +25,7 @@ use crate::model::{
     VolumeGroupSnapshotContent,
 };
 use crate::model::{
-    Node, NodeSelectorTerm, PersistentVolume, PersistentVolumeClaim, Pod, StorageClass,
+    Node, NodeConstraint, PersistentVolume, PersistentVolumeClaim, Pod, StorageClass,
     TopologyRequirement, VolumeSnapshot, VolumeSnapshotClass, VolumeSnapshotContent,
 };
 
@@ -179,9 +179,10 @@ pub trait ClusterView: Send + Sync {
     fn node_label_values(&self, key: &str) -> Lookup<BTreeMap<String, usize>>;
     /// How many nodes satisfy every requirement (`key` in `values`) of one topology term.
     fn count_nodes_matching_topology(&self, term: &[TopologyRequirement]) -> Lookup<usize>;
-    /// Whether any node satisfies a node selector term (PV node affinity). A yes/no, not a
-    /// count, so a term the label index cannot narrow stops at the first matching node.
-    fn any_node_matches_selector(&self, term: &NodeSelectorTerm) -> Lookup<bool>;
+    /// Whether any node satisfies a node constraint (a PV's node affinity term; a pod's own
+    /// constraints, with a volume's). A yes/no, not a count, so a constraint the label index
+    /// cannot narrow stops at the first matching node.
+    fn any_node_satisfies(&self, constraint: &NodeConstraint<'_>) -> Lookup<bool>;
     /// The claims of `namespace` that `selector` selects, sorted by name. Served by a label
     /// index per namespace: never a scan of the cluster's claims, and a scan of the
     /// namespace's claims only when the selector has no positive requirement.

@@ -23,7 +23,7 @@ use crate::cluster::{ClusterIndex, ClusterView, Lookup, ResourceKind, Store, Syn
 use crate::explain::{self, Explanation, Target, Verdict};
 use crate::model::labels::is_dns_subdomain;
 use crate::model::{
-    Node, NodeSelectorTerm, PersistentVolume, PersistentVolumeClaim, StorageClass,
+    Node, NodeConstraint, PersistentVolume, PersistentVolumeClaim, StorageClass,
     TopologyRequirement, VolumeSnapshot, VolumeSnapshotClass, VolumeSnapshotContent,
 };
 use crate::policy::Policy;
@@ -166,9 +166,9 @@ impl ClusterView for Recording<'_> {
         self.list(ResourceKind::Node);
         self.index.count_nodes_matching_topology(term)
     }
-    fn any_node_matches_selector(&self, term: &NodeSelectorTerm) -> Lookup<bool> {
+    fn any_node_satisfies(&self, constraint: &NodeConstraint<'_>) -> Lookup<bool> {
         self.list(ResourceKind::Node);
-        self.index.any_node_matches_selector(term)
+        self.index.any_node_satisfies(constraint)
     }
     fn pvcs_matching(
         &self,

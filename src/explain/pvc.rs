@@ -10,8 +10,8 @@
 use super::{Diagnosis, ExplainError, ObjectRef, Target, Waiting, run_rule, said};
 use crate::cluster::{ClusterIndex, ClusterView, ResourceKind, StateUnavailable};
 use crate::model::{
-    PersistentVolumeClaim, StorageClass, VolumeBindingMode, is_csi_driver_name, keys,
-    migration_driver,
+    NodeConstraint, PersistentVolumeClaim, StorageClass, VolumeBindingMode, is_csi_driver_name,
+    keys, migration_driver,
 };
 use crate::policy::Policy;
 use crate::rules::default_snapshot_class::{ClaimClass, claim_class};
@@ -545,7 +545,7 @@ fn bound(
     }
     let mut reachable = terms.is_empty();
     for term in terms {
-        if view.any_node_matches_selector(term)? {
+        if view.any_node_satisfies(&NodeConstraint::term(&term))? {
             reachable = true;
             break;
         }

@@ -69,9 +69,10 @@ pub use snapshot::{
     VolumeSnapshotRef, VolumeSnapshotSource, VolumeSnapshotSpec, VolumeSnapshotStatus,
 };
 pub use storage::{
-    AllowedTopologyTerm, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm, PersistentVolume,
-    PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeSpec, StorageClass,
-    TopologyRequirement, TypedLocalObjectReference, TypedObjectReference, VolumeBindingMode,
+    AllowedTopologyTerm, NodeConstraint, NodeSelector, NodeSelectorRequirement, NodeSelectorTerm,
+    PersistentVolume, PersistentVolumeClaim, PersistentVolumeClaimSpec, PersistentVolumeSpec,
+    StorageClass, TopologyRequirement, TypedLocalObjectReference, TypedObjectReference,
+    VolumeBindingMode,
 };
 
 /// Well-known annotation and label keys the rules read or write.

@@ -423,6 +423,11 @@ impl NodeSelectorTerm {
         if self.match_expressions.is_empty() && self.match_fields.is_empty() {
             return false;
         }
+        self.holds(node_name, labels)
+    }
+
+    /// Whether every requirement holds (true for a term without any).
+    fn holds(&self, node_name: &str, labels: &BTreeMap<String, String>) -> bool {
         self.match_expressions
             .iter()
             .all(|r| r.matches(labels.get(&r.key).map(String::as_str)))
@@ -430,6 +435,68 @@ impl NodeSelectorTerm {
                 .match_fields
                 .iter()
                 .all(|r| r.key == "metadata.name" && r.matches(Some(node_name)))
+    }
+}
+
+/// Node requirements that must all hold, borrowed from where they are written: a pod's
+/// `nodeSelector` (each label an `In` of one value) and any number of selector terms (a pod's
+/// required term, a volume's). It is the one term these would concatenate into, without
+/// copying a key or a value: a pod checked against its bound volumes asks for it per pair of
+/// terms, on the request path.
+#[derive(Debug, Clone, Copy)]
+pub struct NodeConstraint<'a> {
+    pub labels: &'a BTreeMap<String, String>,
+    pub terms: &'a [&'a NodeSelectorTerm],
+}
+
+/// No labels, for constraints made of terms only.
+static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
+
+impl<'a> NodeConstraint<'a> {
+    /// One selector term alone (a reference to where the caller holds it).
+    pub fn term(term: &'a &'a NodeSelectorTerm) -> Self {
+        Self {
+            labels: &NO_LABELS,
+            terms: std::slice::from_ref(term),
+        }
+    }
+
+    /// As for the concatenated term: every requirement must hold, and a constraint without
+    /// any requirement matches no node.
+    pub fn matches(&self, node_name: &str, labels: &BTreeMap<String, String>) -> bool {
+        let empty = self.labels.is_empty()
+            && self
+                .terms
+                .iter()
+                .all(|t| t.match_expressions.is_empty() && t.match_fields.is_empty());
+        !empty
+            && self
+                .labels
+                .iter()
+                .all(|(key, value)| labels.get(key) == Some(value))
+            && self.terms.iter().all(|t| t.holds(node_name, labels))
+    }
+
+    /// The node names a `metadata.name In` field allows, if one does.
+    pub fn names(&self) -> Option<&'a [String]> {
+        self.terms
+            .iter()
+            .flat_map(|t| &t.match_fields)
+            .find(|f| f.key == "metadata.name" && f.operator == "In")
+            .map(|f| f.values.as_slice())
+    }
+
+    /// A label key and the values one of them must have (a `nodeSelector` label, or an `In`
+    /// expression), if there is one.
+    pub fn label_values(&self) -> Option<(&'a str, &'a [String])> {
+        if let Some((key, value)) = self.labels.iter().next() {
+            return Some((key, std::slice::from_ref(value)));
+        }
+        self.terms
+            .iter()
+            .flat_map(|t| &t.match_expressions)
+            .find(|e| e.operator == "In")
+            .map(|e| (e.key.as_str(), e.values.as_slice()))
     }
 }
 
@@ -489,6 +556,131 @@ mod selector_tests {
         };
         assert!(by_name.matches("n", &labels));
         assert!(!by_name.matches("m", &labels));
+    }
+
+    /// A constraint must answer as the one term its parts concatenate into (the pod's
+    /// `nodeSelector` as `In` expressions first), for every node and every mix of parts.
+    #[test]
+    fn a_constraint_matches_as_its_concatenated_term() {
+        let terms = [
+            NodeSelectorTerm::default(),
+            NodeSelectorTerm {
+                match_expressions: vec![req("zone", "In", &["b", "c"])],
+                match_fields: vec![],
+            },
+            NodeSelectorTerm {
+                match_expressions: vec![req("disk", "NotIn", &["hdd"])],
+                match_fields: vec![req("metadata.name", "In", &["n1", "n3"])],
+            },
+            NodeSelectorTerm {
+                match_expressions: vec![
+                    req("cpus", "Gt", &["4"]),
+                    req("rack", "DoesNotExist", &[]),
+                ],
+                match_fields: vec![],
+            },
+        ];
+        let selectors: [BTreeMap<String, String>; 3] = [
+            BTreeMap::new(),
+            [("zone".to_string(), "b".to_string())].into(),
+            [
+                ("zone".to_string(), "c".to_string()),
+                ("disk".to_string(), "ssd".to_string()),
+            ]
+            .into(),
+        ];
+        let nodes: Vec<(&str, BTreeMap<String, String>)> = [
+            ("n1", vec![("zone", "b"), ("cpus", "8")]),
+            ("n2", vec![("zone", "c"), ("disk", "ssd"), ("cpus", "2")]),
+            ("n3", vec![("zone", "c"), ("disk", "ssd"), ("cpus", "16")]),
+            ("n4", vec![("zone", "d"), ("rack", "r1"), ("disk", "hdd")]),
+        ]
+        .into_iter()
+        .map(|(name, labels)| {
+            let labels = labels
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()));
+            (name, labels.collect())
+        })
+        .collect();
+        let mut checked = 0;
+        for selector in &selectors {
+            let parts: Vec<Vec<&NodeSelectorTerm>> = std::iter::once(vec![])
+                .chain(terms.iter().map(|t| vec![t]))
+                .chain(
+                    terms
+                        .iter()
+                        .flat_map(|a| terms.iter().map(move |b| vec![a, b])),
+                )
+                .collect();
+            for part in &parts {
+                let constraint = NodeConstraint {
+                    labels: selector,
+                    terms: part,
+                };
+                let concatenated = NodeSelectorTerm {
+                    match_expressions: selector
+                        .iter()
+                        .map(|(k, v)| req(k, "In", &[v]))
+                        .chain(part.iter().flat_map(|t| t.match_expressions.clone()))
+                        .collect(),
+                    match_fields: part.iter().flat_map(|t| t.match_fields.clone()).collect(),
+                };
+                for (name, labels) in &nodes {
+                    assert_eq!(
+                        constraint.matches(name, labels),
+                        concatenated.matches(name, labels),
+                        "{selector:?} {part:?} on {name}"
+                    );
+                    checked += 1;
+                }
+            }
+        }
+        assert_eq!(checked, 3 * (1 + 4 + 16) * 4);
+    }
+
+    #[test]
+    fn a_constraint_names_what_narrows_it() {
+        let by_zone = NodeSelectorTerm {
+            match_expressions: vec![req("disk", "Exists", &[]), req("zone", "In", &["b", "c"])],
+            match_fields: vec![],
+        };
+        let by_name = NodeSelectorTerm {
+            match_expressions: vec![],
+            match_fields: vec![req("metadata.name", "In", &["n1"])],
+        };
+        fn only<'a>(terms: &'a [&'a NodeSelectorTerm]) -> NodeConstraint<'a> {
+            NodeConstraint {
+                labels: &NO_LABELS,
+                terms,
+            }
+        }
+        let none = BTreeMap::new();
+        assert_eq!(only(&[&by_zone]).names(), None);
+        assert_eq!(
+            only(&[&by_zone]).label_values(),
+            Some(("zone", &["b".to_string(), "c".to_string()][..]))
+        );
+        assert_eq!(
+            only(&[&by_zone, &by_name]).names(),
+            Some(&["n1".to_string()][..])
+        );
+        let selector: BTreeMap<String, String> = [("disk".to_string(), "ssd".to_string())].into();
+        let with_selector = NodeConstraint {
+            labels: &selector,
+            terms: &[&by_zone],
+        };
+        assert_eq!(
+            with_selector.label_values(),
+            Some(("disk", &["ssd".to_string()][..])),
+            "a nodeSelector label narrows to one value"
+        );
+        assert_eq!(only(&[]).label_values(), None);
+        assert!(
+            !only(&[]).matches("n1", &selector),
+            "no requirement matches nothing"
+        );
+        assert!(NodeConstraint::term(&&by_name).matches("n1", &none));
     }
 
     #[test]

@@ -13,7 +13,7 @@
 
 use crate::cluster::ClusterView;
 use crate::model::{
-    NodeSelectorTerm, PersistentVolume, VolumeBindingMode, annotation_is_true, keys,
+    NodeConstraint, NodeSelectorTerm, PersistentVolume, VolumeBindingMode, annotation_is_true, keys,
 };
 use crate::policy::LocalVolumesConfig;
 use crate::rules::allowed_topologies::push_list;
@@ -47,7 +47,7 @@ pub fn check(
     if !terms.is_empty() {
         let mut reachable = false;
         for term in terms {
-            if view.any_node_matches_selector(term)? {
+            if view.any_node_satisfies(&NodeConstraint::term(&term))? {
                 reachable = true;
                 break;
             }

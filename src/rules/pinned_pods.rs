@@ -40,8 +40,8 @@ use jsonptr::Pointer;
 
 use crate::cluster::{ClusterView, Lookup};
 use crate::model::{
-    NodeSelectorRequirement, NodeSelectorTerm, PersistentVolume, Pod, StorageClass,
-    VolumeBindingMode, VolumeClaim,
+    NodeConstraint, NodeSelectorTerm, PersistentVolume, Pod, StorageClass, VolumeBindingMode,
+    VolumeClaim,
 };
 use crate::policy::{AdmitOrWarn, PinnedPodsAction, PinnedPodsConfig};
 use crate::rules::local_volumes::describe_term;
@@ -425,58 +425,38 @@ fn out_of_reach<'b>(
         .collect())
 }
 
-/// The pod's own node constraints as selector terms (ORed): its `nodeSelector` added to each
-/// required affinity term, or alone. Empty when the pod has no constraint at all.
-fn pod_terms(pod: &Pod) -> Vec<NodeSelectorTerm> {
-    let selector: Vec<NodeSelectorRequirement> = pod
-        .spec
-        .node_selector
-        .iter()
-        .map(|(key, value)| NodeSelectorRequirement {
-            key: key.clone(),
-            operator: "In".to_owned(),
-            values: vec![value.clone()],
-        })
-        .collect();
-    let required = pod.required_terms();
-    if required.is_empty() {
-        return if selector.is_empty() {
-            Vec::new()
-        } else {
-            vec![NodeSelectorTerm {
-                match_expressions: selector,
-                match_fields: Vec::new(),
-            }]
-        };
-    }
-    required
-        .iter()
-        .map(|t| NodeSelectorTerm {
-            match_expressions: selector
-                .iter()
-                .chain(&t.match_expressions)
-                .cloned()
-                .collect(),
-            match_fields: t.match_fields.clone(),
-        })
-        .collect()
-}
-
 /// Whether some current node satisfies both the pod's constraints and `pv`'s node affinity.
 /// When the pod's own constraints match no node, the volume is not to blame: `true`.
+///
+/// The pod's constraints are alternatives (ORed): its `nodeSelector` with each required
+/// affinity term, or the `nodeSelector` alone; none when it has neither. Each is checked as
+/// borrowed requirements (`NodeConstraint`), alone and with each of the volume's terms.
 fn schedulable_with(pod: &Pod, pv: &PersistentVolume, view: &dyn ClusterView) -> Lookup<bool> {
-    let own = pod_terms(pod);
-    if own.is_empty() {
-        for term in pv.node_selector_terms() {
-            if view.any_node_matches_selector(term)? {
+    let selector = &pod.spec.node_selector;
+    let required = pod.required_terms();
+    // The pod's alternatives: its nodeSelector with each required term, or alone (None).
+    let own = || {
+        required
+            .iter()
+            .map(Some)
+            .chain((required.is_empty() && !selector.is_empty()).then_some(None))
+    };
+    let theirs = pv.node_selector_terms();
+    if required.is_empty() && selector.is_empty() {
+        for term in theirs {
+            if view.any_node_satisfies(&NodeConstraint::term(&term))? {
                 return Ok(true);
             }
         }
         return Ok(false);
     }
     let mut own_satisfiable = false;
-    for term in &own {
-        if view.any_node_matches_selector(term)? {
+    for mine in own() {
+        let constraint = NodeConstraint {
+            labels: selector,
+            terms: mine.as_slice(),
+        };
+        if view.any_node_satisfies(&constraint)? {
             own_satisfiable = true;
             break;
         }
@@ -484,23 +464,21 @@ fn schedulable_with(pod: &Pod, pv: &PersistentVolume, view: &dyn ClusterView) ->
     if !own_satisfiable {
         return Ok(true);
     }
-    for mine in &own {
-        for theirs in pv.node_selector_terms() {
-            let both = NodeSelectorTerm {
-                match_expressions: mine
-                    .match_expressions
-                    .iter()
-                    .chain(&theirs.match_expressions)
-                    .cloned()
-                    .collect(),
-                match_fields: mine
-                    .match_fields
-                    .iter()
-                    .chain(&theirs.match_fields)
-                    .cloned()
-                    .collect(),
+    for mine in own() {
+        for term in theirs {
+            let pair;
+            let terms: &[&NodeSelectorTerm] = match mine {
+                Some(mine) => {
+                    pair = [mine, term];
+                    &pair
+                }
+                None => std::slice::from_ref(&term),
             };
-            if view.any_node_matches_selector(&both)? {
+            let both = NodeConstraint {
+                labels: selector,
+                terms,
+            };
+            if view.any_node_satisfies(&both)? {
                 return Ok(true);
             }
         }
