@@ -3,12 +3,13 @@
 # (h2load), against the release binary with the default policy and, in the same run, the
 # same binary with every rule off (the no-logic baseline). Every figure is reported next to
 # the baseline's: this machine is shared and noisy, so ratios are what compare across runs.
-# Each case runs ROUNDS times, rules and baseline alternating, so a slow spell of the machine
-# falls on both rather than on one side of the ratio.
+# Each case runs ROUNDS short rounds, rules and baseline back to back and taking turns to go
+# first, so a slow spell of the machine falls on both rather than on one side of the ratio
+# (rounds of a few seconds vary by ±10–20% here; the ratio of their means is what is read).
 # Both log JSON at `info`, as webhook-config/'s Deployment does (a patched or denied review
 # writes one line).
 #
-#   benches/load.sh                 # DURATION=5s ROUNDS=3 CONNECTIONS=32 THREADS=2 RATE=2000
+#   benches/load.sh                 # DURATION=3s ROUNDS=6 CONNECTIONS=32 THREADS=2 RATE=2000
 #   BIN=path/to/storage-admission benches/load.sh   # a binary already built
 #   ONLY=pods benches/load.sh       # only the reviews whose line in CASES contains "pods"
 #
@@ -19,8 +20,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-DURATION=${DURATION:-5s}
-ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-3s}
+ROUNDS=${ROUNDS:-6}
 CONNECTIONS=${CONNECTIONS:-32}
 THREADS=${THREADS:-2}
 RATE=${RATE:-2000}
@@ -122,10 +123,18 @@ for entry in "${CASES[@]}"; do
   file="tests/golden/$review/review.json"; [ -f "$review" ] && file=$review
   rm -f "$WORK"/h1-* "$WORK"/h2-* "$WORK"/h2log-*
   for round in $(seq "$ROUNDS"); do
-    for target in rules baseline; do
+    # Rules and baseline back to back for each protocol, the first of the pair changing each
+    # time (rules, baseline | baseline, rules, then the other way round): a machine that
+    # speeds up or slows down across a round favours neither side.
+    first=rules second=baseline
+    [ $((round % 2)) = 0 ] && first=baseline second=rules
+    for target in $first $second; do
       port=${PORTS[$target-$state]}
       REVIEW=$file wrk -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION" -s "$WORK/post.lua" \
         "https://127.0.0.1:$port/$hook" | tail -1 >>"$WORK/h1-$target"
+    done
+    for target in $second $first; do
+      port=${PORTS[$target-$state]}
       h2load -D "${DURATION%s}" -c "$CONNECTIONS" -m 10 -t "$THREADS" -d "$file" --log-file="$WORK/h2log-$target-$round" \
         -H 'content-type: application/json' "https://127.0.0.1:$port/$hook" >>"$WORK/h2-$target" 2>&1 || true
     done
