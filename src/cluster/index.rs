@@ -448,30 +448,31 @@ impl ClusterView for ClusterIndex {
     fn any_node_satisfies(&self, constraint: &NodeConstraint<'_>) -> Lookup<bool> {
         // Narrow to candidates by name or through the label index when the constraint names
         // nodes or requires label values; only one made solely of other operators needs a
-        // scan, and that stops at the first node that matches.
-        let candidates: Option<Vec<Arc<Node>>> = if let Some(names) = constraint.names() {
-            let mut nodes = Vec::new();
+        // scan, and that stops at the first node that matches. Candidates are looked at where
+        // the cache holds them, not copied out: this is asked per review of a pod beside a
+        // bound volume.
+        let matches = |node: &Node| constraint.matches(node.name(), node.labels());
+        if let Some(names) = constraint.names() {
             for name in names {
-                nodes.extend(self.nodes.get("", name)?);
+                if self.nodes.get("", name)?.is_some_and(|node| matches(&node)) {
+                    return Ok(true);
+                }
             }
-            Some(nodes)
-        } else if let Some((key, values)) = constraint.label_values() {
-            let mut nodes = Vec::new();
-            for value in values {
-                nodes.extend(self.nodes.by_index(&[LABEL, key, "=", value].concat())?);
-            }
-            Some(nodes)
-        } else {
-            None
-        };
-        match candidates {
-            Some(nodes) => Ok(nodes
-                .iter()
-                .any(|n| constraint.matches(n.name(), n.labels()))),
-            None => self.nodes.scan(|mut it| {
-                Iterator::any(&mut it, |n| constraint.matches(n.name(), n.labels()))
-            }),
+            return Ok(false);
         }
+        if let Some((key, values)) = constraint.label_values() {
+            for value in values {
+                let label = [LABEL, key, "=", value].concat();
+                if self.nodes.scan_index(&label, |mut it| {
+                    Iterator::any(&mut it, |node| matches(node))
+                })? {
+                    return Ok(true);
+                }
+            }
+            return Ok(false);
+        }
+        self.nodes
+            .scan(|mut it| Iterator::any(&mut it, |node| matches(node)))
     }
 
     fn pvcs_matching(
@@ -647,6 +648,37 @@ mod tests {
             {"key": "disk", "operator": "Exists"},
             {"key": "zone", "operator": "NotIn", "values": ["c"]}
         ]})));
+        // Narrowed candidates must still meet the rest; each value's are looked at.
+        assert!(!any(serde_json::json!({"matchExpressions": [
+            {"key": "zone", "operator": "In", "values": ["c"]},
+            {"key": "disk", "operator": "DoesNotExist"}
+        ]})));
+        assert!(any(serde_json::json!({"matchExpressions": [
+            {"key": "zone", "operator": "In", "values": ["b", "c"]},
+            {"key": "disk", "operator": "Exists"}
+        ]})));
+        // A pod's nodeSelector narrows too, and joins the terms' requirements.
+        let by_zone = term(
+            serde_json::json!({"matchExpressions": [{"key": "zone", "operator": "In", "values": ["b"]}]}),
+        );
+        let ssd: BTreeMap<String, String> = [("disk".to_string(), "ssd".to_string())].into();
+        let with_selector = |terms| NodeConstraint {
+            labels: &ssd,
+            terms,
+        };
+        assert!(index.any_node_satisfies(&with_selector(&[])).unwrap());
+        assert!(
+            !index
+                .any_node_satisfies(&with_selector(&[&by_zone]))
+                .unwrap()
+        );
+        // A cache that is not loaded has no answer.
+        let pending = ClusterIndex::new(SyncState::Pending("starting".into()));
+        assert!(
+            pending
+                .any_node_satisfies(&NodeConstraint::term(&&by_zone))
+                .is_err()
+        );
     }
 
     #[test]

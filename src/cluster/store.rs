@@ -155,13 +155,31 @@ impl<T: Cached> Store<T> {
     }
 
     fn lookup_index(inner: &Inner<T>, value: &str) -> Vec<Arc<T>> {
+        Self::indexed(inner, value).cloned().collect()
+    }
+
+    /// The objects whose index values include `value`, borrowed.
+    fn indexed<'i>(inner: &'i Inner<T>, value: &str) -> impl Iterator<Item = &'i Arc<T>> {
         inner
             .index
             .get(value)
             .into_iter()
             .flatten()
-            .filter_map(|(ns, name)| inner.objects.get(ns).and_then(|m| m.get(name)).cloned())
-            .collect()
+            .filter_map(|(ns, name)| inner.objects.get(ns).and_then(|m| m.get(name)))
+    }
+
+    /// Runs `f` over the objects whose index values include `value`, under the read lock:
+    /// for a question about them (is there one that…) that needs no copy of the list.
+    pub fn scan_index<R>(
+        &self,
+        value: &str,
+        f: impl FnOnce(&mut dyn Iterator<Item = &Arc<T>>) -> R,
+    ) -> Result<R, StateUnavailable> {
+        let inner = self.read();
+        if let Some(err) = Self::unavailable(&inner.state) {
+            return Err(err);
+        }
+        Ok(f(&mut Self::indexed(&inner, value)))
     }
 
     /// How many objects are filed under each index value starting with `prefix`, keyed by the
