@@ -14,7 +14,6 @@
 //! A cache that is not synced (or has no snapshot CRDs) answers "unavailable", not "missing",
 //! so it is never second-guessed here.
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex, PoisonError};
 
 use crate::cluster::fetch::{FetchFailure, Fetched};
@@ -127,7 +126,7 @@ impl ClusterView for Lookaside<'_> {
     fn node(&self, name: &str) -> Lookup<Option<Arc<Node>>> {
         self.base.node(name)
     }
-    fn node_label_values(&self, key: &str) -> Lookup<BTreeMap<String, usize>> {
+    fn node_label_values(&self, key: &str) -> Lookup<Vec<(String, usize)>> {
         self.base.node_label_values(key)
     }
     fn count_nodes_matching_topology(&self, term: &[TopologyRequirement]) -> Lookup<usize> {

@@ -13,7 +13,6 @@ pub mod state_file;
 mod store;
 pub mod watch;
 
-use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::Arc;
 
@@ -175,8 +174,9 @@ pub trait ClusterView: Send + Sync {
     fn pvc(&self, namespace: &str, name: &str) -> Lookup<Option<Arc<PersistentVolumeClaim>>>;
     fn pv(&self, name: &str) -> Lookup<Option<Arc<PersistentVolume>>>;
     fn node(&self, name: &str) -> Lookup<Option<Arc<Node>>>;
-    /// How many nodes carry each value of a label key: `{"cn-hangzhou-b": 3}`.
-    fn node_label_values(&self, key: &str) -> Lookup<BTreeMap<String, usize>>;
+    /// How many nodes carry each value of a label key, sorted by value:
+    /// `[("cn-hangzhou-b", 3)]`.
+    fn node_label_values(&self, key: &str) -> Lookup<Vec<(String, usize)>>;
     /// How many nodes satisfy every requirement (`key` in `values`) of one topology term.
     fn count_nodes_matching_topology(&self, term: &[TopologyRequirement]) -> Lookup<usize>;
     /// Whether any node satisfies a node constraint (a PV's node affinity term; a pod's own

@@ -191,7 +191,10 @@ impl<T: Cached> Store<T> {
         }
         Ok(inner
             .index
-            .range(prefix.to_owned()..)
+            .range::<str, _>((
+                std::ops::Bound::Included(prefix),
+                std::ops::Bound::Unbounded,
+            ))
             .take_while(|(k, _)| k.starts_with(prefix))
             .map(|(k, v)| (k[prefix.len()..].to_owned(), v.len()))
             .collect())

@@ -158,7 +158,7 @@ impl ClusterView for Recording<'_> {
         self.get(ResourceKind::Node, "", name);
         self.index.node(name)
     }
-    fn node_label_values(&self, key: &str) -> Lookup<BTreeMap<String, usize>> {
+    fn node_label_values(&self, key: &str) -> Lookup<Vec<(String, usize)>> {
         self.list(ResourceKind::Node);
         self.index.node_label_values(key)
     }

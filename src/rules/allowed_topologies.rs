@@ -47,7 +47,7 @@ pub fn check(
     let name = sc.metadata.display_name();
     // The message is written into one String, piece by piece: it is made for every such
     // class created, and a format! or join per piece was half the rule's cost.
-    let mut wanted = String::new();
+    let mut wanted = String::with_capacity(64);
     for (i, t) in terms.iter().enumerate() {
         if i > 0 {
             wanted.push_str(" or ");
@@ -95,7 +95,7 @@ pub fn check(
             message.push_str(key);
             message.push(' ');
         }
-        push_list(&mut message, values.keys());
+        push_list(&mut message, values.iter().map(|(value, _)| value));
     }
     if !absent.is_empty() {
         if present > 0 {
