@@ -615,7 +615,7 @@ mod tests {
         let any = |json| {
             let term = term(json);
             index
-                .any_node_satisfies(&NodeConstraint::term(&&term))
+                .any_node_satisfies(&NodeConstraint::term(&term))
                 .unwrap()
         };
         // Narrowed by the label index (`In`) or by name (`metadata.name`).
@@ -663,17 +663,21 @@ mod tests {
             labels: &ssd,
             terms,
         };
-        assert!(index.any_node_satisfies(&with_selector(&[])).unwrap());
+        assert!(
+            index
+                .any_node_satisfies(&with_selector([None, None]))
+                .unwrap()
+        );
         assert!(
             !index
-                .any_node_satisfies(&with_selector(&[&by_zone]))
+                .any_node_satisfies(&with_selector([Some(&by_zone), None]))
                 .unwrap()
         );
         // A cache that is not loaded has no answer.
         let pending = ClusterIndex::new(SyncState::Pending("starting".into()));
         assert!(
             pending
-                .any_node_satisfies(&NodeConstraint::term(&&by_zone))
+                .any_node_satisfies(&NodeConstraint::term(&by_zone))
                 .is_err()
         );
     }

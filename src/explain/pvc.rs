@@ -545,7 +545,7 @@ fn bound(
     }
     let mut reachable = terms.is_empty();
     for term in terms {
-        if view.any_node_satisfies(&NodeConstraint::term(&term))? {
+        if view.any_node_satisfies(&NodeConstraint::term(term))? {
             reachable = true;
             break;
         }

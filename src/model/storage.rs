@@ -439,26 +439,31 @@ impl NodeSelectorTerm {
 }
 
 /// Node requirements that must all hold, borrowed from where they are written: a pod's
-/// `nodeSelector` (each label an `In` of one value) and any number of selector terms (a pod's
+/// `nodeSelector` (each label an `In` of one value) and up to two selector terms (a pod's
 /// required term, a volume's). It is the one term these would concatenate into, without
 /// copying a key or a value: a pod checked against its bound volumes asks for it per pair of
 /// terms, on the request path.
 #[derive(Debug, Clone, Copy)]
 pub struct NodeConstraint<'a> {
+    /// A pod's `nodeSelector`; empty for none.
     pub labels: &'a BTreeMap<String, String>,
-    pub terms: &'a [&'a NodeSelectorTerm],
+    pub terms: [Option<&'a NodeSelectorTerm>; 2],
 }
 
 /// No labels, for constraints made of terms only.
 static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
 
 impl<'a> NodeConstraint<'a> {
-    /// One selector term alone (a reference to where the caller holds it).
-    pub fn term(term: &'a &'a NodeSelectorTerm) -> Self {
+    /// One selector term alone.
+    pub fn term(term: &'a NodeSelectorTerm) -> Self {
         Self {
             labels: &NO_LABELS,
-            terms: std::slice::from_ref(term),
+            terms: [Some(term), None],
         }
+    }
+
+    fn terms(&self) -> impl Iterator<Item = &'a NodeSelectorTerm> {
+        self.terms.into_iter().flatten()
     }
 
     /// As for the concatenated term: every requirement must hold, and a constraint without
@@ -466,21 +471,19 @@ impl<'a> NodeConstraint<'a> {
     pub fn matches(&self, node_name: &str, labels: &BTreeMap<String, String>) -> bool {
         let empty = self.labels.is_empty()
             && self
-                .terms
-                .iter()
+                .terms()
                 .all(|t| t.match_expressions.is_empty() && t.match_fields.is_empty());
         !empty
             && self
                 .labels
                 .iter()
                 .all(|(key, value)| labels.get(key) == Some(value))
-            && self.terms.iter().all(|t| t.holds(node_name, labels))
+            && self.terms().all(|t| t.holds(node_name, labels))
     }
 
     /// The node names a `metadata.name In` field allows, if one does.
     pub fn names(&self) -> Option<&'a [String]> {
-        self.terms
-            .iter()
+        self.terms()
             .flat_map(|t| &t.match_fields)
             .find(|f| f.key == "metadata.name" && f.operator == "In")
             .map(|f| f.values.as_slice())
@@ -492,8 +495,7 @@ impl<'a> NodeConstraint<'a> {
         if let Some((key, value)) = self.labels.iter().next() {
             return Some((key, std::slice::from_ref(value)));
         }
-        self.terms
-            .iter()
+        self.terms()
             .flat_map(|t| &t.match_expressions)
             .find(|e| e.operator == "In")
             .map(|e| (e.key.as_str(), e.values.as_slice()))
@@ -616,7 +618,7 @@ mod selector_tests {
             for part in &parts {
                 let constraint = NodeConstraint {
                     labels: selector,
-                    terms: part,
+                    terms: [part.first().copied(), part.get(1).copied()],
                 };
                 let concatenated = NodeSelectorTerm {
                     match_expressions: selector
@@ -649,10 +651,10 @@ mod selector_tests {
             match_expressions: vec![],
             match_fields: vec![req("metadata.name", "In", &["n1"])],
         };
-        fn only<'a>(terms: &'a [&'a NodeSelectorTerm]) -> NodeConstraint<'a> {
+        fn only<'a>(terms: &[&'a NodeSelectorTerm]) -> NodeConstraint<'a> {
             NodeConstraint {
                 labels: &NO_LABELS,
-                terms,
+                terms: [terms.first().copied(), terms.get(1).copied()],
             }
         }
         let none = BTreeMap::new();
@@ -668,7 +670,7 @@ mod selector_tests {
         let selector: BTreeMap<String, String> = [("disk".to_string(), "ssd".to_string())].into();
         let with_selector = NodeConstraint {
             labels: &selector,
-            terms: &[&by_zone],
+            terms: [Some(&by_zone), None],
         };
         assert_eq!(
             with_selector.label_values(),
@@ -680,7 +682,7 @@ mod selector_tests {
             !only(&[]).matches("n1", &selector),
             "no requirement matches nothing"
         );
-        assert!(NodeConstraint::term(&&by_name).matches("n1", &none));
+        assert!(NodeConstraint::term(&by_name).matches("n1", &none));
     }
 
     #[test]

@@ -47,7 +47,7 @@ pub fn check(
     if !terms.is_empty() {
         let mut reachable = false;
         for term in terms {
-            if view.any_node_satisfies(&NodeConstraint::term(&term))? {
+            if view.any_node_satisfies(&NodeConstraint::term(term))? {
                 reachable = true;
                 break;
             }

@@ -40,8 +40,7 @@ use jsonptr::Pointer;
 
 use crate::cluster::{ClusterView, Lookup};
 use crate::model::{
-    NodeConstraint, NodeSelectorTerm, PersistentVolume, Pod, StorageClass, VolumeBindingMode,
-    VolumeClaim,
+    NodeConstraint, PersistentVolume, Pod, StorageClass, VolumeBindingMode, VolumeClaim,
 };
 use crate::policy::{AdmitOrWarn, PinnedPodsAction, PinnedPodsConfig};
 use crate::rules::local_volumes::describe_term;
@@ -444,7 +443,7 @@ fn schedulable_with(pod: &Pod, pv: &PersistentVolume, view: &dyn ClusterView) ->
     let theirs = pv.node_selector_terms();
     if required.is_empty() && selector.is_empty() {
         for term in theirs {
-            if view.any_node_satisfies(&NodeConstraint::term(&term))? {
+            if view.any_node_satisfies(&NodeConstraint::term(term))? {
                 return Ok(true);
             }
         }
@@ -454,7 +453,7 @@ fn schedulable_with(pod: &Pod, pv: &PersistentVolume, view: &dyn ClusterView) ->
     for mine in own() {
         let constraint = NodeConstraint {
             labels: selector,
-            terms: mine.as_slice(),
+            terms: [mine, None],
         };
         if view.any_node_satisfies(&constraint)? {
             own_satisfiable = true;
@@ -466,17 +465,9 @@ fn schedulable_with(pod: &Pod, pv: &PersistentVolume, view: &dyn ClusterView) ->
     }
     for mine in own() {
         for term in theirs {
-            let pair;
-            let terms: &[&NodeSelectorTerm] = match mine {
-                Some(mine) => {
-                    pair = [mine, term];
-                    &pair
-                }
-                None => std::slice::from_ref(&term),
-            };
             let both = NodeConstraint {
                 labels: selector,
-                terms,
+                terms: [mine, Some(term)],
             };
             if view.any_node_satisfies(&both)? {
                 return Ok(true);
