@@ -3,9 +3,9 @@
 //!
 //! `serde_json` looks at a string one byte at a time. The texts here are mostly long plain
 //! prose (a warning is 150–300 bytes), so the scan goes sixteen bytes at a time, which the
-//! compiler turns into a few vector instructions. A patched review's response and log line together spent about 4,000 instructions in
-//! `serde_json`'s byte loop and the per-call set-up of the previous scanner
-//! (`benches/profile.sh`).
+//! compiler turns into a few vector instructions. A patched review's response and log line
+//! together spent about 4,000 instructions in `serde_json`'s byte loop and the per-call set-up
+//! of the previous scanner (`benches/profile.sh`).
 
 use std::fmt;
 

@@ -151,11 +151,7 @@ impl<T: Cached> Store<T> {
         if let Some(err) = Self::unavailable(&inner.state) {
             return Err(err);
         }
-        Ok(Self::lookup_index(&inner, value))
-    }
-
-    fn lookup_index(inner: &Inner<T>, value: &str) -> Vec<Arc<T>> {
-        Self::indexed(inner, value).cloned().collect()
+        Ok(Self::indexed(&inner, value).cloned().collect())
     }
 
     /// The objects whose index values include `value`, borrowed.
