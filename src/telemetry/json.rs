@@ -250,7 +250,7 @@ mod tests {
                 allowed = false,
                 ratio = 0.5,
                 warnings = ?warnings,
-                message = %message,
+                denial = %message,
                 "denied"
             );
         });

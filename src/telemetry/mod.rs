@@ -99,13 +99,48 @@ pub(crate) struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
 
 #[cfg(test)]
 impl Captured {
-    /// Each line, parsed as JSON (a line that is not fails the test).
+    /// Each line, parsed as JSON (a line that is not, or that repeats a key, fails the test:
+    /// readers differ on which of two equal keys wins, and strict ones refuse the line).
     pub fn lines(&self) -> Vec<serde_json::Value> {
         let bytes = self.0.lock().unwrap().clone();
         let text = String::from_utf8(bytes).unwrap();
         text.lines()
-            .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+            .map(|line| {
+                let Keys(keys) =
+                    serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}"));
+                let mut sorted = keys.clone();
+                sorted.sort();
+                sorted.dedup();
+                assert_eq!(sorted.len(), keys.len(), "a key repeated: {line}");
+                serde_json::from_str(line).unwrap()
+            })
             .collect()
+    }
+}
+
+/// A JSON object's keys, in order and with repeats: `serde_json::Value` keeps only the last
+/// of two equal keys.
+#[cfg(test)]
+struct Keys(Vec<String>);
+
+#[cfg(test)]
+impl<'de> serde::Deserialize<'de> for Keys {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = Keys;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Keys, A::Error> {
+                let mut keys = Vec::new();
+                while let Some((key, serde::de::IgnoredAny)) = map.next_entry::<String, _>()? {
+                    keys.push(key);
+                }
+                Ok(Keys(keys))
+            }
+        }
+        deserializer.deserialize_map(Visitor)
     }
 }
 
