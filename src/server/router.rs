@@ -120,7 +120,8 @@ async fn review_inner(
 ) -> Response {
     let reject = |status: StatusCode, reason: &'static str, message: String| {
         state.metrics.reject(webhook, reason);
-        tracing::warn!(webhook = webhook.as_str(), reason, %message, "rejected request");
+        // The text as `error`: a `message` field would repeat the line's message key.
+        tracing::warn!(webhook = webhook.as_str(), reason, error = %message, "rejected request");
         status_response(status, reason, &message)
     };
 
@@ -361,14 +362,17 @@ mod tests {
     use crate::cluster::state_file;
     use crate::telemetry::{Captured, JsonLines};
 
-    /// What the service answers to a review from the pods' cluster, and the lines it logs at
-    /// `info`, through the JSON formatter as deployed.
-    async fn logged(review: &str, hook: &str) -> (Value, Vec<Value>) {
+    /// What the service answers to a request with `content_type` and `body`, in the pods'
+    /// cluster, and the lines it logs at `info`, through the JSON formatter as deployed.
+    async fn logged_request(
+        hook: &str,
+        content_type: &str,
+        body: Vec<u8>,
+    ) -> (StatusCode, Value, Vec<Value>) {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let index = state_file::load(&root.join("tests/golden/pods/state.yaml"))
             .unwrap()
             .index;
-        let review = std::fs::read(root.join("tests/golden/pods").join(review)).unwrap();
         let log = Captured::default();
         let _default = tracing::subscriber::set_default(
             tracing_subscriber::fmt()
@@ -379,13 +383,22 @@ mod tests {
         );
         let app = router(AppState::new(Arc::new(index), Policy::builtin()));
         let request = axum::http::Request::post(hook)
-            .header("content-type", "application/json")
-            .body(Body::from(review))
+            .header("content-type", content_type)
+            .body(Body::from(body))
             .unwrap();
         let response = app.oneshot(request).await.unwrap();
-        assert_eq!(response.status(), StatusCode::OK);
+        let status = response.status();
         let bytes = response.into_body().collect().await.unwrap().to_bytes();
-        (serde_json::from_slice(&bytes).unwrap(), log.lines())
+        (status, serde_json::from_slice(&bytes).unwrap(), log.lines())
+    }
+
+    /// `logged_request` of a review of tests/golden/pods, answered 200.
+    async fn logged(review: &str, hook: &str) -> (Value, Vec<Value>) {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+        let review = std::fs::read(root.join("tests/golden/pods").join(review)).unwrap();
+        let (status, body, lines) = logged_request(hook, "application/json", review).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        (body, lines)
     }
 
     /// The one `info` line a patched review writes: what it names, and the response's warning
@@ -438,5 +451,19 @@ mod tests {
                 .contains("is pinned to node gs-node-b1"),
             "{line}"
         );
+    }
+
+    /// A request refused before review: a `warn` line naming the reason, with the text the
+    /// client read as `error`.
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_rejected_request_logs_its_reason_and_text() {
+        let (status, body, lines) = logged_request("/validate", "text/plain", b"{}".to_vec()).await;
+        assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+        let [line] = <[Value; 1]>::try_from(lines).expect("one line");
+        assert_eq!(line["level"], "WARN", "{line}");
+        assert_eq!(line["message"], "rejected request", "{line}");
+        assert_eq!(line["reason"], "content_type", "{line}");
+        assert_eq!(line["webhook"], "validate", "{line}");
+        assert_eq!(line["error"], body["message"], "{line}");
     }
 }
