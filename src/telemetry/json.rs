@@ -9,6 +9,7 @@
 
 use std::cell::RefCell;
 use std::fmt::{self, Write as _};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
@@ -67,7 +68,7 @@ thread_local! {
 fn render(line: &mut String, event: &Event<'_>) -> fmt::Result {
     let meta = event.metadata();
     line.push_str("{\"timestamp\":\"");
-    write_timestamp(line, std::time::SystemTime::now())?;
+    write_timestamp(line, SystemTime::now())?;
     line.push_str("\",\"level\":\"");
     line.push_str(meta.level().as_str());
     line.push('"');
@@ -151,29 +152,92 @@ fn write_string(out: &mut String, value: &str) -> fmt::Result {
     Ok(())
 }
 
-/// RFC 3339 in UTC with microseconds, as tracing-subscriber's default timer writes it.
-fn write_timestamp(out: &mut String, now: std::time::SystemTime) -> fmt::Result {
-    let t = time::OffsetDateTime::from(now);
-    let Ok(year @ 0..=9999) = u32::try_from(t.year()) else {
-        return write!(out, "{:04}", t.year());
+/// RFC 3339 in UTC with microseconds, as tracing-subscriber's default timer writes it. The
+/// text up to the second is made once a second per thread and copied for the lines after it:
+/// converting to a calendar date and writing nineteen digits was a tenth of the line's
+/// instructions.
+fn write_timestamp(out: &mut String, now: SystemTime) -> fmt::Result {
+    // Seconds since 1970 rounded down, and the nanoseconds past that second.
+    let (second, nanos) = match now.duration_since(UNIX_EPOCH) {
+        Ok(since) => (
+            i64::try_from(since.as_secs()).unwrap_or(i64::MAX),
+            since.subsec_nanos(),
+        ),
+        // A clock set before 1970.
+        Err(before) => {
+            let before = before.duration();
+            let whole = -i64::try_from(before.as_secs()).unwrap_or(i64::MAX);
+            match before.subsec_nanos() {
+                0 => (whole, 0),
+                nanos => (whole - 1, 1_000_000_000 - nanos),
+            }
+        }
     };
-    // Digit by digit: `{:02}` goes through the formatter's padding logic, for each of seven
-    // numbers, on every line.
-    push_digits(out, year, 4);
-    out.push('-');
-    push_digits(out, u8::from(t.month()).into(), 2);
-    out.push('-');
-    push_digits(out, t.day().into(), 2);
-    out.push('T');
-    push_digits(out, t.hour().into(), 2);
-    out.push(':');
-    push_digits(out, t.minute().into(), 2);
-    out.push(':');
-    push_digits(out, t.second().into(), 2);
-    out.push('.');
-    push_digits(out, t.microsecond(), 6);
+    SECOND.with_borrow_mut(|(made_for, text)| {
+        if *made_for != Some(second) {
+            text.clear();
+            write_second(text, second)?;
+            *made_for = Some(second);
+        }
+        out.push_str(text);
+        Ok(())
+    })?;
+    push_digits(out, nanos / 1000, 6);
     out.push('Z');
     Ok(())
+}
+
+thread_local! {
+    /// The second this thread last wrote a timestamp in, and its text up to the fraction
+    /// (`2026-12-03T16:40:29.`).
+    static SECOND: RefCell<(Option<i64>, String)> = const { RefCell::new((None, String::new())) };
+}
+
+/// The timestamp of a second since 1970 up to its fraction: `2026-12-03T16:40:29.`.
+fn write_second(out: &mut String, second: i64) -> fmt::Result {
+    let (year, month, day) = civil_from_days(second.div_euclid(86_400));
+    let of_day = second.rem_euclid(86_400) as u32; // in [0, 86400)
+    match u32::try_from(year) {
+        Ok(year @ 0..=9999) => push_digits(out, year, 4),
+        // RFC 3339 has four digits; a clock this far off still gets a readable year.
+        _ => write!(out, "{year:04}")?,
+    }
+    // Digit by digit: `{:02}` goes through the formatter's padding logic for each number.
+    out.push('-');
+    push_digits(out, month, 2);
+    out.push('-');
+    push_digits(out, day, 2);
+    out.push('T');
+    push_digits(out, of_day / 3600, 2);
+    out.push(':');
+    push_digits(out, of_day / 60 % 60, 2);
+    out.push(':');
+    push_digits(out, of_day % 60, 2);
+    out.push('.');
+    Ok(())
+}
+
+/// The proleptic Gregorian date (year, month, day) of a day counted from 1970-01-01, by
+/// Howard Hinnant's `civil_from_days`: exact for any day an `i64` second can name, where the
+/// `time` crate's conversion panics past the year 9999.
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    // Counted from 0000-03-01, in 400-year eras of 146,097 days, each year starting in March
+    // so that the leap day is the era year's last.
+    let shifted = days + 719_468;
+    let era = shifted.div_euclid(146_097);
+    let day_of_era = shifted.rem_euclid(146_097); // [0, 146096]
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_from_march = (5 * day_of_year + 2) / 153; // [0, 11]
+    let day = (day_of_year - (153 * month_from_march + 2) / 5 + 1) as u32; // [1, 31]
+    let month = if month_from_march < 10 {
+        month_from_march + 3
+    } else {
+        month_from_march - 9
+    } as u32;
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
 }
 
 /// `value` in decimal.
@@ -204,6 +268,8 @@ fn push_digits(out: &mut String, value: u32, width: u32) {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use serde_json::Value;
 
     use super::*;
@@ -297,14 +363,24 @@ mod tests {
 
     #[test]
     fn timestamps_are_rfc_3339_in_utc_with_microseconds() {
-        use std::time::{Duration, UNIX_EPOCH};
-        for since_epoch in [
-            Duration::ZERO,
-            Duration::new(951_782_400, 7_000), // 2000-02-29T00:00:00.000007Z
-            Duration::new(1_796_256_000 - 1, 999_999_999), // the last instant of 2026
-            Duration::new(4_102_444_800 + 59, 123_456_789),
-        ] {
-            let now = UNIX_EPOCH + since_epoch;
+        let epoch = |secs, nanos| UNIX_EPOCH + Duration::new(secs, nanos);
+        // In this order on one thread: the second's text is kept between lines, so a line in
+        // the same second, the next one, and one back in time (the clock stepped) each follow
+        // one that left something else behind.
+        let times = [
+            epoch(0, 0),
+            epoch(951_782_400, 7_000), // 2000-02-29T00:00:00.000007Z
+            epoch(951_782_400, 999_999_999),
+            epoch(951_782_401, 0),
+            epoch(951_782_400, 500_000),
+            epoch(1_796_256_000 - 1, 999_999_999), // the last instant of 2026
+            epoch(4_102_444_800 + 59, 123_456_789),
+            UNIX_EPOCH - Duration::new(1, 500_000_000), // a clock set before 1970
+            UNIX_EPOCH - Duration::new(62_135_596_800, 0), // 0001-01-01
+            epoch(253_402_300_799, 999_999_000),        // the last second of 9999
+            epoch(951_782_400, 7_000),
+        ];
+        for now in times {
             let t = time::OffsetDateTime::from(now);
             let mut ours = String::new();
             write_timestamp(&mut ours, now).unwrap();
@@ -320,9 +396,46 @@ mod tests {
             );
             assert_eq!(ours, expected);
         }
-        let mut leap = String::new();
-        write_timestamp(&mut leap, UNIX_EPOCH + Duration::new(951_782_400, 7_000)).unwrap();
-        assert_eq!(leap, "2000-02-29T00:00:00.000007Z");
+        for (now, expected) in [
+            (epoch(951_782_400, 7_000), "2000-02-29T00:00:00.000007Z"),
+            (
+                UNIX_EPOCH - Duration::new(1, 500_000_000),
+                "1969-12-31T23:59:58.500000Z",
+            ),
+            // Past what the `time` crate converts (it panics): still a clear timestamp.
+            (
+                epoch(253_402_300_800, 1_000),
+                "10000-01-01T00:00:00.000001Z",
+            ),
+        ] {
+            let mut ours = String::new();
+            write_timestamp(&mut ours, now).unwrap();
+            assert_eq!(ours, expected);
+        }
+    }
+
+    /// Every day from 1600 to 2500 (leap centuries, and 400-year eras on both sides of
+    /// 1970), as the `time` crate dates it.
+    #[test]
+    fn calendar_dates_agree_with_the_time_crate() {
+        let first = time::Date::from_calendar_date(1600, time::Month::January, 1).unwrap();
+        let days_before_1970 =
+            (time::Date::from_calendar_date(1970, time::Month::January, 1).unwrap() - first)
+                .whole_days();
+        let mut date = first;
+        for days in -days_before_1970..(-days_before_1970 + 900 * 366) {
+            let (year, month, day) = civil_from_days(days);
+            assert_eq!(
+                (year, month, day),
+                (
+                    i64::from(date.year()),
+                    u32::from(u8::from(date.month())),
+                    u32::from(date.day())
+                ),
+                "day {days}"
+            );
+            date = date.next_day().unwrap();
+        }
     }
 
     #[test]
