@@ -8,7 +8,7 @@ use super::verdict::{Denial, RuleReport, RuleStatus, Verdict};
 use crate::cluster::{ClusterView, ResourceKind};
 use crate::policy::Policy;
 use crate::rules::gate::append;
-use crate::rules::{Check, Object, Operation, Phase, RULES, Rule, gate};
+use crate::rules::{Check, Object, Operation, Phase, Rule, gate, table};
 
 /// Decides one review.
 pub fn decide(
@@ -30,11 +30,10 @@ pub fn decide(
     let namespace = req.namespace.as_deref();
     // Rules of this phase and kind, whatever the operation: the object is read (and refused
     // when unreadable) for any of them, and then judged by those that judge the operation.
-    let active: Vec<(&Rule, &Check)> = RULES
+    let active: Vec<(&Rule, &Check)> = table::judging(phase, kind)
         .iter()
-        .filter(|rule| rule.phases.contains(&phase))
-        .filter_map(|rule| Some((*rule, rule.check_for(kind)?)))
         .filter(|(rule, _)| gate::applies(rule, policy, &req.user_info, namespace))
+        .copied()
         .collect();
     if active.is_empty() {
         return verdict;

@@ -3,7 +3,10 @@
 //! one line here. The order is the order rules run in for the same object, and the order
 //! reports list them in.
 
+use std::sync::LazyLock;
+
 use super::pinned_pods;
+use super::{Check, Phase};
 use super::{
     Rule, allowed_topologies, binding_mode, default_snapshot_class, local_volumes, node_topology,
     restore_readiness, snapshot_class_defaults, snapshot_validation,
@@ -11,6 +14,7 @@ use super::{
 use super::{
     default_group_snapshot_class, group_snapshot_class_defaults, group_snapshot_validation,
 };
+use crate::cluster::ResourceKind;
 
 pub static RULES: &[&Rule] = &[
     &default_snapshot_class::RULE,
@@ -26,6 +30,32 @@ pub static RULES: &[&Rule] = &[
     &group_snapshot_class_defaults::RULE,
     &group_snapshot_validation::RULE,
 ];
+
+/// The rules that answer in `phase` and judge `kind`, each with its check of that kind, in
+/// table order. Built once: the webhook asks for every review, and searching the table each
+/// time (a dozen rules, their phases and their kinds) cost more instructions than the rule
+/// that then ran.
+pub fn judging(phase: Phase, kind: ResourceKind) -> &'static [(&'static Rule, &'static Check)] {
+    const KINDS: usize = ResourceKind::ALL.len();
+    const PHASES: [Phase; 2] = [Phase::Mutating, Phase::Validating];
+    type Dispatch = [Vec<(&'static Rule, &'static Check)>; 2 * KINDS];
+    static DISPATCH: LazyLock<Dispatch> = LazyLock::new(|| {
+        std::array::from_fn(|slot| {
+            let (phase, kind) = (PHASES[slot / KINDS], ResourceKind::ALL[slot % KINDS]);
+            RULES
+                .iter()
+                .filter(|rule| rule.phases.contains(&phase))
+                .filter_map(|rule| Some((*rule, rule.check_for(kind)?)))
+                .collect()
+        })
+    });
+    // `ALL` lists the kinds in declaration order (a test checks), so a kind is its own index.
+    let phase = match phase {
+        Phase::Mutating => 0,
+        Phase::Validating => 1,
+    };
+    &DISPATCH[phase * KINDS + kind as usize]
+}
 
 /// The rule named `name` (`restore-readiness`).
 pub fn find(name: &str) -> Option<&'static Rule> {
@@ -59,6 +89,34 @@ mod tests {
                 rule.id
             );
         }
+    }
+
+    #[test]
+    fn the_dispatch_holds_the_rules_of_each_phase_and_kind_in_table_order() {
+        for (i, kind) in ResourceKind::ALL.into_iter().enumerate() {
+            assert_eq!(kind as usize, i, "{kind:?}");
+        }
+        let mut judged = 0;
+        for phase in [Phase::Mutating, Phase::Validating] {
+            for kind in ResourceKind::ALL {
+                let expected: Vec<_> = RULES
+                    .iter()
+                    .filter(|rule| rule.phases.contains(&phase))
+                    .filter_map(|rule| Some((rule.id, rule.check_for(kind)?.kind())))
+                    .collect();
+                let got: Vec<_> = judging(phase, kind)
+                    .iter()
+                    .map(|(rule, check)| (rule.id, check.kind()))
+                    .collect();
+                assert_eq!(got, expected, "{phase:?} {kind:?}");
+                judged += got.len();
+            }
+        }
+        let checks: usize = RULES.iter().map(|r| r.checks.len() * r.phases.len()).sum();
+        assert_eq!(
+            judged, checks,
+            "every check of every rule, in each of its phases"
+        );
     }
 
     #[test]
