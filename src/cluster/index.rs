@@ -842,6 +842,35 @@ mod tests {
     }
 
     #[test]
+    fn an_index_lookup_reads_each_object_as_last_written() {
+        let index = ClusterIndex::new(SyncState::Synced);
+        let class = |name: &str, driver: &str| snapshot_class(name).driver(driver);
+        let defaults = |driver| -> Vec<(String, bool)> {
+            index
+                .snapshot_classes_for_driver(driver)
+                .unwrap()
+                .iter()
+                .map(|c| (c.metadata.name.clone(), c.is_default()))
+                .collect()
+        };
+        index.snapshot_classes.apply(class("a", "d1"));
+        index.snapshot_classes.apply(class("b", "d1"));
+        // The same index value, new content: the lookup sees the new object, once.
+        index
+            .snapshot_classes
+            .apply(class("a", "d1").default_class());
+        assert_eq!(defaults("d1"), [("a".into(), true), ("b".into(), false)]);
+        // Moved to another value: gone from the old one.
+        index
+            .snapshot_classes
+            .apply(class("b", "d2").default_class());
+        assert_eq!(defaults("d1"), [("a".into(), true)]);
+        assert_eq!(defaults("d2"), [("b".into(), true)]);
+        index.snapshot_classes.delete("", "a");
+        assert!(defaults("d1").is_empty());
+    }
+
+    #[test]
     fn group_snapshot_classes_are_found_by_name_and_by_driver() {
         use crate::testing::group_snapshot_class;
         let index = ClusterIndex::new(SyncState::Synced);

@@ -36,6 +36,9 @@ pub enum SyncState {
 /// (namespace, name); the namespace is empty for cluster-scoped objects.
 pub type ObjectKey = (String, String);
 
+/// The objects filed under one index value, by key.
+type Filed<T> = BTreeMap<ObjectKey, Arc<T>>;
+
 /// The maps behind every lookup of the request path. foldhash rather than std's SipHash:
 /// a lookup hashes the namespace and the name, a few lookups per review, and SipHash was a
 /// percent of a review's instructions. Still seeded per process, so names chosen to collide
@@ -46,8 +49,10 @@ struct Inner<T> {
     state: SyncState,
     /// namespace → name → object; nested so lookups by `&str` need no allocation.
     objects: Map<String, Map<String, Arc<T>>>,
-    /// index value → set of (namespace, name).
-    index: BTreeMap<String, BTreeSet<ObjectKey>>,
+    /// index value → (namespace, name) → object. The object is held here as well as in
+    /// `objects` (one more reference, not a copy), so a lookup by index reads it in place
+    /// instead of hashing its namespace and name again.
+    index: BTreeMap<String, Filed<T>>,
     len: usize,
 }
 
@@ -160,8 +165,7 @@ impl<T: Cached> Store<T> {
             .index
             .get(value)
             .into_iter()
-            .flatten()
-            .filter_map(|(ns, name)| inner.objects.get(ns).and_then(|m| m.get(name)))
+            .flat_map(BTreeMap::values)
     }
 
     /// Runs `f` over the objects whose index values include `value`, under the read lock:
@@ -205,7 +209,7 @@ impl<T: Cached> Store<T> {
         if let Some(err) = Self::unavailable(&inner.state) {
             return Err(err);
         }
-        let sets = |values: &[String]| -> Vec<&BTreeSet<ObjectKey>> {
+        let sets = |values: &[String]| -> Vec<&Filed<T>> {
             let mut unique: Vec<&String> = values.iter().collect();
             unique.sort();
             unique.dedup();
@@ -214,8 +218,8 @@ impl<T: Cached> Store<T> {
                 .filter_map(|v| inner.index.get(v))
                 .collect()
         };
-        let groups: Vec<Vec<&BTreeSet<ObjectKey>>> = groups.iter().map(|g| sets(g)).collect();
-        let size = |g: &Vec<&BTreeSet<ObjectKey>>| g.iter().map(|s| s.len()).sum::<usize>();
+        let groups: Vec<Vec<&Filed<T>>> = groups.iter().map(|g| sets(g)).collect();
+        let size = |g: &Vec<&Filed<T>>| g.iter().map(|s| s.len()).sum::<usize>();
         match groups.len() {
             0 => Ok(inner.len),
             // An object has one value per index key, so one group's sets are disjoint.
@@ -226,14 +230,14 @@ impl<T: Cached> Store<T> {
                     return Ok(0);
                 };
                 let candidates: BTreeSet<&ObjectKey> =
-                    groups[smallest].iter().flat_map(|s| s.iter()).collect();
+                    groups[smallest].iter().flat_map(|s| s.keys()).collect();
                 Ok(candidates
                     .into_iter()
                     .filter(|key| {
                         groups
                             .iter()
                             .enumerate()
-                            .all(|(i, g)| i == smallest || g.iter().any(|s| s.contains(*key)))
+                            .all(|(i, g)| i == smallest || g.iter().any(|s| s.contains_key(*key)))
                     })
                     .count())
             }
@@ -258,7 +262,7 @@ impl<T: Cached> Store<T> {
         let Some(objects) = inner.objects.get(namespace) else {
             return Ok(Vec::new());
         };
-        let group_sets = |values: &Vec<String>| -> Vec<&BTreeSet<ObjectKey>> {
+        let group_sets = |values: &Vec<String>| -> Vec<&Filed<T>> {
             values.iter().filter_map(|v| inner.index.get(v)).collect()
         };
         let smallest = groups
@@ -268,10 +272,12 @@ impl<T: Cached> Store<T> {
         let mut found: Vec<Arc<T>> = match smallest {
             None => objects.values().filter(|o| keep(o)).cloned().collect(),
             Some(sets) => {
-                let keys: BTreeSet<&ObjectKey> = sets.into_iter().flatten().collect();
-                keys.into_iter()
-                    .filter(|(ns, _)| ns == namespace)
-                    .filter_map(|(_, name)| objects.get(name))
+                // An object filed under two of the group's values is found once.
+                let filed: BTreeMap<&ObjectKey, &Arc<T>> = sets.into_iter().flatten().collect();
+                filed
+                    .into_iter()
+                    .filter(|((ns, _), _)| ns == namespace)
+                    .map(|(_, object)| object)
                     .filter(|o| keep(o))
                     .cloned()
                     .collect()
@@ -342,7 +348,7 @@ impl<T: Cached> Store<T> {
                 .index
                 .entry(value)
                 .or_default()
-                .insert((ns.clone(), name.clone()));
+                .insert((ns.clone(), name.clone()), obj.clone());
         }
         inner.objects.entry(ns).or_default().insert(name, obj);
         inner.len += 1;
