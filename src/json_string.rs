@@ -71,6 +71,11 @@ const NEEDS_ESCAPE: [bool; 256] = {
     table
 };
 
+/// Whether any character of `value` is escaped in a JSON string.
+pub fn needs_escaping(value: &str) -> bool {
+    plain_prefix(value.as_bytes()) < value.len()
+}
+
 /// How many leading bytes need no escaping.
 fn plain_prefix(bytes: &[u8]) -> usize {
     let Some(last) = bytes.last_chunk::<16>() else {
