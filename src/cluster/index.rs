@@ -14,7 +14,6 @@ use crate::model::{
     TopologyRequirement, VolumeSnapshot, VolumeSnapshotClass, VolumeSnapshotContent,
 };
 
-const DRIVER: &str = "driver=";
 const DEFAULT: &str = "default";
 const LABEL: &str = "label:";
 /// A claim's label in its namespace: `label:ns/key=value`.
@@ -44,8 +43,10 @@ impl Cached for VolumeSnapshotClass {
     fn key(&self) -> (&str, &str) {
         ("", &self.metadata.name)
     }
+    /// The driver's name as it is: the class stores have no other index, and a lookup, one
+    /// for every snapshot created without a class, then needs no key built for it.
     fn index_values(&self) -> Vec<String> {
-        vec![format!("{DRIVER}{}", self.driver)]
+        vec![self.driver.clone()]
     }
 }
 
@@ -162,8 +163,9 @@ impl Cached for VolumeGroupSnapshotClass {
     fn key(&self) -> (&str, &str) {
         ("", &self.metadata.name)
     }
+    /// The driver's name as it is, as for VolumeSnapshotClass.
     fn index_values(&self) -> Vec<String> {
-        vec![format!("{DRIVER}{}", self.driver)]
+        vec![self.driver.clone()]
     }
 }
 
@@ -389,7 +391,7 @@ impl ClusterView for ClusterIndex {
         // Index keys are concatenated, not format!ted, here and below: format! starts a short
         // string with no capacity and grows it several times (1.5k instructions a key, on the
         // request path).
-        let mut classes = self.snapshot_classes.by_index(&[DRIVER, driver].concat())?;
+        let mut classes = self.snapshot_classes.by_index(driver)?;
         classes.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
         Ok(classes)
     }
@@ -506,9 +508,7 @@ impl ClusterView for ClusterIndex {
         &self,
         driver: &str,
     ) -> Lookup<Vec<Arc<VolumeGroupSnapshotClass>>> {
-        let mut classes = self
-            .group_snapshot_classes
-            .by_index(&[DRIVER, driver].concat())?;
+        let mut classes = self.group_snapshot_classes.by_index(driver)?;
         classes.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
         Ok(classes)
     }
