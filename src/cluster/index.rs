@@ -388,9 +388,6 @@ impl ClusterView for ClusterIndex {
     }
 
     fn snapshot_classes_for_driver(&self, driver: &str) -> Lookup<Vec<Arc<VolumeSnapshotClass>>> {
-        // Index keys are concatenated, not format!ted, here and below: format! starts a short
-        // string with no capacity and grows it several times (1.5k instructions a key, on the
-        // request path).
         let mut classes = self.snapshot_classes.by_index(driver)?;
         classes.sort_by(|a, b| a.metadata.name.cmp(&b.metadata.name));
         Ok(classes)
@@ -427,7 +424,9 @@ impl ClusterView for ClusterIndex {
     }
 
     fn node_label_values(&self, key: &str) -> Lookup<Vec<(String, usize)>> {
-        // The index is ordered: its counts come sorted by value.
+        // The index is ordered: its counts come sorted by value. Index keys are concatenated,
+        // not format!ted, here and below: format! starts a short string with no capacity and
+        // grows it several times (1.5k instructions a key, on the request path).
         self.nodes.index_counts(&[LABEL, key, "="].concat())
     }
 

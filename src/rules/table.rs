@@ -6,10 +6,9 @@
 use std::sync::LazyLock;
 
 use super::pinned_pods;
-use super::{Check, Phase};
 use super::{
-    Rule, allowed_topologies, binding_mode, default_snapshot_class, local_volumes, node_topology,
-    restore_readiness, snapshot_class_defaults, snapshot_validation,
+    Check, Phase, Rule, allowed_topologies, binding_mode, default_snapshot_class, local_volumes,
+    node_topology, restore_readiness, snapshot_class_defaults, snapshot_validation,
 };
 use super::{
     default_group_snapshot_class, group_snapshot_class_defaults, group_snapshot_validation,
@@ -37,8 +36,7 @@ pub static RULES: &[&Rule] = &[
 /// that then ran.
 pub fn judging(phase: Phase, kind: ResourceKind) -> &'static [(&'static Rule, &'static Check)] {
     const KINDS: usize = ResourceKind::ALL.len();
-    const PHASES: [Phase; 2] = [Phase::Mutating, Phase::Validating];
-    type Dispatch = [Vec<(&'static Rule, &'static Check)>; 2 * KINDS];
+    type Dispatch = [Vec<(&'static Rule, &'static Check)>; PHASES.len() * KINDS];
     static DISPATCH: LazyLock<Dispatch> = LazyLock::new(|| {
         std::array::from_fn(|slot| {
             let (phase, kind) = (PHASES[slot / KINDS], ResourceKind::ALL[slot % KINDS]);
@@ -49,13 +47,18 @@ pub fn judging(phase: Phase, kind: ResourceKind) -> &'static [(&'static Rule, &'
                 .collect()
         })
     });
-    // `ALL` lists the kinds in declaration order (a test checks), so a kind is its own index.
-    let phase = match phase {
-        Phase::Mutating => 0,
-        Phase::Validating => 1,
-    };
-    &DISPATCH[phase * KINDS + kind as usize]
+    // `PHASES` and `ALL` list phases and kinds in declaration order (a test checks), so each
+    // is its own index.
+    &DISPATCH[phase as usize * KINDS + kind as usize]
 }
+
+/// Every phase, in declaration order.
+const PHASES: [Phase; 2] = [Phase::Mutating, Phase::Validating];
+
+/// A phase added to the enum stops this match compiling: add it here and to `PHASES`.
+const _: fn(Phase) = |phase| match phase {
+    Phase::Mutating | Phase::Validating => {}
+};
 
 /// The rule named `name` (`restore-readiness`).
 pub fn find(name: &str) -> Option<&'static Rule> {
@@ -96,8 +99,11 @@ mod tests {
         for (i, kind) in ResourceKind::ALL.into_iter().enumerate() {
             assert_eq!(kind as usize, i, "{kind:?}");
         }
+        for (i, phase) in PHASES.into_iter().enumerate() {
+            assert_eq!(phase as usize, i, "{phase:?}");
+        }
         let mut judged = 0;
-        for phase in [Phase::Mutating, Phase::Validating] {
+        for phase in PHASES {
             for kind in ResourceKind::ALL {
                 let expected: Vec<_> = RULES
                     .iter()
