@@ -74,7 +74,7 @@ fn render(line: &mut String, event: &Event<'_>) -> fmt::Result {
     line.push('"');
     let mut fields = Fields {
         out: line,
-        plain_names: plain_names(meta),
+        names: names(meta),
         result: Ok(()),
     };
     event.record(&mut fields);
@@ -85,45 +85,67 @@ fn render(line: &mut String, event: &Event<'_>) -> fmt::Result {
     Ok(())
 }
 
-/// Whether every field name of an event's callsite needs no escaping (tracing accepts any
-/// string literal as a name, but names are nearly always identifiers). Asked once per event,
-/// not once per field: a review line has ten names, and escaping each cost about a tenth of
-/// the line's instructions. A callsite's names never change, so the answer is kept per
-/// thread, for the first callsites seen: a handful log anything at all.
-fn plain_names(meta: &'static Metadata<'static>) -> bool {
+/// What the formatter needs to know of a callsite's field names, worked out once per callsite
+/// (its names never change) and kept per thread for the first callsites seen: a handful log
+/// anything at all.
+#[derive(Clone, Copy)]
+struct Names {
+    /// No name needs escaping (tracing accepts any string literal as a name, but names are
+    /// nearly always identifiers). Asked per name, escaping cost about a tenth of a review
+    /// line's instructions: a line has ten names.
+    plain: bool,
+    /// The fields (a bit per index) whose name a later field of the callsite repeats. They are
+    /// left out, so the last value (in the callsite's order, where a format string's message
+    /// comes first) wins, as it does for the readers that accept a repeated key (serde_json,
+    /// jq): strict ones (Elasticsearch's) refuse the whole line. tracing-subscriber's own JSON
+    /// writes every one.
+    shadowed: u64,
+}
+
+fn names(meta: &'static Metadata<'static>) -> Names {
     const KEPT: usize = 32;
-    let work_out = || meta.fields().iter().all(|f| !needs_escaping(f.name()));
-    PLAIN_NAMES.with_borrow_mut(|kept| {
-        if let Some((_, plain)) = kept.iter().find(|(seen, _)| std::ptr::eq(*seen, meta)) {
-            return *plain;
+    let work_out = || {
+        let fields: Vec<&str> = meta.fields().iter().map(|f| f.name()).collect();
+        let shadowed = fields
+            .iter()
+            .enumerate()
+            .filter(|&(i, name)| i < 64 && fields[i + 1..].contains(name))
+            .fold(0, |bits, (i, _)| bits | 1 << i);
+        Names {
+            plain: fields.iter().all(|name| !needs_escaping(name)),
+            shadowed,
         }
-        let plain = work_out();
+    };
+    NAMES.with_borrow_mut(|kept| {
+        if let Some((_, names)) = kept.iter().find(|(seen, _)| std::ptr::eq(*seen, meta)) {
+            return *names;
+        }
+        let names = work_out();
         if kept.len() < KEPT {
-            kept.push((meta, plain));
+            kept.push((meta, names));
         }
-        plain
+        names
     })
 }
 
 thread_local! {
-    /// Callsites seen on this thread, by their metadata (one `static` per callsite), and
-    /// whether all their field names are plain.
-    static PLAIN_NAMES: RefCell<Vec<(&'static Metadata<'static>, bool)>> =
+    /// Callsites seen on this thread, by their metadata (one `static` per callsite).
+    static NAMES: RefCell<Vec<(&'static Metadata<'static>, Names)>> =
         const { RefCell::new(Vec::new()) };
 }
 
 /// Writes each field as `,"name":value`.
 struct Fields<'a> {
     out: &'a mut String,
-    /// No field name of the event needs escaping.
-    plain_names: bool,
+    names: Names,
     result: fmt::Result,
 }
 
 impl Fields<'_> {
     fn put(&mut self, field: &Field, value: impl FnOnce(&mut String) -> fmt::Result) {
-        if self.result.is_ok() {
-            if self.plain_names {
+        let shadowed = field.index() < 64 && self.names.shadowed & 1 << field.index() != 0;
+        if self.result.is_ok() && !shadowed {
+            if self.names.plain {
                 self.out.push_str(",\"");
                 self.out.push_str(field.name());
                 self.out.push_str("\":");
@@ -405,6 +427,30 @@ mod tests {
         assert_eq!(ours["dotted.name"], "d");
         assert_eq!(ours["ünï"], true);
         assert_eq!(ours["plain_name"], "p");
+    }
+
+    #[test]
+    fn a_name_given_twice_is_written_once_with_the_last_value() {
+        // tracing-subscriber's JSON writes both keys here; ours writes the last one.
+        let ours = Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .event_format(JsonLines)
+            .with_writer(ours.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(
+                message = "the field",
+                count = 1u64,
+                count = 2u64,
+                "the format"
+            )
+        });
+        // `lines` fails on a repeated key.
+        let [line] = <[Value; 1]>::try_from(ours.lines()).expect("one line");
+        // tracing lists a format string's message before the other fields: the field is last.
+        assert_eq!(line["message"], "the field");
+        assert_eq!(line["count"], 2);
+        assert_eq!(line["level"], "INFO");
     }
 
     #[test]
