@@ -55,7 +55,12 @@ pub struct LogGuard(#[allow(dead_code)] Option<WriterGuard>);
 
 /// Installs the global subscriber; logs go to stderr so `review -o json` output stays clean.
 pub fn init(format: LogFormat) -> LogGuard {
-    match writer::spawn(std::io::stderr(), Batching::DEFAULT) {
+    init_with(format, writer::spawn(std::io::stderr(), Batching::DEFAULT))
+}
+
+/// `init` with the writer thread as started (or not).
+fn init_with(format: LogFormat, started: std::io::Result<(LineWriter, WriterGuard)>) -> LogGuard {
+    match started {
         Ok((writer, guard)) => {
             let installed = install(format, writer.clone());
             if installed {
@@ -90,6 +95,30 @@ where
         LogFormat::Json => builder.event_format(json::JsonLines).try_init(),
     }
     .is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Out of threads at startup: the process still logs (straight to stderr), with no writer
+    /// to count drops for and no guard to wait on. (Sets the process's global subscriber:
+    /// nextest runs each test in a process of its own.)
+    #[test]
+    fn without_a_writer_thread_the_log_is_written_from_the_caller() {
+        let guard = init_with(
+            LogFormat::Json,
+            Err(std::io::Error::other("cannot start a thread")),
+        );
+        assert!(guard.0.is_none());
+        assert!(
+            tracing::dispatcher::has_been_set(),
+            "a subscriber is installed"
+        );
+        assert!(INSTALLED.get().is_none());
+        assert_eq!(dropped_lines(), 0);
+        tracing::info!("logged without the writer");
+    }
 }
 
 /// What a subscriber wrote, for tests: the writer to give it, and its lines read back.
