@@ -5,7 +5,8 @@
 //! denied review writes, that was a sixth of the whole review's instructions
 //! (`benches/profile.sh`). This formatter writes the same document — `timestamp`, `level`,
 //! the event's fields (`message` among them) flattened, `target` — field by field into the
-//! writer, escaping as it goes: no map, no intermediate strings.
+//! writer, escaping as it goes: no map, no intermediate strings. One difference: a name an
+//! event gives twice is written once (see `Names::shadowed`).
 
 use std::cell::RefCell;
 use std::fmt::{self, Write as _};
@@ -102,6 +103,15 @@ struct Names {
     shadowed: u64,
 }
 
+impl Names {
+    fn shadows(&self, field: &Field) -> bool {
+        field.index() < SHADOWED_BITS && self.shadowed & 1 << field.index() != 0
+    }
+}
+
+/// How many fields `Names::shadowed` can mark: more than tracing lets a callsite declare.
+const SHADOWED_BITS: usize = u64::BITS as usize;
+
 fn names(meta: &'static Metadata<'static>) -> Names {
     const KEPT: usize = 32;
     let work_out = || {
@@ -109,7 +119,7 @@ fn names(meta: &'static Metadata<'static>) -> Names {
         let shadowed = fields
             .iter()
             .enumerate()
-            .filter(|&(i, name)| i < 64 && fields[i + 1..].contains(name))
+            .filter(|&(i, name)| i < SHADOWED_BITS && fields[i + 1..].contains(name))
             .fold(0, |bits, (i, _)| bits | 1 << i);
         Names {
             plain: fields.iter().all(|name| !needs_escaping(name)),
@@ -143,8 +153,7 @@ struct Fields<'a> {
 
 impl Fields<'_> {
     fn put(&mut self, field: &Field, value: impl FnOnce(&mut String) -> fmt::Result) {
-        let shadowed = field.index() < 64 && self.names.shadowed & 1 << field.index() != 0;
-        if self.result.is_ok() && !shadowed {
+        if self.result.is_ok() && !self.names.shadows(field) {
             if self.names.plain {
                 self.out.push_str(",\"");
                 self.out.push_str(field.name());
