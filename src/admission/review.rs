@@ -3,7 +3,6 @@
 
 use std::fmt;
 
-use base64::Engine as _;
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer};
 use serde_json::value::RawValue;
@@ -478,7 +477,7 @@ pub fn encode(api_version: &str, uid: &str, verdict: &Verdict) -> Vec<u8> {
     if let Some(json) = patch {
         // The API server rejects a JSON array here: the patch is base64 of its JSON.
         body.push_str(",\"patchType\":\"JSONPatch\",\"patch\":\"");
-        base64::engine::general_purpose::STANDARD.encode_string(&json, &mut body);
+        base64_simd::STANDARD.encode_append(json.as_bytes(), &mut body);
         body.push('"');
     }
     if !verdict.warnings.is_empty() {
@@ -502,6 +501,8 @@ const PATCH_OP_BYTES: usize = 128;
 
 #[cfg(test)]
 mod tests {
+    use base64::Engine as _;
+
     use super::*;
 
     #[test]
@@ -639,6 +640,31 @@ mod tests {
         );
         assert_eq!(out["response"]["uid"], "u1");
         assert_eq!(out["response"]["warnings"], serde_json::json!(["w"]));
+    }
+
+    /// The vectorised encoder works in blocks (12, 24, 32 bytes of input, by instruction set)
+    /// with a scalar tail: patches of every length across several blocks, each a byte longer
+    /// than the last, encode exactly as the reference encoder does, padding included.
+    #[test]
+    fn patches_of_every_length_encode_as_standard_base64() {
+        for len in 0..200 {
+            let verdict = Verdict {
+                patch: vec![crate::rules::patch::add(
+                    crate::rules::patch::pointer(["spec", "x"]),
+                    serde_json::json!("y".repeat(len)),
+                )],
+                ..Verdict::allow()
+            };
+            let patch_json = serde_json::to_vec(&verdict.patch).unwrap();
+            let out: serde_json::Value =
+                serde_json::from_slice(&encode(API_VERSION, "u", &verdict)).unwrap();
+            assert_eq!(
+                out["response"]["patch"],
+                base64::engine::general_purpose::STANDARD.encode(&patch_json),
+                "a patch of {} bytes",
+                patch_json.len()
+            );
+        }
     }
 
     #[test]
