@@ -54,7 +54,8 @@ const REQUIRED: &str = "requiredDuringSchedulingIgnoredDuringExecution";
 #[derive(Debug)]
 struct Waiting {
     claim: String,
-    class: String,
+    /// Shared with the cache: copying the name out cost an allocation per claim.
+    class: Arc<StorageClass>,
 }
 
 /// A claim of the pod bound to a volume with node affinity.
@@ -164,20 +165,30 @@ fn judge(
     match input.phase {
         Phase::Mutating => Ok(
             if cfg.mode == PinnedPodsAction::Mutate && !waiting.is_empty() && conflicts.is_empty() {
-                // Concatenated, not format!ted: every pinned pod with a waiting claim pays
-                // for this note, and format! grows its String from a guess several times.
-                let note = [
+                // Pushed into one String sized up front, not format!ted: every pinned pod with
+                // a waiting claim pays for this note, and format! grows its String from a guess
+                // several times (a `concat` of the parts needed the claims described first, in
+                // a String of their own).
+                const PARTS: [&str; 5] = [
                     "Pod ",
-                    name,
                     ": spec.nodeName ",
-                    node,
                     " replaced by a required node affinity (matchFields metadata.name In [",
-                    node,
                     "]), as ",
-                    &describe(waiting),
                     " waits for the scheduler (WaitForFirstConsumer) and nodeName bypasses it.",
-                ]
-                .concat();
+                ];
+                let mut note = String::with_capacity(
+                    PARTS.iter().map(|p| p.len()).sum::<usize>()
+                        + name.len()
+                        + 2 * node.len()
+                        + described_len(waiting),
+                );
+                for (part, value) in PARTS.iter().zip([name, node, node]) {
+                    note.push_str(part);
+                    note.push_str(value);
+                }
+                note.push_str(PARTS[3]);
+                describe_into(&mut note, waiting);
+                note.push_str(PARTS[4]);
                 Outcome::allow().with_mutation(unpin(pod, node), Some(note))
             } else {
                 Outcome::allow()
@@ -262,7 +273,7 @@ fn claims(pod: &Pod, view: &dyn ClusterView) -> Lookup<Claims> {
             (Some(class), _) if class.binding_mode() == VolumeBindingMode::WaitForFirstConsumer => {
                 found.waiting.push(Waiting {
                     claim,
-                    class: class.metadata.name.clone(),
+                    class: Arc::clone(class),
                 });
             }
             _ => {}
@@ -366,11 +377,22 @@ fn class_of(requested: Option<&str>, view: &dyn ClusterView) -> Lookup<Option<Ar
 /// `claim a (StorageClass x)`, or `claims a (StorageClass x), b (StorageClass y)`.
 fn describe(waiting: &[Waiting]) -> String {
     // Sized up front: pushed onto a String made from the first word, it grew four times.
-    let len = waiting
-        .iter()
-        .map(|w| w.claim.len() + w.class.len() + " (StorageClass ), ".len())
-        .sum::<usize>();
-    let mut out = String::with_capacity("claims ".len() + len);
+    let mut out = String::with_capacity(described_len(waiting));
+    describe_into(&mut out, waiting);
+    out
+}
+
+/// The length of `describe(waiting)`, or a little more.
+fn described_len(waiting: &[Waiting]) -> usize {
+    "claims ".len()
+        + waiting
+            .iter()
+            .map(|w| w.claim.len() + w.class.metadata.name.len() + " (StorageClass ), ".len())
+            .sum::<usize>()
+}
+
+/// Appends `describe(waiting)` to `out`.
+fn describe_into(out: &mut String, waiting: &[Waiting]) {
     out.push_str(if waiting.len() == 1 {
         "claim "
     } else {
@@ -382,10 +404,9 @@ fn describe(waiting: &[Waiting]) -> String {
         }
         out.push_str(&w.claim);
         out.push_str(" (StorageClass ");
-        out.push_str(&w.class);
+        out.push_str(&w.class.metadata.name);
         out.push(')');
     }
-    out
 }
 
 /// A volume's node affinity as a person reads it: terms joined by `or`.
@@ -516,12 +537,16 @@ static FIELD: LazyLock<Template> = LazyLock::new(|| Template::new(field));
 /// `metadata.name In [node]`, added to each required term the pod has (each keeps its own
 /// requirements), or as a new term; every missing parent is created.
 fn unpin(pod: &Pod, node: &str) -> Vec<Op> {
-    let mut ops = vec![patch::remove(patch::fixed(
-        const { Pointer::from_static("/spec/nodeName") },
-    ))];
     let affinity = pod.spec.affinity.as_ref();
     let node_affinity = affinity.and_then(|a| a.node_affinity.as_ref());
     let existing = node_affinity.and_then(|n| n.required.as_ref());
+    // The removal and an add per existing term, or one: sized up front, as a Vec grown from
+    // one element is reallocated on the first push.
+    let terms = existing.map_or(0, |r| r.node_selector_terms.len());
+    let mut ops = Vec::with_capacity(1 + terms.max(1));
+    ops.push(patch::remove(patch::fixed(
+        const { Pointer::from_static("/spec/nodeName") },
+    )));
     match (affinity, node_affinity, existing) {
         (None, _, _) => ops.push(patch::add(
             patch::fixed(const { Pointer::from_static("/spec/affinity") }),
