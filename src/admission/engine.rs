@@ -30,11 +30,9 @@ pub fn decide(
     let namespace = req.namespace.as_deref();
     // Rules of this phase and kind, whatever the operation: the object is read (and refused
     // when unreadable) for any of them, and then judged by those that judge the operation.
-    let active: Vec<(&Rule, &Check)> = table::judging(phase, kind)
-        .iter()
-        .filter(|(rule, _)| gate::applies(rule, policy, &req.user_info, namespace))
-        .copied()
-        .collect();
+    let active = Active::of(table::judging(phase, kind), |rule| {
+        gate::applies(rule, policy, &req.user_info, namespace)
+    });
     if active.is_empty() {
         return verdict;
     }
@@ -46,7 +44,7 @@ pub fn decide(
         Ok(None) => {
             return invalid(
                 verdict,
-                &active,
+                active,
                 never_denies,
                 format!(
                     "the {} {} admission request has no object",
@@ -55,7 +53,7 @@ pub fn decide(
                 ),
             );
         }
-        Err(message) => return invalid(verdict, &active, never_denies, message),
+        Err(message) => return invalid(verdict, active, never_denies, message),
     };
     let old_object = if req.operation == Operation::Update {
         match body(
@@ -66,14 +64,14 @@ pub fn decide(
             req,
         ) {
             Ok(old) => old,
-            Err(message) => return invalid(verdict, &active, never_denies, message),
+            Err(message) => return invalid(verdict, active, never_denies, message),
         }
     } else {
         None // an oldObject on CREATE is meaningless; ignore it rather than trust it
     };
 
     let mut denials = Vec::new();
-    for (rule, check) in active {
+    for (rule, check) in active.iter() {
         if !rule.answers(phase, req.operation) {
             continue;
         }
@@ -101,14 +99,45 @@ pub fn decide(
     verdict
 }
 
+/// The entries of a dispatch slice ([`table::judging`]) that apply to a review, as a bit per
+/// entry: a `Vec` of them cost an allocation and its free on every review. A slice holds at
+/// most one entry per rule, and the table has far fewer than 64 (a test checks).
+#[derive(Clone, Copy)]
+struct Active {
+    entries: &'static [(&'static Rule, &'static Check)],
+    bits: u64,
+}
+
+impl Active {
+    fn of(
+        entries: &'static [(&'static Rule, &'static Check)],
+        mut applies: impl FnMut(&Rule) -> bool,
+    ) -> Self {
+        let bits = entries
+            .iter()
+            .enumerate()
+            .filter(|(_, (rule, _))| applies(rule))
+            .fold(0, |bits, (i, _)| bits | 1 << i);
+        Self { entries, bits }
+    }
+
+    fn is_empty(self) -> bool {
+        self.bits == 0
+    }
+
+    /// The applying entries, in table order.
+    fn iter(self) -> impl Iterator<Item = (&'static Rule, &'static Check)> {
+        self.entries
+            .iter()
+            .enumerate()
+            .filter(move |(i, _)| self.bits & 1 << i != 0)
+            .map(|(_, entry)| *entry)
+    }
+}
+
 /// An object the rules cannot read: a 400 denial, except for rules that never deny.
-fn invalid(
-    mut verdict: Verdict,
-    active: &[(&Rule, &Check)],
-    never_denies: bool,
-    message: String,
-) -> Verdict {
-    for (rule, _) in active {
+fn invalid(mut verdict: Verdict, active: Active, never_denies: bool, message: String) -> Verdict {
+    for (rule, _) in active.iter() {
         verdict.rules.push(RuleReport {
             rule: rule.id,
             status: RuleStatus::Invalid,
@@ -153,6 +182,36 @@ mod tests {
     use super::*;
     use crate::admission::review;
     use crate::cluster::ClusterIndex;
+
+    #[test]
+    fn every_dispatch_slice_fits_the_active_bits() {
+        for phase in [Phase::Mutating, Phase::Validating] {
+            for kind in ResourceKind::ALL {
+                assert!(table::judging(phase, kind).len() <= u64::BITS as usize);
+            }
+        }
+    }
+
+    #[test]
+    fn the_active_entries_are_those_that_apply_in_table_order() {
+        let entries = table::judging(Phase::Validating, ResourceKind::Pod);
+        let ids = |active: Active| active.iter().map(|(r, _)| r.id).collect::<Vec<_>>();
+        assert!(Active::of(entries, |_| false).is_empty());
+        let all = Active::of(entries, |_| true);
+        assert_eq!(
+            ids(all),
+            entries.iter().map(|(r, _)| r.id).collect::<Vec<_>>()
+        );
+        // Every other entry: the bits follow the slice, not the rule.
+        let mut n = 0;
+        let alternate = Active::of(entries, |_| {
+            n += 1;
+            n % 2 == 1
+        });
+        let expected: Vec<_> = entries.iter().step_by(2).map(|(r, _)| r.id).collect();
+        assert!(!expected.is_empty());
+        assert_eq!(ids(alternate), expected);
+    }
 
     #[test]
     fn a_label_patch_on_a_node_without_metadata_creates_it_and_applies() {
