@@ -17,8 +17,9 @@
 #
 # Prints requests/s (the mean over the rounds) and latency (HTTP/1.1: p50 the mean of the
 # rounds', p99 and p99.9 the worst round's; HTTP/2: over every request of every round) per
-# review and protocol, the open-loop p99 at RATE reviews/s (h2load --rps), and each server's
-# idle and peak RSS.
+# review and protocol, the baseline's on the line below (a pause of the machine shows in both
+# servers' tails, a pause of one server in its own only), the open-loop p99 at RATE reviews/s
+# (h2load --rps), and each server's idle and peak RSS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -151,10 +152,13 @@ for entry in "${CASES[@]}"; do
   r=$(h1_rps "$WORK/h1-rules"); b=$(h1_rps "$WORK/h1-baseline")
   printf '%-9s %-52s %-6s %-60s %s / %s%% (rounds %s)\n' "$hook" "$review" h1 "$(h1_summary "$WORK/h1-rules")" "$b" \
     "$((100 * r / (b > 0 ? b : 1)))" "$(rounds "$WORK/h1-rates-rules" "$WORK/h1-rates-baseline")"
+  printf '%-9s %-52s %-6s %s\n' "" "  baseline" h1 "$(h1_summary "$WORK/h1-baseline")"
   r=$(h2_rps "$WORK/h2-rules"); b=$(h2_rps "$WORK/h2-baseline")
   errors=$(awk '/^requests:/ {e += $12} END {print e + 0}' "$WORK/h2-rules")
   printf '%-9s %-52s %-6s %-60s %s / %s%% (rounds %s)\n' "$hook" "$review" h2 "rps=$r $(pct "$WORK/h2log-rules") errors=$errors" "$b" \
     "$((100 * r / (b > 0 ? b : 1)))" "$(rounds "$WORK/h2-rates-rules" "$WORK/h2-rates-baseline")"
+  errors=$(awk '/^requests:/ {e += $12} END {print e + 0}' "$WORK/h2-baseline")
+  printf '%-9s %-52s %-6s %s\n' "" "  baseline" h2 "rps=$b $(pct "$WORK/h2log-baseline") errors=$errors"
 done
 
 echo
