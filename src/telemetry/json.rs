@@ -18,7 +18,7 @@ use tracing_subscriber::fmt::format::Writer;
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
-use crate::json_string::{Escaped, needs_escaping, push_quoted};
+use crate::json_string::{Escaped, needs_escaping, push_escaped, push_quoted};
 
 /// One JSON object per event, on one line.
 #[derive(Debug, Clone, Copy, Default)]
@@ -92,8 +92,8 @@ fn render(line: &mut String, event: &Event<'_>) -> fmt::Result {
 #[derive(Clone, Copy)]
 struct Names {
     /// No name needs escaping (tracing accepts any string literal as a name, but names are
-    /// nearly always identifiers). Asked per name, escaping cost about a tenth of a review
-    /// line's instructions: a line has ten names.
+    /// nearly always identifiers) or renaming. Asked per name, escaping cost about a tenth of
+    /// a review line's instructions: a line has ten names.
     plain: bool,
     /// The fields (a bit per index) whose name a later field of the callsite repeats. They are
     /// left out, so the last value (in the callsite's order, where a format string's message
@@ -101,13 +101,27 @@ struct Names {
     /// jq): strict ones (Elasticsearch's) refuse the whole line. tracing-subscriber's own JSON
     /// writes every one.
     shadowed: u64,
+    /// The fields (a bit per index) named like a key the line writes itself (`timestamp`,
+    /// `level`, `target`): written as `fields.<name>`, where tracing-subscriber's JSON writes
+    /// the key twice.
+    renamed: u64,
 }
 
 impl Names {
     fn shadows(&self, field: &Field) -> bool {
         field.index() < SHADOWED_BITS && self.shadowed & 1 << field.index() != 0
     }
+
+    fn renames(&self, field: &Field) -> bool {
+        field.index() < SHADOWED_BITS && self.renamed & 1 << field.index() != 0
+    }
 }
+
+/// The keys every line has besides the event's fields.
+const LINE_KEYS: [&str; 3] = ["timestamp", "level", "target"];
+
+/// The prefix of a field renamed because the line has a key of its name.
+const RENAMED_PREFIX: &str = "fields.";
 
 /// How many fields `Names::shadowed` can mark: more than tracing lets a callsite declare.
 const SHADOWED_BITS: usize = u64::BITS as usize;
@@ -115,15 +129,27 @@ const SHADOWED_BITS: usize = u64::BITS as usize;
 fn names(meta: &'static Metadata<'static>) -> Names {
     const KEPT: usize = 32;
     let work_out = || {
-        let fields: Vec<&str> = meta.fields().iter().map(|f| f.name()).collect();
-        let shadowed = fields
+        let names: Vec<&str> = meta.fields().iter().map(|f| f.name()).collect();
+        let bits = |of: &dyn Fn(usize, &str) -> bool| {
+            names
+                .iter()
+                .enumerate()
+                .filter(|&(i, name)| i < SHADOWED_BITS && of(i, name))
+                .fold(0, |bits, (i, _)| bits | 1 << i)
+        };
+        let renamed: u64 = bits(&|_, name| LINE_KEYS.contains(&name));
+        // Repeats are found among the names as written, renamed ones included.
+        let written: Vec<String> = names
             .iter()
-            .enumerate()
-            .filter(|&(i, name)| i < SHADOWED_BITS && fields[i + 1..].contains(name))
-            .fold(0, |bits, (i, _)| bits | 1 << i);
+            .map(|name| match LINE_KEYS.contains(name) {
+                true => format!("{RENAMED_PREFIX}{name}"),
+                false => (*name).to_owned(),
+            })
+            .collect();
         Names {
-            plain: fields.iter().all(|name| !needs_escaping(name)),
-            shadowed,
+            plain: renamed == 0 && names.iter().all(|name| !needs_escaping(name)),
+            shadowed: bits(&|i, _| written[i + 1..].contains(&written[i])),
+            renamed,
         }
     };
     NAMES.with_borrow_mut(|kept| {
@@ -159,9 +185,12 @@ impl Fields<'_> {
                 self.out.push_str(field.name());
                 self.out.push_str("\":");
             } else {
-                self.out.push(',');
-                push_quoted(self.out, field.name());
-                self.out.push(':');
+                self.out.push_str(",\"");
+                if self.names.renames(field) {
+                    self.out.push_str(RENAMED_PREFIX);
+                }
+                push_escaped(self.out, field.name());
+                self.out.push_str("\":");
             }
             self.result = value(self.out);
         }
@@ -460,6 +489,37 @@ mod tests {
         assert_eq!(line["message"], "the field");
         assert_eq!(line["count"], 2);
         assert_eq!(line["level"], "INFO");
+    }
+
+    #[test]
+    fn a_field_named_like_a_key_of_the_line_is_written_under_fields() {
+        let ours = Captured::default();
+        let subscriber = tracing_subscriber::fmt()
+            .event_format(JsonLines)
+            .with_writer(ours.clone())
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::warn!(
+                level = "high",
+                target = "pvc/a",
+                timestamp = 7u64,
+                plain = 1u64,
+                "m"
+            );
+            // Renamed onto a name the callsite also gives: written once, the last value.
+            tracing::info!(level = "first", "fields.level" = "second", "m");
+        });
+        // `lines` fails on a repeated key.
+        let [line, both] = <[Value; 2]>::try_from(ours.lines()).expect("two lines");
+        assert_eq!(line["level"], "WARN");
+        assert_eq!(line["fields.level"], "high");
+        assert_eq!(line["fields.target"], "pvc/a");
+        assert_eq!(line["fields.timestamp"], 7);
+        assert_eq!(line["plain"], 1);
+        assert!(line["timestamp"].as_str().unwrap().ends_with('Z'));
+        assert_eq!(line["target"], module_path!());
+        assert_eq!(both["fields.level"], "second");
+        assert_eq!(both["level"], "INFO");
     }
 
     #[test]
