@@ -169,26 +169,25 @@ fn judge(
                 // a waiting claim pays for this note, and format! grows its String from a guess
                 // several times (a `concat` of the parts needed the claims described first, in
                 // a String of their own).
-                const PARTS: [&str; 5] = [
+                let parts = [
                     "Pod ",
+                    name,
                     ": spec.nodeName ",
+                    node,
                     " replaced by a required node affinity (matchFields metadata.name In [",
+                    node,
                     "]), as ",
-                    " waits for the scheduler (WaitForFirstConsumer) and nodeName bypasses it.",
                 ];
+                const END: &str =
+                    " waits for the scheduler (WaitForFirstConsumer) and nodeName bypasses it.";
                 let mut note = String::with_capacity(
-                    PARTS.iter().map(|p| p.len()).sum::<usize>()
-                        + name.len()
-                        + 2 * node.len()
-                        + described_len(waiting),
+                    parts.iter().map(|p| p.len()).sum::<usize>()
+                        + described_len(waiting)
+                        + END.len(),
                 );
-                for (part, value) in PARTS.iter().zip([name, node, node]) {
-                    note.push_str(part);
-                    note.push_str(value);
-                }
-                note.push_str(PARTS[3]);
+                parts.iter().for_each(|part| note.push_str(part));
                 describe_into(&mut note, waiting);
-                note.push_str(PARTS[4]);
+                note.push_str(END);
                 Outcome::allow().with_mutation(unpin(pod, node), Some(note))
             } else {
                 Outcome::allow()

@@ -370,15 +370,22 @@ mod tests {
     use super::*;
     use crate::telemetry::Captured;
 
-    /// What `log` writes through each formatter: ours, and tracing-subscriber's JSON one as
-    /// the service used it before, parsed back.
-    fn both(log: impl Fn()) -> (Value, Value) {
+    /// The lines `log` writes through our formatter, parsed back (`Captured::lines` fails on
+    /// a repeated key).
+    fn ours(log: impl Fn()) -> Vec<Value> {
         let ours = Captured::default();
         let subscriber = tracing_subscriber::fmt()
             .event_format(JsonLines)
             .with_writer(ours.clone())
             .finish();
-        tracing::subscriber::with_default(subscriber, &log);
+        tracing::subscriber::with_default(subscriber, log);
+        ours.lines()
+    }
+
+    /// What `log` writes through each formatter: ours, and tracing-subscriber's JSON one as
+    /// the service used it before, parsed back.
+    fn both(log: impl Fn()) -> (Value, Value) {
+        let [ours] = <[Value; 1]>::try_from(ours(&log)).expect("one line");
         let theirs = Captured::default();
         let subscriber = tracing_subscriber::fmt()
             .json()
@@ -388,11 +395,8 @@ mod tests {
             .with_writer(theirs.clone())
             .finish();
         tracing::subscriber::with_default(subscriber, &log);
-        let parse = |c: Captured| {
-            let [line] = <[Value; 1]>::try_from(c.lines()).expect("one line");
-            line
-        };
-        (parse(ours), parse(theirs))
+        let [theirs] = <[Value; 1]>::try_from(theirs.lines()).expect("one line");
+        (ours, theirs)
     }
 
     #[test]
@@ -470,12 +474,7 @@ mod tests {
     #[test]
     fn a_name_given_twice_is_written_once_with_the_last_value() {
         // tracing-subscriber's JSON writes both keys here; ours writes the last one.
-        let ours = Captured::default();
-        let subscriber = tracing_subscriber::fmt()
-            .event_format(JsonLines)
-            .with_writer(ours.clone())
-            .finish();
-        tracing::subscriber::with_default(subscriber, || {
+        let lines = ours(|| {
             tracing::info!(
                 message = "the field",
                 count = 1u64,
@@ -483,8 +482,7 @@ mod tests {
                 "the format"
             )
         });
-        // `lines` fails on a repeated key.
-        let [line] = <[Value; 1]>::try_from(ours.lines()).expect("one line");
+        let [line] = <[Value; 1]>::try_from(lines).expect("one line");
         // tracing lists a format string's message before the other fields: the field is last.
         assert_eq!(line["message"], "the field");
         assert_eq!(line["count"], 2);
@@ -493,12 +491,7 @@ mod tests {
 
     #[test]
     fn a_field_named_like_a_key_of_the_line_is_written_under_fields() {
-        let ours = Captured::default();
-        let subscriber = tracing_subscriber::fmt()
-            .event_format(JsonLines)
-            .with_writer(ours.clone())
-            .finish();
-        tracing::subscriber::with_default(subscriber, || {
+        let lines = ours(|| {
             tracing::warn!(
                 level = "high",
                 target = "pvc/a",
@@ -509,8 +502,7 @@ mod tests {
             // Renamed onto a name the callsite also gives: written once, the last value.
             tracing::info!(level = "first", "fields.level" = "second", "m");
         });
-        // `lines` fails on a repeated key.
-        let [line, both] = <[Value; 2]>::try_from(ours.lines()).expect("two lines");
+        let [line, both] = <[Value; 2]>::try_from(lines).expect("two lines");
         assert_eq!(line["level"], "WARN");
         assert_eq!(line["fields.level"], "high");
         assert_eq!(line["fields.target"], "pvc/a");
