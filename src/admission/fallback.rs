@@ -108,6 +108,12 @@ impl ClusterView for Lookaside<'_> {
     fn snapshot_classes_for_driver(&self, driver: &str) -> Lookup<Vec<Arc<VolumeSnapshotClass>>> {
         self.base.snapshot_classes_for_driver(driver)
     }
+    fn sole_default_snapshot_class(
+        &self,
+        driver: &str,
+    ) -> Lookup<Option<Arc<VolumeSnapshotClass>>> {
+        self.base.sole_default_snapshot_class(driver)
+    }
     fn snapshot_content(&self, name: &str) -> Lookup<Option<Arc<VolumeSnapshotContent>>> {
         self.base.snapshot_content(name)
     }

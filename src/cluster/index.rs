@@ -393,6 +393,15 @@ impl ClusterView for ClusterIndex {
         Ok(classes)
     }
 
+    fn sole_default_snapshot_class(
+        &self,
+        driver: &str,
+    ) -> Lookup<Option<Arc<VolumeSnapshotClass>>> {
+        self.snapshot_classes.scan_index(driver, |classes| {
+            VolumeSnapshotClass::sole_live_default(classes).cloned()
+        })
+    }
+
     fn snapshot(&self, namespace: &str, name: &str) -> Lookup<Option<Arc<VolumeSnapshot>>> {
         self.snapshots.get(namespace, name)
     }
@@ -556,7 +565,7 @@ impl ClusterView for ClusterIndex {
 mod tests {
     use super::*;
     use crate::model::NodeSelectorTerm;
-    use crate::testing::{SnapshotClassExt, labelled_node as node, snapshot_class};
+    use crate::testing::{Meta, SnapshotClassExt, labelled_node as node, snapshot_class};
 
     fn req(key: &str, values: &[&str]) -> TopologyRequirement {
         TopologyRequirement {
@@ -838,6 +847,62 @@ mod tests {
             .collect();
         assert_eq!(names, ["a", "b"]);
         assert!(index.snapshot_classes_for_driver("d3").unwrap().is_empty());
+    }
+
+    #[test]
+    fn the_sole_default_class_is_answered_in_place_as_from_the_list() {
+        let class = |name: &str, driver: &str| snapshot_class(name).driver(driver);
+        // (classes, the driver asked, the sole live default expected)
+        let cases = [
+            (vec![], "d1", None),
+            (vec![class("a", "d1")], "d1", None),
+            (vec![class("a", "d1").default_class()], "d1", Some("a")),
+            (vec![class("a", "d2").default_class()], "d1", None),
+            (
+                vec![class("a", "d1").default_class(), class("b", "d1")],
+                "d1",
+                Some("a"),
+            ),
+            (
+                vec![
+                    class("a", "d1").default_class(),
+                    class("b", "d1").default_class(),
+                ],
+                "d1",
+                None,
+            ),
+            // A default being deleted is not the snapshot controller's to pick.
+            (
+                vec![
+                    class("a", "d1").default_class().deleting(),
+                    class("b", "d1").default_class(),
+                ],
+                "d1",
+                Some("b"),
+            ),
+            (
+                vec![class("a", "d1").default_class().deleting()],
+                "d1",
+                None,
+            ),
+        ];
+        for (classes, driver, expected) in cases {
+            let index = ClusterIndex::new(SyncState::Synced);
+            index.snapshot_classes.replace(classes.clone());
+            let in_place = index.sole_default_snapshot_class(driver).unwrap();
+            let listed = index.snapshot_classes_for_driver(driver).unwrap();
+            let from_list = VolumeSnapshotClass::sole_live_default(&listed);
+            let name = |c: Option<&Arc<VolumeSnapshotClass>>| c.map(|c| c.metadata.name.clone());
+            assert_eq!(
+                name(in_place.as_ref()),
+                expected.map(String::from),
+                "{classes:?}"
+            );
+            assert_eq!(name(from_list), expected.map(String::from), "{classes:?}");
+        }
+        // Not synced: no answer, as for the list.
+        let index = ClusterIndex::new(SyncState::Pending("not listed yet".into()));
+        assert!(index.sole_default_snapshot_class("d1").is_err());
     }
 
     #[test]

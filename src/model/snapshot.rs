@@ -1,5 +1,7 @@
 //! `snapshot.storage.k8s.io/v1` objects, as the external-snapshotter CRDs define them.
 
+use std::sync::Arc;
+
 use serde::Deserialize;
 
 use super::meta::{ObjectMeta, null_as_default};
@@ -21,6 +23,20 @@ impl VolumeSnapshotClass {
     /// Whether the class carries `snapshot.storage.kubernetes.io/is-default-class: "true"`.
     pub fn is_default(&self) -> bool {
         annotation_is_true(self.metadata.annotation(keys::DEFAULT_SNAPSHOT_CLASS))
+    }
+
+    /// Of `classes` (a driver's), the one marked default and not being deleted, when exactly
+    /// one is: the class the snapshot controller would pick, and the default-class rule sets.
+    pub fn sole_live_default<'a>(
+        classes: impl IntoIterator<Item = &'a Arc<Self>>,
+    ) -> Option<&'a Arc<Self>> {
+        let mut defaults = classes
+            .into_iter()
+            .filter(|c| c.is_default() && !c.metadata.is_being_deleted());
+        match (defaults.next(), defaults.next()) {
+            (Some(sole), None) => Some(sole),
+            _ => None,
+        }
     }
 }
 

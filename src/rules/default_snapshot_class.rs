@@ -224,15 +224,11 @@ pub fn check(
         }
     };
 
-    let classes = view.snapshot_classes_for_driver(driver)?;
-    let live = || classes.iter().filter(|c| !c.metadata.is_being_deleted());
-    let mut defaults = live()
-        .filter(|c| c.is_default())
-        .map(|c| c.metadata.name.as_str());
-    // The common case, one default, is settled without collecting anything; the note is
-    // concatenated rather than format!ted (a third of the rule's instructions, on a path that
-    // runs for every snapshot created without a class).
-    if let (Some(chosen), None) = (defaults.next(), defaults.next()) {
+    // The common case, one default, is settled without a list of the driver's classes; the
+    // note is concatenated rather than format!ted (a third of the rule's instructions, on a
+    // path that runs for every snapshot created without a class).
+    if let Some(chosen) = view.sole_default_snapshot_class(driver)? {
+        let chosen = chosen.metadata.name.as_str();
         let [w1, w2, w3, w4, w5, w6] = why;
         let whole;
         let [s1, s2, s3] = match snap.metadata.qualified_parts() {
@@ -270,7 +266,11 @@ pub fn check(
         ));
     }
     let why = why.concat();
-    let live: Vec<_> = live().collect();
+    let classes = view.snapshot_classes_for_driver(driver)?;
+    let live: Vec<_> = classes
+        .iter()
+        .filter(|c| !c.metadata.is_being_deleted())
+        .collect();
     let defaults: Vec<&str> = live
         .iter()
         .filter(|c| c.is_default())
