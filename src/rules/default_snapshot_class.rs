@@ -20,7 +20,10 @@ use std::sync::Arc;
 use jsonptr::Pointer;
 
 use crate::cluster::{ClusterView, Lookup};
-use crate::model::{PersistentVolume, PersistentVolumeClaim, StorageClass, VolumeSnapshot, keys};
+use crate::model::{
+    PersistentVolume, PersistentVolumeClaim, StorageClass, VolumeSnapshot, VolumeSnapshotClass,
+    keys,
+};
 use crate::policy::{DefaultSnapshotClassConfig, WarnOrDeny};
 use crate::rules::patch::Json;
 use crate::rules::{Audited, Check, For, Rule, RuleId, RuleSettings};
@@ -224,49 +227,16 @@ pub fn check(
         }
     };
 
-    // The common case, one default, is settled without a list of the driver's classes; the
-    // note is concatenated rather than format!ted (a third of the rule's instructions, on a
-    // path that runs for every snapshot created without a class).
+    // The common case, one default, is settled without a list of the driver's classes.
     if let Some(chosen) = view.sole_default_snapshot_class(driver)? {
-        let chosen = chosen.metadata.name.as_str();
-        let [w1, w2, w3, w4, w5, w6] = why;
-        let whole;
-        let [s1, s2, s3] = match snap.metadata.qualified_parts() {
-            Some(parts) => parts,
-            None => {
-                whole = snap.metadata.qualified_name();
-                [whole.as_str(), "", ""]
-            }
-        };
-        let note = [
-            "VolumeSnapshot ",
-            s1,
-            s2,
-            s3,
-            ": volumeSnapshotClassName set to ",
-            chosen,
-            ", the default VolumeSnapshotClass of ",
-            driver,
-            " (",
-            w1,
-            w2,
-            w3,
-            w4,
-            w5,
-            w6,
-            ").",
-        ]
-        .concat();
-        return Ok(Outcome::allow().with_mutation(
-            vec![patch::add(
-                patch::fixed(const { Pointer::from_static("/spec/volumeSnapshotClassName") }),
-                Json::string(chosen),
-            )],
-            Some(note),
-        ));
+        return Ok(set_class(snap, &chosen.metadata.name, driver, why));
+    }
+    let classes = view.snapshot_classes_for_driver(driver)?;
+    // The classes may have changed since the question above: one default now is still set.
+    if let Some(chosen) = VolumeSnapshotClass::sole_live_default(&classes) {
+        return Ok(set_class(snap, &chosen.metadata.name, driver, why));
     }
     let why = why.concat();
-    let classes = view.snapshot_classes_for_driver(driver)?;
     let live: Vec<_> = classes
         .iter()
         .filter(|c| !c.metadata.is_being_deleted())
@@ -311,6 +281,47 @@ pub fn check(
             keys::DEFAULT_SNAPSHOT_CLASS
         )),
     })
+}
+
+/// The patch that sets `chosen`, the driver's default class, and its note. Concatenated
+/// rather than format!ted: a third of the rule's instructions, on a path that runs for every
+/// snapshot created without a class.
+fn set_class(snap: &VolumeSnapshot, chosen: &str, driver: &str, why: [&str; 6]) -> Outcome {
+    let [w1, w2, w3, w4, w5, w6] = why;
+    let whole;
+    let [s1, s2, s3] = match snap.metadata.qualified_parts() {
+        Some(parts) => parts,
+        None => {
+            whole = snap.metadata.qualified_name();
+            [whole.as_str(), "", ""]
+        }
+    };
+    let note = [
+        "VolumeSnapshot ",
+        s1,
+        s2,
+        s3,
+        ": volumeSnapshotClassName set to ",
+        chosen,
+        ", the default VolumeSnapshotClass of ",
+        driver,
+        " (",
+        w1,
+        w2,
+        w3,
+        w4,
+        w5,
+        w6,
+        ").",
+    ]
+    .concat();
+    Outcome::allow().with_mutation(
+        vec![patch::add(
+            patch::fixed(const { Pointer::from_static("/spec/volumeSnapshotClassName") }),
+            Json::string(chosen),
+        )],
+        Some(note),
+    )
 }
 
 /// This rule in the rule table ([`crate::rules::RULES`]).
