@@ -284,7 +284,7 @@ fn default_class(
         let defaults = view
             .group_snapshot_classes_for_driver(driver)?
             .iter()
-            .filter(|c| !c.metadata.is_being_deleted() && c.is_default())
+            .filter(|c| c.is_live_default())
             .count();
         if defaults == 0 {
             NO_DEFAULT_CLASS

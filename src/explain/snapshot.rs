@@ -346,7 +346,7 @@ fn default_class(
     let classes = view.snapshot_classes_for_driver(driver)?;
     let defaults: Vec<&str> = classes
         .iter()
-        .filter(|c| !c.metadata.is_being_deleted() && c.is_default())
+        .filter(|c| c.is_live_default())
         .map(|c| c.metadata.name.as_str())
         .collect();
     d.step(

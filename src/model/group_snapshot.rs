@@ -30,6 +30,12 @@ impl VolumeGroupSnapshotClass {
     pub fn is_default(&self) -> bool {
         annotation_is_true(self.metadata.annotation(keys::DEFAULT_GROUP_SNAPSHOT_CLASS))
     }
+
+    /// A default that counts: marked default and not being deleted (the snapshot controller
+    /// does not pick a class on its way out).
+    pub fn is_live_default(&self) -> bool {
+        self.is_default() && !self.metadata.is_being_deleted()
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Deserialize)]

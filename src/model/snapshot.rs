@@ -25,14 +25,18 @@ impl VolumeSnapshotClass {
         annotation_is_true(self.metadata.annotation(keys::DEFAULT_SNAPSHOT_CLASS))
     }
 
+    /// A default that counts: marked default and not being deleted (the snapshot controller
+    /// does not pick a class on its way out).
+    pub fn is_live_default(&self) -> bool {
+        self.is_default() && !self.metadata.is_being_deleted()
+    }
+
     /// Of `classes` (a driver's), the one marked default and not being deleted, when exactly
     /// one is: the class the snapshot controller would pick, and the default-class rule sets.
     pub fn sole_live_default<'a>(
         classes: impl IntoIterator<Item = &'a Arc<Self>>,
     ) -> Option<&'a Arc<Self>> {
-        let mut defaults = classes
-            .into_iter()
-            .filter(|c| c.is_default() && !c.metadata.is_being_deleted());
+        let mut defaults = classes.into_iter().filter(|c| c.is_live_default());
         match (defaults.next(), defaults.next()) {
             (Some(sole), None) => Some(sole),
             _ => None,

@@ -36,6 +36,8 @@ pub(crate) trait DefaultPerDriver: Sized {
     fn meta(&self) -> &ObjectMeta;
     fn driver(&self) -> &str;
     fn is_default(&self) -> bool;
+    /// Marked default and not being deleted: a default that counts.
+    fn is_live_default(&self) -> bool;
     fn of_driver(view: &dyn ClusterView, driver: &str) -> Lookup<Vec<Arc<Self>>>;
 }
 
@@ -53,6 +55,9 @@ impl DefaultPerDriver for VolumeSnapshotClass {
     }
     fn is_default(&self) -> bool {
         VolumeSnapshotClass::is_default(self)
+    }
+    fn is_live_default(&self) -> bool {
+        VolumeSnapshotClass::is_live_default(self)
     }
     fn of_driver(view: &dyn ClusterView, driver: &str) -> Lookup<Vec<Arc<Self>>> {
         view.snapshot_classes_for_driver(driver)
@@ -73,6 +78,9 @@ impl DefaultPerDriver for VolumeGroupSnapshotClass {
     }
     fn is_default(&self) -> bool {
         VolumeGroupSnapshotClass::is_default(self)
+    }
+    fn is_live_default(&self) -> bool {
+        VolumeGroupSnapshotClass::is_live_default(self)
     }
     fn of_driver(view: &dyn ClusterView, driver: &str) -> Lookup<Vec<Arc<Self>>> {
         view.group_snapshot_classes_for_driver(driver)
@@ -114,9 +122,7 @@ pub(crate) fn one_default_per_driver<C: DefaultPerDriver>(
     let driver = class.driver();
     let others: Vec<String> = C::of_driver(view, driver)?
         .iter()
-        .filter(|c| {
-            c.meta().name != class.meta().name && c.is_default() && !c.meta().is_being_deleted()
-        })
+        .filter(|c| c.meta().name != class.meta().name && c.is_live_default())
         .map(|c| c.meta().name.clone())
         .collect();
     if others.is_empty() {
