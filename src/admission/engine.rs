@@ -193,6 +193,17 @@ mod tests {
     }
 
     #[test]
+    fn every_dispatch_slice_fits_the_inline_reports() {
+        let inline = super::super::verdict::Reports::new().inline_size();
+        for phase in [Phase::Mutating, Phase::Validating] {
+            for kind in ResourceKind::ALL {
+                let rules = table::judging(phase, kind).len();
+                assert!(rules <= inline, "{phase:?} {kind:?}: {rules} rules");
+            }
+        }
+    }
+
+    #[test]
     fn the_active_entries_are_those_that_apply_in_table_order() {
         let entries = table::judging(Phase::Validating, ResourceKind::Pod);
         let ids = |active: Active| active.iter().map(|(r, _)| r.id).collect::<Vec<_>>();

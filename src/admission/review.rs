@@ -623,7 +623,7 @@ mod tests {
                 serde_json::json!("y"),
             )],
             warnings: vec!["w".into()],
-            rules: vec![],
+            rules: Default::default(),
         };
         let out: serde_json::Value =
             serde_json::from_slice(&encode(API_VERSION, "u1", &verdict)).unwrap();
@@ -690,7 +690,7 @@ mod tests {
                     denial: Some(denial.clone()),
                     patch: patch.clone(),
                     warnings: vec![tricky.into(), "second".into()],
-                    rules: vec![],
+                    rules: Default::default(),
                 },
                 json!({"uid": tricky, "allowed": false,
                        "status": {"code": 403, "reason": "Forbidden", "message": tricky},

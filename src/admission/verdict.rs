@@ -2,6 +2,8 @@
 //! module, so the codec (`review`) and the engine (`engine`) both depend on it and not on each
 //! other.
 
+use smallvec::SmallVec;
+
 use crate::rules::patch::Op;
 
 use crate::rules::RuleId;
@@ -15,7 +17,7 @@ pub struct Denial {
     pub message: String,
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RuleReport {
     pub rule: RuleId,
     pub status: RuleStatus,
@@ -28,8 +30,13 @@ pub struct Verdict {
     pub denial: Option<Denial>,
     pub patch: Vec<Op>,
     pub warnings: Vec<String>,
-    pub rules: Vec<RuleReport>,
+    /// How each rule that ran ended, in table order.
+    pub rules: Reports,
 }
+
+/// The reports of one review's rules, inline up to [`Reports::inline_size`]: a dispatch slice
+/// holds at most that many rules (a test checks), so a review allocates nothing for them.
+pub type Reports = SmallVec<[RuleReport; 4]>;
 
 impl Verdict {
     pub fn allow() -> Self {
@@ -38,7 +45,7 @@ impl Verdict {
             denial: None,
             patch: Vec::new(),
             warnings: Vec::new(),
-            rules: Vec::new(),
+            rules: Reports::new(),
         }
     }
 

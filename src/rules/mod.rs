@@ -46,6 +46,7 @@ pub mod group_snapshot_class_defaults;
 pub mod group_snapshot_validation;
 
 use patch::Op;
+use smallvec::SmallVec;
 
 use crate::cluster::StateUnavailable;
 use crate::policy::{self, Exemptions, Policy, WhenUnavailable};
@@ -217,7 +218,8 @@ pub struct Outcome {
     /// Why the object must be refused; each a full sentence naming the objects involved and
     /// what to do next.
     pub denials: Vec<String>,
-    pub mutations: Vec<Mutation>,
+    /// Inline: a rule patches once if at all, and a `Vec` was an allocation per patched review.
+    pub mutations: SmallVec<[Mutation; 1]>,
     pub warnings: Vec<String>,
 }
 
