@@ -360,6 +360,8 @@ mod tests {
 
     use super::*;
     use crate::cluster::state_file;
+    use tracing_subscriber::layer::SubscriberExt as _;
+
     use crate::telemetry::{Captured, JsonLines};
 
     /// What the service answers to a request with `content_type` and `body`, in the pods'
@@ -375,11 +377,9 @@ mod tests {
             .index;
         let log = Captured::default();
         let _default = tracing::subscriber::set_default(
-            tracing_subscriber::fmt()
-                .event_format(JsonLines)
-                .with_writer(log.clone())
-                .with_max_level(tracing::Level::INFO)
-                .finish(),
+            tracing_subscriber::registry()
+                .with(tracing_subscriber::filter::LevelFilter::INFO)
+                .with(JsonLines::new(log.clone())),
         );
         let app = router(AppState::new(Arc::new(index), Policy::builtin()));
         let request = axum::http::Request::post(hook)

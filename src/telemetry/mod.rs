@@ -17,6 +17,8 @@ use std::io::IsTerminal as _;
 use std::sync::OnceLock;
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::layer::SubscriberExt as _;
+use tracing_subscriber::util::SubscriberInitExt as _;
 
 use writer::{Batching, LineWriter, WriterGuard};
 
@@ -85,16 +87,20 @@ where
     W: for<'a> tracing_subscriber::fmt::MakeWriter<'a> + Send + Sync + 'static,
 {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(writer);
     match format {
-        LogFormat::Text => builder.try_init(),
+        LogFormat::Text => tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_ansi(std::io::stderr().is_terminal())
+            .with_writer(writer)
+            .try_init()
+            .is_ok(),
         // No spans: a review's fields are on its events (see server::router).
-        LogFormat::Json => builder.event_format(json::JsonLines).try_init(),
+        LogFormat::Json => tracing_subscriber::registry()
+            .with(filter)
+            .with(json::JsonLines::new(writer))
+            .try_init()
+            .is_ok(),
     }
-    .is_ok()
 }
 
 #[cfg(test)]
