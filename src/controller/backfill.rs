@@ -89,7 +89,7 @@ pub fn plan(
                 ops.insert(
                     0,
                     PatchOperation::Test(TestOperation {
-                        path: patch::pointer(["metadata", "resourceVersion"]),
+                        path: patch::pointer(["metadata", "resourceVersion"]).into_owned(),
                         value: Value::String(rv.to_owned()),
                     }),
                 );

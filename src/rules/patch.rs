@@ -8,6 +8,7 @@
 //! Where a patch is applied — `review` files, the backfill, tests — [`to_json_patch`] turns it
 //! into json-patch's operations.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use json_patch::{AddOperation, PatchOperation, RemoveOperation, ReplaceOperation, TestOperation};
@@ -20,15 +21,20 @@ use crate::model::ObjectMeta;
 /// One JSON patch operation (RFC 6902), of the kinds the rules and the backfill make.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Op {
-    Add { path: PointerBuf, value: Json },
-    Replace { path: PointerBuf, value: Json },
-    Remove { path: PointerBuf },
-    Test { path: PointerBuf, value: Json },
+    Add { path: Path, value: Json },
+    Replace { path: Path, value: Json },
+    Remove { path: Path },
+    Test { path: Path, value: Json },
 }
+
+/// An operation's path: most are written out in the source ([`fixed`]) and borrowed as they
+/// are; those with a name in them ([`pointer`]) are built per patch. (A copy of each fixed
+/// path was an allocation and its free on every patched review.)
+pub type Path = Cow<'static, Pointer>;
 
 impl Op {
     /// The operation's name, path and value, as its JSON object has them.
-    pub fn parts(&self) -> (&'static str, &PointerBuf, Option<&Json>) {
+    pub fn parts(&self) -> (&'static str, &Pointer, Option<&Json>) {
         match self {
             Self::Add { path, value } => ("add", path, Some(value)),
             Self::Replace { path, value } => ("replace", path, Some(value)),
@@ -179,18 +185,18 @@ pub fn to_json_patch(ops: &[Op]) -> Result<Vec<PatchOperation>, serde_json::Erro
         .map(|op| {
             Ok(match op {
                 Op::Add { path, value } => PatchOperation::Add(AddOperation {
-                    path: path.clone(),
+                    path: path.clone().into_owned(),
                     value: value.to_value()?,
                 }),
                 Op::Replace { path, value } => PatchOperation::Replace(ReplaceOperation {
-                    path: path.clone(),
+                    path: path.clone().into_owned(),
                     value: value.to_value()?,
                 }),
-                Op::Remove { path } => {
-                    PatchOperation::Remove(RemoveOperation { path: path.clone() })
-                }
+                Op::Remove { path } => PatchOperation::Remove(RemoveOperation {
+                    path: path.clone().into_owned(),
+                }),
                 Op::Test { path, value } => PatchOperation::Test(TestOperation {
-                    path: path.clone(),
+                    path: path.clone().into_owned(),
                     value: value.to_value()?,
                 }),
             })
@@ -221,33 +227,33 @@ pub fn push_json(out: &mut String, ops: &[Op]) {
 
 /// A JSON pointer from unescaped tokens: `pointer(["metadata", "labels", "a/b"])` is
 /// `/metadata/labels/a~1b`.
-pub fn pointer<'t>(tokens: impl IntoIterator<Item = &'t str>) -> PointerBuf {
-    PointerBuf::from_tokens(tokens)
+pub fn pointer<'t>(tokens: impl IntoIterator<Item = &'t str>) -> Path {
+    Cow::Owned(PointerBuf::from_tokens(tokens))
 }
 
 /// A pointer written out in the source: `fixed(const { Pointer::from_static("/spec/x") })`
-/// is checked when the program is built and costs one copy when the patch is, where
-/// [`pointer`] escapes token by token into a growing String (a thousand instructions for
-/// `/spec/nodeName`, on the request path).
-pub fn fixed(path: &'static Pointer) -> PointerBuf {
-    path.to_buf()
+/// is checked when the program is built and borrowed as it is, where [`pointer`] escapes
+/// token by token into a growing String (a thousand instructions for `/spec/nodeName`, on the
+/// request path).
+pub fn fixed(path: &'static Pointer) -> Path {
+    Cow::Borrowed(path)
 }
 
-pub fn add(path: PointerBuf, value: impl Into<Json>) -> Op {
+pub fn add(path: Path, value: impl Into<Json>) -> Op {
     Op::Add {
         path,
         value: value.into(),
     }
 }
 
-pub fn replace(path: PointerBuf, value: impl Into<Json>) -> Op {
+pub fn replace(path: Path, value: impl Into<Json>) -> Op {
     Op::Replace {
         path,
         value: value.into(),
     }
 }
 
-pub fn remove(path: PointerBuf) -> Op {
+pub fn remove(path: Path) -> Op {
     Op::Remove { path }
 }
 
