@@ -6,12 +6,14 @@
 # Each case runs ROUNDS short rounds, rules and baseline back to back and taking turns to go
 # first, so a slow spell of the machine falls on both rather than on one side of the ratio
 # (rounds of a few seconds vary by ±10–20% here; the ratio of their means is what is read).
-# Ten rounds: with six, the same binary's ratio moved by 3–4 points from run to run, more than
-# the distances the ratios are read for (a full run takes about 20 minutes).
+# Twenty rounds: single rounds' ratios spread by about 10 points here, so the mean of ten still
+# moved by 3–6 points from run to run on one binary (docs/performance.md, session 9), as much
+# as the distances the ratios are read for; twenty make that about 1.4 times smaller. A full
+# run takes about 40 minutes; ROUNDS=10 halves it for a rougher look.
 # Both log JSON at `info`, as webhook-config/'s Deployment does (a patched or denied review
 # writes one line).
 #
-#   benches/load.sh                 # DURATION=3s ROUNDS=10 CONNECTIONS=32 THREADS=2 RATE=2000
+#   benches/load.sh                 # DURATION=3s ROUNDS=20 CONNECTIONS=32 THREADS=2 RATE=2000
 #   BIN=path/to/storage-admission benches/load.sh   # a binary already built
 #   ONLY=pods benches/load.sh       # only the reviews whose line in CASES contains "pods"
 #
@@ -24,7 +26,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-3s}
-ROUNDS=${ROUNDS:-10}
+ROUNDS=${ROUNDS:-20}
 CONNECTIONS=${CONNECTIONS:-32}
 THREADS=${THREADS:-2}
 RATE=${RATE:-2000}
