@@ -181,6 +181,7 @@ fn body<'a>(
 mod tests {
     use super::*;
     use crate::admission::review;
+    use crate::admission::verdict::Reports;
     use crate::cluster::ClusterIndex;
 
     #[test]
@@ -194,7 +195,7 @@ mod tests {
 
     #[test]
     fn every_dispatch_slice_fits_the_inline_reports() {
-        let inline = super::super::verdict::Reports::new().inline_size();
+        let inline = Reports::new().inline_size();
         for phase in [Phase::Mutating, Phase::Validating] {
             for kind in ResourceKind::ALL {
                 let rules = table::judging(phase, kind).len();

@@ -357,11 +357,10 @@ mod tests {
     use http_body_util::BodyExt as _;
     use serde_json::Value;
     use tower::ServiceExt as _;
+    use tracing_subscriber::layer::SubscriberExt as _;
 
     use super::*;
     use crate::cluster::state_file;
-    use tracing_subscriber::layer::SubscriberExt as _;
-
     use crate::telemetry::{Captured, JsonLines};
 
     /// What the service answers to a request with `content_type` and `body`, in the pods'
