@@ -24,9 +24,11 @@ use crate::json_string::{Escaped, needs_escaping, push_escaped, push_quoted};
 ///
 /// A layer of its own rather than an event format for tracing-subscriber's `fmt` layer: that
 /// layer has the format write into a buffer of its own (through a `dyn fmt::Write`) and then
-/// copies the buffer to the writer, which copies it once more; about 300 instructions a
-/// logged review (`benches/profile.sh`) for a copy nothing needed. Filtering is the
-/// subscriber's (the `EnvFilter` layer beside this one), as it was.
+/// copies the buffer to the writer, which copies it once more, a copy nothing needed (under
+/// 200 instructions a logged review: `benches/profile.sh` could not tell it apart from one
+/// build's inlining against another's). Filtering is the subscriber's (the `EnvFilter` layer
+/// beside this one), as it was. And a line is always one JSON object: the `fmt` layer wrote a
+/// plain-text complaint in place of an event it could not format.
 #[derive(Debug, Clone)]
 pub struct JsonLines<W> {
     writer: W,
@@ -120,7 +122,7 @@ fn render(line: &mut String, event: &Event<'_>) -> fmt::Result {
     event.record(&mut fields);
     fields.result?;
     line.push_str(",\"target\":");
-    write_string(line, meta.target())?;
+    push_quoted(line, meta.target());
     line.push_str("}\n");
     Ok(())
 }
@@ -238,7 +240,10 @@ impl Fields<'_> {
 
 impl Visit for Fields<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.put(field, |out| write_string(out, value));
+        self.put(field, |out| {
+            push_quoted(out, value);
+            Ok(())
+        });
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
         self.put(field, |out| write!(out, "{value}"));
@@ -278,12 +283,6 @@ impl Visit for Fields<'_> {
             Ok(())
         });
     }
-}
-
-/// A JSON string, quoted and escaped.
-fn write_string(out: &mut String, value: &str) -> fmt::Result {
-    push_quoted(out, value);
-    Ok(())
 }
 
 /// RFC 3339 in UTC with microseconds, as tracing-subscriber's default timer writes it. The
