@@ -906,3 +906,115 @@ pub mod policy {
         Policy::parse(&text).unwrap()
     }
 }
+
+/// A view of `base` whose answer to the one-default question is `sole_default` instead: the
+/// rule's two reads of a driver's classes disagreeing, as they do when a class changes between
+/// them — a race that no single index can show.
+pub struct ChangedBetweenReads<'a> {
+    pub base: &'a dyn crate::cluster::ClusterView,
+    pub sole_default: Option<std::sync::Arc<VolumeSnapshotClass>>,
+}
+
+mod changed_between_reads {
+    use std::sync::Arc;
+
+    use super::ChangedBetweenReads;
+    use crate::cluster::{ClusterView, Lookup};
+    use crate::model::{
+        CsiDriver, LabelSelector, Node, NodeConstraint, PersistentVolume, PersistentVolumeClaim,
+        Pod, StorageClass, TopologyRequirement, VolumeGroupSnapshot, VolumeGroupSnapshotClass,
+        VolumeGroupSnapshotContent, VolumeSnapshot, VolumeSnapshotClass, VolumeSnapshotContent,
+    };
+
+    impl ClusterView for ChangedBetweenReads<'_> {
+        fn sole_default_snapshot_class(
+            &self,
+            _driver: &str,
+        ) -> Lookup<Option<Arc<VolumeSnapshotClass>>> {
+            Ok(self.sole_default.clone())
+        }
+        fn snapshot_class(&self, name: &str) -> Lookup<Option<Arc<VolumeSnapshotClass>>> {
+            self.base.snapshot_class(name)
+        }
+        fn snapshot_classes_for_driver(
+            &self,
+            driver: &str,
+        ) -> Lookup<Vec<Arc<VolumeSnapshotClass>>> {
+            self.base.snapshot_classes_for_driver(driver)
+        }
+        fn snapshot(&self, namespace: &str, name: &str) -> Lookup<Option<Arc<VolumeSnapshot>>> {
+            self.base.snapshot(namespace, name)
+        }
+        fn snapshot_content(&self, name: &str) -> Lookup<Option<Arc<VolumeSnapshotContent>>> {
+            self.base.snapshot_content(name)
+        }
+        fn storage_class(&self, name: &str) -> Lookup<Option<Arc<StorageClass>>> {
+            self.base.storage_class(name)
+        }
+        fn default_storage_classes(&self) -> Lookup<Vec<Arc<StorageClass>>> {
+            self.base.default_storage_classes()
+        }
+        fn pvc(&self, namespace: &str, name: &str) -> Lookup<Option<Arc<PersistentVolumeClaim>>> {
+            self.base.pvc(namespace, name)
+        }
+        fn pv(&self, name: &str) -> Lookup<Option<Arc<PersistentVolume>>> {
+            self.base.pv(name)
+        }
+        fn node(&self, name: &str) -> Lookup<Option<Arc<Node>>> {
+            self.base.node(name)
+        }
+        fn node_label_values(&self, key: &str) -> Lookup<Vec<(String, usize)>> {
+            self.base.node_label_values(key)
+        }
+        fn count_nodes_matching_topology(&self, term: &[TopologyRequirement]) -> Lookup<usize> {
+            self.base.count_nodes_matching_topology(term)
+        }
+        fn any_node_satisfies(&self, constraint: &NodeConstraint<'_>) -> Lookup<bool> {
+            self.base.any_node_satisfies(constraint)
+        }
+        fn pvcs_matching(
+            &self,
+            namespace: &str,
+            selector: &LabelSelector,
+        ) -> Lookup<Vec<Arc<PersistentVolumeClaim>>> {
+            self.base.pvcs_matching(namespace, selector)
+        }
+        fn group_snapshot_class(
+            &self,
+            name: &str,
+        ) -> Lookup<Option<Arc<VolumeGroupSnapshotClass>>> {
+            self.base.group_snapshot_class(name)
+        }
+        fn group_snapshot_classes_for_driver(
+            &self,
+            driver: &str,
+        ) -> Lookup<Vec<Arc<VolumeGroupSnapshotClass>>> {
+            self.base.group_snapshot_classes_for_driver(driver)
+        }
+        fn group_snapshot(
+            &self,
+            namespace: &str,
+            name: &str,
+        ) -> Lookup<Option<Arc<VolumeGroupSnapshot>>> {
+            self.base.group_snapshot(namespace, name)
+        }
+        fn group_snapshot_content(
+            &self,
+            name: &str,
+        ) -> Lookup<Option<Arc<VolumeGroupSnapshotContent>>> {
+            self.base.group_snapshot_content(name)
+        }
+        fn pod(&self, namespace: &str, name: &str) -> Lookup<Option<Arc<Pod>>> {
+            self.base.pod(namespace, name)
+        }
+        fn pods_using_claim(&self, namespace: &str, name: &str) -> Lookup<Vec<Arc<Pod>>> {
+            self.base.pods_using_claim(namespace, name)
+        }
+        fn group_members(&self, namespace: &str, group: &str) -> Lookup<Vec<Arc<VolumeSnapshot>>> {
+            self.base.group_members(namespace, group)
+        }
+        fn csi_driver(&self, name: &str) -> Lookup<Option<Arc<CsiDriver>>> {
+            self.base.csi_driver(name)
+        }
+    }
+}

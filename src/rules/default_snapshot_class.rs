@@ -417,6 +417,22 @@ mod tests {
     }
 
     #[test]
+    fn a_default_the_second_read_finds_is_still_set() {
+        // The one-default question answered before the class was marked default; the list,
+        // read after, has it: one default is one default, whichever read saw it. (Taken as
+        // "1 default VolumeSnapshotClasses" by the message path, it would be denied.)
+        let index = demo();
+        let view = crate::testing::ChangedBetweenReads {
+            base: &index,
+            sole_default: None,
+        };
+        let out = run(&view, &from_pvc("disk-pvc"), &Default::default());
+        assert_eq!(patched_class(&out), Some(json!("default-snapclass")));
+        assert!(out.denials.is_empty() && out.warnings.is_empty());
+        assert_eq!(out, run(&index, &from_pvc("disk-pvc"), &Default::default()));
+    }
+
+    #[test]
     fn pv_driver_wins_over_the_class_provisioner() {
         let index = demo();
         // The class now says another driver; the bound PV is the truth.
