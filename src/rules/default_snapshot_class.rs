@@ -232,10 +232,23 @@ pub fn check(
         return Ok(set_class(snap, &chosen.metadata.name, driver, why));
     }
     let classes = view.snapshot_classes_for_driver(driver)?;
-    // The classes may have changed since the question above: one default now is still set.
-    if let Some(chosen) = VolumeSnapshotClass::sole_live_default(&classes) {
-        return Ok(set_class(snap, &chosen.metadata.name, driver, why));
+    Ok(from_class_list(snap, &classes, driver, why, cfg))
+}
+
+/// What the driver's classes decide when the index's one-default question found none: the
+/// classes may have changed since it was asked, so one default now is still set; otherwise
+/// the message names the defaults there are, or the classes.
+fn from_class_list(
+    snap: &VolumeSnapshot,
+    classes: &[Arc<VolumeSnapshotClass>],
+    driver: &str,
+    why: [&str; 6],
+    cfg: &DefaultSnapshotClassConfig,
+) -> Outcome {
+    if let Some(chosen) = VolumeSnapshotClass::sole_live_default(classes) {
+        return set_class(snap, &chosen.metadata.name, driver, why);
     }
+    let snap_name = snap.metadata.qualified();
     let why = why.concat();
     let live: Vec<_> = classes
         .iter()
@@ -247,7 +260,7 @@ pub fn check(
         .map(|c| c.metadata.name.as_str())
         .collect();
 
-    Ok(match defaults.as_slice() {
+    match defaults.as_slice() {
         [] => {
             let others = if live.is_empty() {
                 "it has no VolumeSnapshotClass at all".to_owned()
@@ -280,7 +293,7 @@ pub fn check(
             several.join(", "),
             keys::DEFAULT_SNAPSHOT_CLASS
         )),
-    })
+    }
 }
 
 /// The patch that sets `chosen`, the driver's default class, and its note. Concatenated
@@ -417,19 +430,18 @@ mod tests {
     }
 
     #[test]
-    fn a_default_the_second_read_finds_is_still_set() {
-        // The one-default question answered before the class was marked default; the list,
-        // read after, has it: one default is one default, whichever read saw it. (Taken as
-        // "1 default VolumeSnapshotClasses" by the message path, it would be denied.)
+    fn a_default_the_class_list_shows_is_still_set() {
+        // The index's one-default question can be answered before a class is marked default
+        // and the list read after it: one default is one default, whichever read saw it.
+        // (Taken as "1 default VolumeSnapshotClasses" by the message path, it would be denied.)
         let index = demo();
-        let view = crate::testing::ChangedBetweenReads {
-            base: &index,
-            sole_default: None,
-        };
-        let out = run(&view, &from_pvc("disk-pvc"), &Default::default());
+        let classes = index.snapshot_classes_for_driver(DRIVER).unwrap();
+        let snap = from_pvc("disk-pvc");
+        let why = ["PVC ", "default", "/", "disk-pvc", " is bound to ", "pv-1"];
+        let out = from_class_list(&snap, &classes, DRIVER, why, &Default::default());
         assert_eq!(patched_class(&out), Some(json!("default-snapclass")));
         assert!(out.denials.is_empty() && out.warnings.is_empty());
-        assert_eq!(out, run(&index, &from_pvc("disk-pvc"), &Default::default()));
+        assert_eq!(out, run(&index, &snap, &Default::default()));
     }
 
     #[test]
